@@ -1,0 +1,68 @@
+/* Map styling and the clock, run in the browser.
+ * The choropleth's colours come from the layer's `hideout` ({units: {code: {s: status, v: value, n: name}}}),
+ * so a new indicator or a refresh restyles the same geometry without downloading it again. */
+(function () {
+  "use strict";
+  let latest = {units: {}, colours: {}, unit: "", selected: null};
+
+  function unitStyle(feature, context) {
+    const hideout = (context && context.hideout) || latest;
+    latest = hideout;
+    const entry = hideout.units[feature.properties.code];
+    const status = entry ? entry.s : "nodata";
+    const colour = hideout.colours[status] || "#3a4556";
+    const selected = hideout.selected === feature.properties.code;
+    const style = {
+      color: selected ? "#ffffff" : "#0a111e",
+      weight: selected ? 3 : 1,
+      opacity: 1,
+      fillColor: colour,
+      fillOpacity: status === "normal" ? 0.45 : status === "nodata" ? 0.08 : 0.8,
+    };
+    if (status === "stale") {
+      style.dashArray = "4 3";
+      style.fillOpacity = 0.35;
+    }
+    if (status === "nodata") {
+      style.color = "#56657c";
+    }
+    return style;
+  }
+
+  function hoverStyle() {
+    return {weight: 3, color: "#ffffff"};
+  }
+
+  function bindTooltip(feature, layer) {
+    // Read the newest hideout each time the tooltip opens: values change, the feature does not.
+    layer.bindTooltip(function () {
+      const entry = latest.units[feature.properties.code];
+      const name = entry ? entry.n : feature.properties.name_zh;
+      if (!entry) {
+        return "<b>" + name + "</b>";
+      }
+      return "<b>" + name + "</b><br>" + entry.v + " " + latest.unit + " · " + entry.st;
+    }, {sticky: true, className: "unit-tooltip", direction: "top"});
+  }
+
+  function clock(zone) {
+    const now = new Date();
+    const options = {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false};
+    const dateOptions = {year: "numeric", month: "2-digit", day: "2-digit", weekday: "short"};
+    try {
+      options.timeZone = zone;
+      dateOptions.timeZone = zone;
+      return [
+        new Intl.DateTimeFormat("zh-CN", dateOptions).format(now) + " ",
+        new Intl.DateTimeFormat("zh-CN", options).format(now),
+      ].join("");
+    } catch (error) {
+      return now.toLocaleTimeString();
+    }
+  }
+
+  window.onescreen = Object.assign({}, window.onescreen, {
+    map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip},
+    clock: clock,
+  });
+})();

@@ -1,0 +1,99 @@
+"""What every callback needs: the deployment's settings and catalog, a session, and the viewer's scope.
+
+A callback is a public HTTP endpoint: whatever unit the page sends, the scope is decided here, on the server,
+from the request — never from the page's inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from cityops.catalog import Catalog
+from cityops.db import session_scope
+from cityops.scope import Scope, Viewer, viewer_scope
+from cityops.settings import Settings
+from cityops.storage import indicator_ids
+from cityops.tree import UnitTree, load_tree
+
+CONFIG_KEY = "ONESCREEN"
+
+
+@dataclass(frozen=True)
+class ScreenContext:
+    settings: Settings
+    catalog: Catalog
+    connector_intervals: dict[str, int]  # configured connectors and their schedules, for source health
+
+
+@dataclass(frozen=True)
+class Request:
+    """One callback's view of the world: settings, catalog, session, scope, ids, tree and the time."""
+
+    settings: Settings
+    catalog: Catalog
+    session: Session
+    scope: Scope
+    ids: dict[str, int]
+    tree: UnitTree
+    now: int
+
+    @property
+    def language(self) -> str:
+        return self.settings.language
+
+    def unit_id(self, code: str | None) -> int:
+        """The id of a unit the page asked for, if the viewer may see it; otherwise the scope's root."""
+        unit_id = self.tree.id_by_code.get(code) if code else None
+        if unit_id is None or not self.scope.contains(self.tree, unit_id):
+            return self.scope.root_id
+        return unit_id
+
+
+def screen_context() -> ScreenContext:
+    return current_app.config[CONFIG_KEY]
+
+
+def current_viewer() -> Viewer:
+    """Who is asking. Login arrives with access control; until then everyone is the anonymous viewer."""
+    return Viewer()
+
+
+@contextmanager
+def viewer_request() -> Iterator[Request]:
+    context = screen_context()
+    with session_scope(context.settings.database_url) as session:
+        ids = indicator_ids(session, context.catalog)
+        yield Request(context.settings, context.catalog, session, viewer_scope(session, current_viewer()), ids,
+                      load_tree(session), int(time.time()))
+
+
+@dataclass(frozen=True)
+class View:
+    """The selection, checked against the viewer's scope and resolved to ids."""
+
+    unit_id: int
+    unit_code: str
+    map_parent_id: int   # whose children the map and the children ranking show
+    indicator_key: str
+
+
+def resolve_view(request: Request, selection: dict | None) -> View:
+    selection = selection or {}
+    unit_id = request.unit_id(selection.get("unit"))
+    indicator_key = selection.get("indicator")
+    if indicator_key not in request.catalog:
+        from layouts.page import default_indicator
+
+        indicator_key = default_indicator(request.catalog)
+    has_children = not request.tree.children(unit_id).empty
+    parent = request.tree.frame.at[unit_id, "parent_id"]
+    map_parent = unit_id if has_children or parent is None or parent != parent else int(parent)
+    if not request.scope.contains(request.tree, map_parent):
+        map_parent = unit_id
+    return View(unit_id, str(request.tree.frame.at[unit_id, "code"]), map_parent, indicator_key)

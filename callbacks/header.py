@@ -1,0 +1,60 @@
+"""Header: breadcrumb for the selection, data freshness and source health, and a clock that runs in the
+browser (a clock needs no server round-trip)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from dash import Input, Output, callback, clientside_callback, html
+
+from callbacks.context import resolve_view, screen_context, viewer_request
+from cityops.readings import last_update
+from cityops.sources import source_health
+from layouts.header import breadcrumb, source_summary
+from layouts.ids import HeaderIds, PageIds
+from layouts.text import format_time, t
+
+
+@callback(
+    Output(HeaderIds.BREADCRUMB, "children"),
+    Input(PageIds.SELECTION, "data"),
+)
+def show_breadcrumb(selection):
+    with viewer_request() as request:
+        view = resolve_view(request, selection)
+        names = request.tree.frame["name_zh" if request.language == "zh" else "name_en"]
+        lineage = [unit_id for unit_id in request.tree.lineage(view.unit_id)
+                   if request.scope.contains(request.tree, unit_id)]
+        return breadcrumb([(str(request.tree.frame.at[i, "code"]), str(names.loc[i])) for i in lineage],
+                          view.unit_code)
+
+
+@callback(
+    Output(HeaderIds.LAST_UPDATE, "children"),
+    Output(HeaderIds.SOURCES, "children"),
+    Input(PageIds.REFRESH, "n_intervals"),
+)
+def show_freshness(_tick):
+    intervals = screen_context().connector_intervals
+    with viewer_request() as request:
+        updated = last_update(request.session)
+        health = source_health(request.session, intervals, request.now)
+        language, zone = request.language, request.settings.timezone
+        if updated is None:
+            freshness = [html.Span(t("last_update", language), className="label"), t("never", language)]
+        else:
+            minutes = max(0, (request.now - updated) // 60)
+            ago = (f"{minutes} 分钟前" if language == "zh" else f"{minutes} min ago") if minutes else \
+                ("刚刚" if language == "zh" else "just now")
+            freshness = [html.Span(t("last_update", language), className="label"),
+                         html.Span(format_time(updated, zone, request.now), className="value"),
+                         html.Span(f" · {ago}", className="ago")]
+        return freshness, source_summary(Counter(h.freshness for h in health), language)
+
+
+clientside_callback(
+    "function(_n, zone) { return window.onescreen.clock(zone); }",
+    Output(HeaderIds.CLOCK, "children"),
+    Input(PageIds.CLOCK_TICK, "n_intervals"),
+    Input(PageIds.TIMEZONE, "data"),
+)

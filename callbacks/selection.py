@@ -1,0 +1,74 @@
+"""Selection is one state: map clicks, breadcrumb, ranking rows, bars, KPI cards and the selector all change
+the same store, and every panel reads from it."""
+
+from __future__ import annotations
+
+from dash import ALL, Input, Output, State, callback, ctx, no_update
+
+from callbacks.context import viewer_request
+from layouts.ids import HeaderIds, MapIds, PageIds, RankingIds, crumb_id, kpi_card_id, ranking_row_id
+
+
+def clicked_unit_code(trigger_id, value) -> str | None:
+    """The unit code a click asked for, or None when the event was not a real click.
+
+    Pattern-matched buttons fire once with n_clicks 0 when they are (re)drawn; that is not a click.
+    """
+    if isinstance(trigger_id, dict):
+        if not value:
+            return None
+        return trigger_id.get("code")
+    if trigger_id == MapIds.UNITS:
+        return (value or {}).get("properties", {}).get("code") if isinstance(value, dict) else None
+    if trigger_id == RankingIds.CHILDREN:
+        points = (value or {}).get("points") or []
+        return points[0]["customdata"][0] if points and points[0].get("customdata") else None
+    return None
+
+
+def with_unit(selection: dict | None, code: str) -> dict:
+    return {**(selection or {}), "unit": code}
+
+
+@callback(
+    Output(PageIds.SELECTION, "data"),
+    Input(MapIds.UNITS, "clickData"),
+    Input(crumb_id(ALL), "n_clicks"),
+    Input(ranking_row_id(ALL), "n_clicks"),
+    Input(RankingIds.CHILDREN, "clickData"),
+    State(PageIds.SELECTION, "data"),
+    prevent_initial_call=True,
+)
+def select_unit(_map_click, _crumbs, _rows, _bar_click, selection):
+    code = clicked_unit_code(ctx.triggered_id, ctx.triggered[0]["value"] if ctx.triggered else None)
+    if code is None:
+        return no_update
+    with viewer_request() as request:
+        unit_id = request.tree.id_by_code.get(code)
+        if unit_id is None or not request.scope.contains(request.tree, unit_id):
+            return no_update  # a unit outside the viewer's scope is never selected, whatever the page sent
+    return with_unit(selection, code)
+
+
+@callback(
+    Output(HeaderIds.INDICATOR, "value"),
+    Input(kpi_card_id(ALL), "n_clicks"),
+    prevent_initial_call=True,
+)
+def indicator_from_card(_clicks):
+    if not ctx.triggered or not ctx.triggered[0]["value"] or not isinstance(ctx.triggered_id, dict):
+        return no_update
+    return ctx.triggered_id["indicator"]
+
+
+@callback(
+    Output(PageIds.SELECTION, "data", allow_duplicate=True),
+    Input(HeaderIds.INDICATOR, "value"),
+    State(PageIds.SELECTION, "data"),
+    prevent_initial_call=True,
+)
+def select_indicator(indicator_key, selection):
+    with viewer_request() as request:
+        if indicator_key not in request.catalog:
+            return no_update
+    return {**(selection or {}), "indicator": indicator_key}

@@ -1,0 +1,270 @@
+"""The indicator catalog: what is measured, where, in which unit, how it rolls up and when it is bad.
+
+Loaded from YAML and validated up front: one error names the file, the entry and the fix, and nothing
+half-loads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+
+from cityops.hierarchy import Level
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be used; the message names the file, the entry and what to change."""
+
+
+class RollupRule(StrEnum):
+    SUM = "sum"
+    MEAN = "mean"
+    POPULATION_WEIGHTED_MEAN = "population_weighted_mean"
+    MAX = "max"
+    RATIO = "ratio"  # sum(numerator) / sum(denominator) × scale, at every level
+
+
+class Direction(StrEnum):
+    HIGHER_IS_WORSE = "higher_is_worse"
+    HIGHER_IS_BETTER = "higher_is_better"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warning: float
+    critical: float
+
+
+@dataclass(frozen=True)
+class Indicator:
+    key: str
+    name_zh: str
+    name_en: str
+    unit_of_measure: str
+    level: Level
+    rollup: RollupRule
+    direction: Direction
+    thresholds: dict[Level, Thresholds]
+    interval_seconds: int
+    decimals: int = 0
+    numerator: str | None = None
+    denominator: str | None = None
+    scale: float = 1.0
+    description_zh: str = ""
+    description_en: str = ""
+
+    @property
+    def is_derived(self) -> bool:
+        return self.rollup == RollupRule.RATIO
+
+    def thresholds_at(self, level: Level) -> Thresholds | None:
+        return self.thresholds.get(level)
+
+    def name(self, language: str) -> str:
+        return self.name_zh if language == "zh" else self.name_en
+
+    def measured_at_or_above(self, level: Level) -> bool:
+        """True when a unit at `level` has a value: the measured level itself or an ancestor of it."""
+        return level <= self.level
+
+
+@dataclass(frozen=True)
+class Catalog:
+    indicators: tuple[Indicator, ...]
+    source: Path
+
+    def __iter__(self):
+        return iter(self.indicators)
+
+    def __len__(self) -> int:
+        return len(self.indicators)
+
+    def __getitem__(self, key: str) -> Indicator:
+        for indicator in self.indicators:
+            if indicator.key == key:
+                return indicator
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return any(indicator.key == key for indicator in self.indicators)
+
+    @property
+    def keys(self) -> list[str]:
+        return [indicator.key for indicator in self.indicators]
+
+    def reported(self) -> list[Indicator]:
+        """Indicators that sources report (as opposed to ratios derived from two of them)."""
+        return [indicator for indicator in self.indicators if not indicator.is_derived]
+
+    def derived_from(self, key: str) -> list[Indicator]:
+        return [i for i in self.indicators if i.is_derived and key in (i.numerator, i.denominator)]
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h|hour|hours|d|day|days)\s*$")
+_DURATION_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "hours": 3600,
+                     "d": 86400, "day": 86400, "days": 86400}
+
+
+def parse_duration(text: str | int) -> int:
+    """'5m', '1h', '1d' or a number of seconds → seconds."""
+    if isinstance(text, int) and text > 0:
+        return text
+    match = _DURATION.match(str(text))
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration: write e.g. 5m, 1h or 1d")
+    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+_KEY = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
+_REQUIRED = ("key", "name_zh", "name_en", "unit", "level", "rollup", "direction", "thresholds", "interval")
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: file not found; set ONESCREEN_CATALOG or restore data/indicators.yaml") from None
+    except yaml.YAMLError as error:
+        raise CatalogError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("indicators"), list):
+        raise CatalogError(f"{path}: expected a top-level 'indicators:' list")
+    indicators: list[Indicator] = []
+    seen: set[str] = set()
+    for position, entry in enumerate(document["indicators"], start=1):
+        where = f"{path}: indicator #{position}"
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+            where = f"{path}: indicator '{entry['key']}' (#{position})"
+        indicator = _parse_indicator(entry, where)
+        if indicator.key in seen:
+            raise CatalogError(f"{where}: duplicate key; every indicator key must be unique")
+        seen.add(indicator.key)
+        indicators.append(indicator)
+    catalog = Catalog(tuple(indicators), path)
+    _check_ratio_references(catalog)
+    return catalog
+
+
+def _parse_indicator(entry: object, where: str) -> Indicator:
+    if not isinstance(entry, dict):
+        raise CatalogError(f"{where}: expected a mapping with {', '.join(_REQUIRED)}")
+    missing = [name for name in _REQUIRED if name not in entry]
+    if missing:
+        raise CatalogError(f"{where}: missing {', '.join(missing)}")
+    known = set(_REQUIRED) | {"decimals", "numerator", "denominator", "scale", "description_zh", "description_en"}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise CatalogError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    key = entry["key"]
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise CatalogError(f"{where}: key {key!r} must be lower_snake_case letters, digits and _")
+    for name in ("name_zh", "name_en"):
+        if not isinstance(entry[name], str) or not entry[name].strip():
+            raise CatalogError(f"{where}: {name} must be a non-empty text")
+    try:
+        level = Level.parse(entry["level"])
+    except ValueError as error:
+        raise CatalogError(f"{where}: level: {error}") from None
+    if level == Level.CITY:
+        raise CatalogError(f"{where}: level city has nothing to roll up from; use district, street or community")
+    rollup = _choice(RollupRule, entry["rollup"], where, "rollup")
+    direction = _choice(Direction, entry["direction"], where, "direction")
+    try:
+        interval = parse_duration(entry["interval"])
+    except ValueError as error:
+        raise CatalogError(f"{where}: interval: {error}") from None
+    thresholds = _parse_thresholds(entry["thresholds"], level, rollup, direction, where)
+    numerator, denominator = entry.get("numerator"), entry.get("denominator")
+    if rollup == RollupRule.RATIO and not (numerator and denominator):
+        raise CatalogError(f"{where}: rollup ratio needs 'numerator' and 'denominator' indicator keys")
+    if rollup != RollupRule.RATIO and (numerator or denominator):
+        raise CatalogError(f"{where}: 'numerator'/'denominator' only apply to rollup: ratio")
+    decimals = entry.get("decimals", 0)
+    if not isinstance(decimals, int) or not 0 <= decimals <= 4:
+        raise CatalogError(f"{where}: decimals must be a whole number from 0 to 4")
+    scale = entry.get("scale", 1.0)
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise CatalogError(f"{where}: scale must be a positive number (100 turns a ratio into a percentage)")
+    return Indicator(
+        key=key, name_zh=entry["name_zh"].strip(), name_en=entry["name_en"].strip(),
+        unit_of_measure=str(entry["unit"]), level=level, rollup=rollup, direction=direction,
+        thresholds=thresholds, interval_seconds=interval, decimals=decimals,
+        numerator=numerator, denominator=denominator, scale=float(scale),
+        description_zh=str(entry.get("description_zh", "")), description_en=str(entry.get("description_en", "")),
+    )
+
+
+def _choice(enum, value, where: str, field_name: str):
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise CatalogError(f"{where}: {field_name} {value!r} is not one of: {allowed}") from None
+
+
+def _parse_thresholds(raw, level: Level, rollup: RollupRule, direction: Direction, where: str):
+    """Either one {warning, critical} pair for every level, or one pair per level for extensive measures.
+
+    A sum grows with the area it covers, so a single pair cannot be right for a community and a district:
+    sums must give a pair for each level from the measured one up to the city.
+    """
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: thresholds must be a mapping")
+    levels = [lv for lv in Level if lv <= level]
+    if "warning" in raw or "critical" in raw:
+        if rollup == RollupRule.SUM:
+            names = ", ".join(lv.name.lower() for lv in levels)
+            raise CatalogError(f"{where}: a sum grows with the area it covers; give thresholds per level ({names})")
+        pair = _threshold_pair(raw, direction, f"{where}: thresholds")
+        return {lv: pair for lv in levels}
+    result: dict[Level, Thresholds] = {}
+    for name, pair in raw.items():
+        try:
+            lv = Level.parse(name)
+        except ValueError as error:
+            raise CatalogError(f"{where}: thresholds: {error}") from None
+        if lv > level:
+            raise CatalogError(f"{where}: thresholds for {name} but the indicator is measured at {level.name.lower()}")
+        result[lv] = _threshold_pair(pair, direction, f"{where}: thresholds.{name}")
+    absent = [lv.name.lower() for lv in levels if lv not in result]
+    if absent:
+        raise CatalogError(f"{where}: thresholds missing for level(s) {', '.join(absent)}")
+    return result
+
+
+def _threshold_pair(raw, direction: Direction, where: str) -> Thresholds:
+    if not isinstance(raw, dict) or set(raw) != {"warning", "critical"}:
+        raise CatalogError(f"{where}: give exactly 'warning' and 'critical'")
+    warning, critical = raw["warning"], raw["critical"]
+    for name, value in (("warning", warning), ("critical", critical)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise CatalogError(f"{where}: {name} must be a number, got {value!r}")
+    if direction == Direction.HIGHER_IS_WORSE and not warning < critical:
+        raise CatalogError(f"{where}: higher is worse, so warning ({warning}) must be below critical ({critical})")
+    if direction == Direction.HIGHER_IS_BETTER and not warning > critical:
+        raise CatalogError(f"{where}: higher is better, so warning ({warning}) must be above critical ({critical})")
+    return Thresholds(float(warning), float(critical))
+
+
+def _check_ratio_references(catalog: Catalog) -> None:
+    for indicator in catalog:
+        if not indicator.is_derived:
+            continue
+        where = f"{catalog.source}: indicator '{indicator.key}'"
+        for role in ("numerator", "denominator"):
+            ref = getattr(indicator, role)
+            if ref not in catalog:
+                raise CatalogError(f"{where}: {role} '{ref}' is not an indicator in this catalog")
+            other = catalog[ref]
+            if other.is_derived:
+                raise CatalogError(f"{where}: {role} '{ref}' is itself a ratio; use reported indicators")
+            if other.level != indicator.level:
+                raise CatalogError(f"{where}: {role} '{ref}' is measured at {other.level.name.lower()}, "
+                                   f"the ratio at {indicator.level.name.lower()}; they must match")
+            if other.rollup != RollupRule.SUM:
+                raise CatalogError(f"{where}: {role} '{ref}' rolls up by {other.rollup}; a ratio of sums needs sums")

@@ -1,0 +1,165 @@
+"""The relational schema. Alembic (migrations/) owns its evolution; these classes describe it.
+
+Times are stored as integer epoch seconds (UTC): compact, index-friendly and free of driver time-zone quirks.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, SmallInteger, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Unit(Base):
+    """An administrative unit. `lft`/`rgt` are nested-set bounds, so a subtree is one integer range."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+    level: Mapped[int] = mapped_column(SmallInteger, index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    population: Mapped[int] = mapped_column(Integer, default=0)
+    lft: Mapped[int] = mapped_column(Integer, index=True)
+    rgt: Mapped[int] = mapped_column(Integer)
+    # Centroid for labels and bounding box for fitting the map and placing points later.
+    center_lon: Mapped[float] = mapped_column(Float)
+    center_lat: Mapped[float] = mapped_column(Float)
+    min_lon: Mapped[float] = mapped_column(Float)
+    min_lat: Mapped[float] = mapped_column(Float)
+    max_lon: Mapped[float] = mapped_column(Float)
+    max_lat: Mapped[float] = mapped_column(Float)
+    geometry: Mapped[str] = mapped_column(Text)  # GeoJSON geometry, full precision
+    geometry_simplified: Mapped[str] = mapped_column(Text)  # GeoJSON geometry for the map
+
+
+class Indicator(Base):
+    """Catalog keys mapped to small ids; the catalog YAML stays the source of truth for everything else."""
+
+    __tablename__ = "indicators"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(120))
+    name_en: Mapped[str] = mapped_column(String(120))
+    unit_of_measure: Mapped[str] = mapped_column(String(32))
+
+
+class Observation(Base):
+    """Reported history, one row per (unit, indicator, observed_at); re-ingesting upserts."""
+
+    __tablename__ = "observations"
+
+    unit_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    observed_at: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        # Roll-ups read one indicator over a time window across all units.
+        Index("ix_observations_indicator_time", "indicator_id", "observed_at"),
+        {"sqlite_with_rowid": False},
+    )
+
+
+class CurrentValue(Base):
+    """The latest reported value per (unit, indicator), maintained on ingest so the screen never scans history."""
+
+    __tablename__ = "current_values"
+
+    unit_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    observed_at: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_current_values_indicator", "indicator_id", "unit_id"), {"sqlite_with_rowid": False})
+
+
+class RollupHistory(Base):
+    """An indicator rolled up to a unit for one time bucket (bucket_start, bucket_start + interval)."""
+
+    __tablename__ = "rollup_history"
+
+    unit_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    reported: Mapped[int] = mapped_column(Integer)
+    expected: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class RollupBacklog(Base):
+    """Time buckets whose roll-ups must be recomputed, written in the same transaction as the observations.
+
+    Roll-ups are derived data: queuing the work with the data means a crash between the two is repaired by
+    the next run, and a backfill computes each bucket once instead of once per batch.
+    """
+
+    __tablename__ = "rollup_backlog"
+
+    indicator_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
+class CurrentRollup(Base):
+    """The live roll-up per (unit, indicator): children's latest values within the expected interval."""
+
+    __tablename__ = "current_rollups"
+
+    unit_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    as_of: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Float)
+    reported: Mapped[int] = mapped_column(Integer)
+    expected: Mapped[int] = mapped_column(Integer)
+    latest_observed_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_current_rollups_indicator", "indicator_id", "unit_id"), {"sqlite_with_rowid": False})
+
+
+class ConnectorRun(Base):
+    __tablename__ = "connector_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connector: Mapped[str] = mapped_column(String(64), index=True)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))  # running / ok / partial / failed
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    error_family: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class ConnectorCursor(Base):
+    """The high-water mark of each connector, advanced only after its records are committed."""
+
+    __tablename__ = "connector_cursors"
+
+    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class QuarantinedRecord(Base):
+    """A record that failed validation, kept with its reason and raw form so nothing fetched is lost."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, index=True)
+    connector: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,231 @@
+"""What the screen asks of the data: current readings, trends and rankings, always within a viewer's scope.
+
+A unit's current value comes from the snapshot tables, never from history: the reported snapshot at the level
+an indicator is measured at, the live roll-up above it (and at every level for ratios).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from cityops.catalog import Catalog, Indicator
+from cityops.hierarchy import Level
+from cityops.models import ConnectorRun, CurrentRollup, CurrentValue, Observation, RollupHistory, Unit
+from cityops.scope import Scope
+from cityops.status import Status, severity, status_of
+from cityops.tree import load_tree
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One number as the screen shows it, with everything needed to trust it."""
+
+    indicator: str
+    value: float | None
+    observed_at: int | None      # when the newest contributing value was observed
+    status: Status
+    reported: int | None = None  # completeness of a roll-up: N of M leaves reported within the interval
+    expected: int | None = None
+    previous: float | None = None
+    measured: bool = True        # False when the indicator is not measured at or above this unit's level
+
+    @property
+    def change(self) -> float | None:
+        if self.value is None or self.previous is None:
+            return None
+        return self.value - self.previous
+
+
+def source_of(indicator: Indicator, level: Level) -> str | None:
+    """'reported', 'rollup' or None (not measured at this level)."""
+    if level > indicator.level:
+        return None
+    if level == indicator.level and not indicator.is_derived:
+        return "reported"
+    return "rollup"
+
+
+def current_frame(session: Session, scope: Scope, indicator: Indicator, indicator_id: int,
+                  unit_ids: list[int], level: Level, now: int) -> pd.DataFrame:
+    """Current value, time, completeness and status for units of one level (all within scope)."""
+    columns = ["unit_id", "value", "observed_at", "reported", "expected", "status"]
+    source = source_of(indicator, level)
+    if source is None or not unit_ids:
+        return pd.DataFrame(columns=columns)
+    if source == "reported":
+        rows = session.execute(
+            select(CurrentValue.unit_id, CurrentValue.value, CurrentValue.observed_at)
+            .join(Unit, Unit.id == CurrentValue.unit_id)
+            .where(CurrentValue.indicator_id == indicator_id, CurrentValue.unit_id.in_(unit_ids), scope.clause())
+        ).all()
+        frame = pd.DataFrame(rows, columns=["unit_id", "value", "observed_at"])
+        frame["reported"], frame["expected"] = 1, 1
+    else:
+        rows = session.execute(
+            select(CurrentRollup.unit_id, CurrentRollup.value, CurrentRollup.latest_observed_at,
+                   CurrentRollup.reported, CurrentRollup.expected, CurrentRollup.as_of)
+            .join(Unit, Unit.id == CurrentRollup.unit_id)
+            .where(CurrentRollup.indicator_id == indicator_id, CurrentRollup.unit_id.in_(unit_ids), scope.clause())
+        ).all()
+        frame = pd.DataFrame(rows, columns=["unit_id", "value", "observed_at", "reported", "expected", "as_of"])
+        # A roll-up is as fresh as the newest value in it, and only while someone reported in the interval.
+        frame.loc[frame["reported"] == 0, "value"] = None
+        frame = frame.drop(columns="as_of")
+    thresholds = indicator.thresholds_at(level)
+    frame["status"] = [
+        status_of(None if pd.isna(v) else float(v), None if pd.isna(t) else int(t), now,
+                  indicator.interval_seconds, thresholds, indicator.direction).value
+        for v, t in zip(frame["value"], frame["observed_at"])
+    ]
+    return frame[columns]
+
+
+def children_readings(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
+                      indicator_key: str, now: int) -> pd.DataFrame:
+    """The selected unit's children with their current reading: what the map and ranking draw."""
+    tree = load_tree(session)
+    scope.require(tree, unit_id)
+    indicator = catalog[indicator_key]
+    children = tree.children(unit_id)
+    children = children[[scope.contains_bounds(int(lft)) for lft in children["lft"]]]
+    level = Level(int(tree.frame.at[unit_id, "level"]) + 1) if not children.empty else None
+    base = children[["code", "name_zh", "name_en", "level", "population"]].rename_axis("unit_id").reset_index()
+    if level is None:
+        return base.assign(value=None, observed_at=None, reported=None, expected=None, status=Status.NO_DATA.value)
+    frame = current_frame(session, scope, indicator, ids[indicator_key], base["unit_id"].tolist(), level, now)
+    merged = base.merge(frame, on="unit_id", how="left")
+    merged["status"] = merged["status"].fillna(Status.NO_DATA.value)
+    return merged
+
+
+def unit_readings(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
+                  now: int) -> dict[str, Reading]:
+    """Every indicator's reading for one unit, with the previous period's value for the change."""
+    tree = load_tree(session)
+    scope.require(tree, unit_id)
+    level = Level(int(tree.frame.at[unit_id, "level"]))
+    readings: dict[str, Reading] = {}
+    for indicator in catalog:
+        if source_of(indicator, level) is None:
+            readings[indicator.key] = Reading(indicator.key, None, None, Status.NO_DATA, measured=False)
+            continue
+        frame = current_frame(session, scope, indicator, ids[indicator.key], [unit_id], level, now)
+        if frame.empty:
+            readings[indicator.key] = Reading(indicator.key, None, None, Status.NO_DATA)
+            continue
+        row = frame.iloc[0]
+        value = None if pd.isna(row["value"]) else float(row["value"])
+        observed_at = None if pd.isna(row["observed_at"]) else int(row["observed_at"])
+        readings[indicator.key] = Reading(
+            indicator.key, value, observed_at, Status(row["status"]),
+            reported=int(row["reported"]), expected=int(row["expected"]),
+            previous=_previous_value(session, indicator, ids[indicator.key], unit_id, level, observed_at))
+    return readings
+
+
+def _previous_value(session, indicator: Indicator, indicator_id: int, unit_id: int, level: Level,
+                    observed_at: int | None) -> float | None:
+    """The value one interval before the current one: what 'change vs previous period' compares with."""
+    if observed_at is None:
+        return None
+    before = observed_at - indicator.interval_seconds
+    if source_of(indicator, level) == "reported":
+        return session.scalar(
+            select(Observation.value).where(
+                Observation.unit_id == unit_id, Observation.indicator_id == indicator_id,
+                Observation.observed_at <= before).order_by(Observation.observed_at.desc()).limit(1))
+    return session.scalar(
+        select(RollupHistory.value).where(
+            RollupHistory.unit_id == unit_id, RollupHistory.indicator_id == indicator_id,
+            RollupHistory.bucket_start <= before)
+        .order_by(RollupHistory.bucket_start.desc()).limit(1))
+
+
+def trend(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
+          indicator_key: str, since: int, until: int) -> pd.DataFrame:
+    """Time series (time, value, reported, expected) of one unit and indicator, oldest first."""
+    tree = load_tree(session)
+    scope.require(tree, unit_id)
+    indicator = catalog[indicator_key]
+    level = Level(int(tree.frame.at[unit_id, "level"]))
+    source = source_of(indicator, level)
+    if source is None:
+        return pd.DataFrame(columns=["time", "value", "reported", "expected"])
+    if source == "reported":
+        rows = session.execute(
+            select(Observation.observed_at, Observation.value).where(
+                Observation.unit_id == unit_id, Observation.indicator_id == ids[indicator_key],
+                Observation.observed_at.between(since, until)).order_by(Observation.observed_at)).all()
+        frame = pd.DataFrame(rows, columns=["time", "value"])
+        return frame.assign(reported=1, expected=1)
+    rows = session.execute(
+        select(RollupHistory.bucket_start, RollupHistory.value, RollupHistory.reported, RollupHistory.expected)
+        .where(RollupHistory.unit_id == unit_id, RollupHistory.indicator_id == ids[indicator_key],
+               RollupHistory.bucket_start.between(since - indicator.interval_seconds, until))
+        .order_by(RollupHistory.bucket_start)).all()
+    return pd.DataFrame(rows, columns=["time", "value", "reported", "expected"])
+
+
+def sparklines(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
+               since: int) -> dict[str, list[float | None]]:
+    """Recent values of every indicator for one unit in two queries, for the KPI cards' sparklines."""
+    tree = load_tree(session)
+    scope.require(tree, unit_id)
+    level = Level(int(tree.frame.at[unit_id, "level"]))
+    key_by_id = {ident: key for key, ident in ids.items()}
+    reported_ids = [ids[i.key] for i in catalog if source_of(i, level) == "reported"]
+    rollup_ids = [ids[i.key] for i in catalog if source_of(i, level) == "rollup"]
+    series: dict[str, list] = {key: [] for key in catalog.keys}
+    if reported_ids:
+        for ident, value in session.execute(
+                select(Observation.indicator_id, Observation.value).where(
+                    Observation.unit_id == unit_id, Observation.indicator_id.in_(reported_ids),
+                    Observation.observed_at >= since).order_by(Observation.observed_at)):
+            series[key_by_id[ident]].append(value)
+    if rollup_ids:
+        for ident, value in session.execute(
+                select(RollupHistory.indicator_id, RollupHistory.value).where(
+                    RollupHistory.unit_id == unit_id, RollupHistory.indicator_id.in_(rollup_ids),
+                    RollupHistory.bucket_start >= since).order_by(RollupHistory.bucket_start)):
+            series[key_by_id[ident]].append(value)
+    return series
+
+
+def units_over_threshold(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
+                         indicator_key: str, now: int, limit: int = 50) -> pd.DataFrame:
+    """Units below the selected one (every level down to where it is measured) now in warning or critical,
+    worst first."""
+    tree = load_tree(session)
+    scope.require(tree, unit_id)
+    indicator = catalog[indicator_key]
+    root = tree.frame.loc[unit_id]
+    inside = tree.frame[(tree.frame["lft"] > root["lft"]) & (tree.frame["rgt"] < root["rgt"])]
+    inside = inside[[scope.contains_bounds(int(lft)) for lft in inside["lft"]]]
+    frames = []
+    for level_value, group in inside.groupby("level"):
+        level = Level(int(level_value))
+        frame = current_frame(session, scope, indicator, ids[indicator_key], group.index.tolist(), level, now)
+        frame = frame[frame["status"].isin([Status.WARNING.value, Status.CRITICAL.value])]
+        if frame.empty:
+            continue
+        thresholds = indicator.thresholds_at(level)
+        frame = frame.assign(level=int(level),
+                             severity=[severity(float(v), thresholds, indicator.direction) for v in frame["value"]])
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["unit_id", "code", "name_zh", "name_en", "level", "value", "observed_at",
+                                     "status", "severity", "reported", "expected"])
+    ranked = pd.concat(frames, ignore_index=True)
+    ranked = ranked.join(tree.frame[["code", "name_zh", "name_en"]], on="unit_id")
+    ranked = ranked.sort_values(["severity", "level"], ascending=[False, True]).head(limit)
+    return ranked.reset_index(drop=True)
+
+
+def last_update(session: Session) -> int | None:
+    """When data last arrived from any source (the end of the newest run that stored something)."""
+    return session.scalar(select(func.max(ConnectorRun.finished_at)).where(
+        and_(ConnectorRun.status.in_(["ok", "partial"]))))

@@ -1,0 +1,239 @@
+"""Roll-ups: a parent's value from its leaves' values by the indicator's rule, with completeness.
+
+`aggregate` is pure (DataFrames in, DataFrame out) so every rule is tested without a database;
+`refresh_rollups` applies it after an ingest, only to the indicators and time buckets that changed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import and_, delete, select
+from sqlalchemy.orm import Session
+
+from cityops.catalog import Catalog, Indicator, RollupRule
+from cityops.models import CurrentRollup, CurrentValue, Observation, RollupBacklog, RollupHistory
+from cityops.status import STALE_GRACE
+from cityops.storage import _dialect_insert, fetch_frame
+from cityops.tree import UnitTree
+
+
+def aggregate(values: pd.DataFrame, membership: pd.DataFrame, rule: RollupRule, scale: float = 1.0,
+              by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Roll leaf values up to every ancestor.
+
+    values: one row per leaf (and per `by` group, e.g. a time bucket) with `leaf_id` and `value`;
+            population-weighted means need `weight`; ratios need `numerator` and `denominator` instead.
+    membership: (leaf_id, ancestor_id) pairs.
+    Returns ancestor_id, *by, value, reported (leaves that contributed).
+    """
+    columns = ["ancestor_id", *by, "value", "reported"]
+    if values.empty:
+        return pd.DataFrame(columns=columns)
+    joined = values.merge(membership, on="leaf_id", how="inner")
+    if rule == RollupRule.RATIO:
+        joined = joined.dropna(subset=["numerator", "denominator"])
+    else:
+        joined = joined.dropna(subset=["value"])
+    keys = ["ancestor_id", *by]
+    grouped = joined.groupby(keys, sort=False)
+    reported = grouped.size().rename("reported")
+    if rule == RollupRule.SUM:
+        value = grouped["value"].sum()
+    elif rule == RollupRule.MEAN:
+        value = grouped["value"].mean()
+    elif rule == RollupRule.MAX:
+        value = grouped["value"].max()
+    elif rule == RollupRule.POPULATION_WEIGHTED_MEAN:
+        joined = joined.assign(weighted=joined["value"] * joined["weight"])
+        sums = joined.groupby(keys, sort=False)[["weighted", "weight", "value"]].sum()
+        # A group whose units all have population 0 falls back to the plain mean rather than 0/0.
+        plain = joined.groupby(keys, sort=False)["value"].mean()
+        value = (sums["weighted"] / sums["weight"].replace(0, np.nan)).fillna(plain)
+    elif rule == RollupRule.RATIO:
+        sums = grouped[["numerator", "denominator"]].sum()
+        value = sums["numerator"] / sums["denominator"].replace(0, np.nan) * scale
+    else:  # pragma: no cover - the catalog validates rules
+        raise ValueError(f"unknown roll-up rule {rule}")
+    result = pd.concat([value.rename("value"), reported], axis=1).reset_index()
+    return result[columns]
+
+
+def bucket_start(observed_at: int, interval_seconds: int, utc_offset_seconds: int = 0) -> int:
+    """The start of the interval bucket holding a time; buckets of a day or more start at local midnight."""
+    offset = utc_offset_seconds if interval_seconds >= 86400 else 0
+    return (observed_at + offset) // interval_seconds * interval_seconds - offset
+
+
+def dependents(catalog: Catalog, touched_keys) -> list[Indicator]:
+    """The touched indicators and the ratios derived from them: everything whose roll-up may change."""
+    result: dict[str, Indicator] = {}
+    for key in touched_keys:
+        indicator = catalog[key]
+        result[key] = indicator
+        for derived in catalog.derived_from(key):
+            result[derived.key] = derived
+    return list(result.values())
+
+
+def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str, int], tree: UnitTree,
+                    touched: dict[str, set[int]], now: int, utc_offset_seconds: int = 0) -> int:
+    """Recompute roll-ups for the time buckets that `touched` (key → observed_at values) fell into.
+
+    Returns the number of roll-up rows written. The caller commits.
+    """
+    written = 0
+    for indicator in dependents(catalog, touched):
+        sources = [indicator.numerator, indicator.denominator] if indicator.is_derived else [indicator.key]
+        times = set().union(*(touched.get(key, set()) for key in sources))
+        if not times:
+            continue
+        buckets = sorted({bucket_start(t, indicator.interval_seconds, utc_offset_seconds) for t in times})
+        written += _refresh_history(session, indicator, indicator_ids, tree, buckets, utc_offset_seconds)
+        if max(times) > now - indicator.interval_seconds * STALE_GRACE:
+            written += _refresh_current(session, indicator, indicator_ids, tree, now)
+    return written
+
+
+def queue_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str, int],
+                  touched: dict[str, set[int]], utc_offset_seconds: int = 0) -> None:
+    """Record which buckets new observations fell into; `process_backlog` computes them later."""
+    rows = {(indicator_ids[key], bucket_start(t, catalog[key].interval_seconds, utc_offset_seconds))
+            for key, times in touched.items() for t in times}
+    if not rows:
+        return
+    statement = _dialect_insert(session, RollupBacklog.__table__).on_conflict_do_nothing()
+    session.execute(statement, [{"indicator_id": i, "bucket_start": b} for i, b in sorted(rows)])
+
+
+def process_backlog(session: Session, catalog: Catalog, indicator_ids: dict[str, int], tree: UnitTree,
+                    now: int, utc_offset_seconds: int = 0) -> int:
+    """Compute every queued bucket's roll-ups and clear the queue, in the caller's transaction."""
+    key_by_id = {ident: key for key, ident in indicator_ids.items()}
+    queued = session.execute(select(RollupBacklog.indicator_id, RollupBacklog.bucket_start)).all()
+    if not queued:
+        return 0
+    touched: dict[str, set[int]] = defaultdict(set)
+    for ident, start in queued:
+        key = key_by_id.get(ident)
+        if key is None or key not in catalog:
+            continue  # an indicator removed from the catalog: nothing to roll up any more
+        # Both ends of the bucket, so a derived indicator with another interval sees every bucket it overlaps.
+        touched[key].update((start, start + catalog[key].interval_seconds - 1))
+    written = refresh_rollups(session, catalog, indicator_ids, tree, touched, now, utc_offset_seconds)
+    session.execute(delete(RollupBacklog))
+    return written
+
+
+def _leaf_frame(indicator: Indicator, tree: UnitTree) -> tuple[pd.DataFrame, pd.Series]:
+    membership = tree.membership(indicator.level, include_self=indicator.is_derived)
+    expected = membership.groupby("ancestor_id").size().rename("expected")
+    return membership, expected
+
+
+def _contiguous_runs(buckets: list[int], step: int) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for start in buckets:
+        if runs and start <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], start + step)
+        else:
+            runs.append((start, start + step))
+    return runs
+
+
+def _read_window(session: Session, indicator_id: int, start: int, end: int) -> pd.DataFrame:
+    return fetch_frame(session, select(Observation.unit_id, Observation.observed_at, Observation.value).where(
+        and_(Observation.indicator_id == indicator_id, Observation.observed_at >= start,
+             Observation.observed_at < end)), ["leaf_id", "observed_at", "value"])
+
+
+def _latest_per_bucket(frame: pd.DataFrame, interval: int, offset: int) -> pd.DataFrame:
+    if frame.empty:
+        return frame.assign(bucket_start=pd.Series(dtype="int64"))
+    local = offset if interval >= 86400 else 0
+    frame = frame.assign(bucket_start=(frame["observed_at"] + local) // interval * interval - local)
+    frame = frame.sort_values("observed_at").drop_duplicates(["leaf_id", "bucket_start"], keep="last")
+    return frame.drop(columns="observed_at")
+
+
+def _leaf_values(session: Session, indicator: Indicator, ids: dict[str, int], tree: UnitTree,
+                 reader) -> pd.DataFrame:
+    """Leaf values in the shape `aggregate` expects, from `reader(indicator_id) -> DataFrame`."""
+    if indicator.is_derived:
+        numerator = reader(ids[indicator.numerator]).rename(columns={"value": "numerator"})
+        denominator = reader(ids[indicator.denominator]).rename(columns={"value": "denominator"})
+        keys = ["leaf_id", *(["bucket_start"] if "bucket_start" in numerator else [])]
+        merged = numerator.merge(denominator, on=keys, how="inner", suffixes=("", "_denominator"))
+        if "observed_at" in merged:
+            # The pair is only as fresh as its older part.
+            merged["observed_at"] = merged[["observed_at", "observed_at_denominator"]].min(axis=1)
+            merged = merged.drop(columns="observed_at_denominator")
+        return merged
+    frame = reader(ids[indicator.key])
+    if indicator.rollup == RollupRule.POPULATION_WEIGHTED_MEAN:
+        frame = frame.assign(weight=tree.frame["population"].reindex(frame["leaf_id"]).to_numpy(dtype=float))
+    return frame
+
+
+def _refresh_history(session, indicator, ids, tree, buckets, offset) -> int:
+    membership, expected = _leaf_frame(indicator, tree)
+    step = indicator.interval_seconds
+    written = 0
+    for start, end in _contiguous_runs(buckets, step):
+        values = _leaf_values(session, indicator, ids, tree,
+                              lambda ident: _latest_per_bucket(_read_window(session, ident, start, end), step, offset))
+        rolled = aggregate(values, membership, indicator.rollup, indicator.scale, by=("bucket_start",))
+        if rolled.empty:
+            continue
+        rolled = rolled.merge(expected, left_on="ancestor_id", right_index=True)
+        rows = [
+            {"unit_id": int(a), "indicator_id": ids[indicator.key], "bucket_start": int(b),
+             "value": None if pd.isna(v) else float(v), "reported": int(r), "expected": int(e)}
+            for a, b, v, r, e in rolled[["ancestor_id", "bucket_start", "value", "reported", "expected"]]
+            .itertuples(index=False)
+        ]
+        table = RollupHistory.__table__
+        statement = _dialect_insert(session, table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["unit_id", "indicator_id", "bucket_start"],
+            set_={"value": statement.excluded.value, "reported": statement.excluded.reported,
+                  "expected": statement.excluded.expected})
+        session.execute(statement, rows)
+        written += len(rows)
+    return written
+
+
+def _read_current(session: Session, indicator_id: int) -> pd.DataFrame:
+    return fetch_frame(session, select(CurrentValue.unit_id, CurrentValue.observed_at, CurrentValue.value)
+                       .where(CurrentValue.indicator_id == indicator_id), ["leaf_id", "observed_at", "value"])
+
+
+def _refresh_current(session, indicator, ids, tree, now: int) -> int:
+    """The live roll-up: each leaf's latest value counts while it is within its expected interval."""
+    membership, expected = _leaf_frame(indicator, tree)
+    fresh_after = now - indicator.interval_seconds * STALE_GRACE
+    everything = _leaf_values(session, indicator, ids, tree, lambda ident: _read_current(session, ident))
+    latest = everything.merge(membership, on="leaf_id").groupby("ancestor_id")["observed_at"].max()
+    fresh = everything[everything["observed_at"] > fresh_after].drop(columns="observed_at")
+    rolled = aggregate(fresh, membership, indicator.rollup, indicator.scale).set_index("ancestor_id")
+    frame = expected.to_frame().join(rolled, how="left").join(latest.rename("latest"), how="left")
+    rows = [
+        {"unit_id": int(unit_id), "indicator_id": ids[indicator.key], "as_of": now,
+         "value": None if pd.isna(value) else float(value),
+         "reported": 0 if pd.isna(reported) else int(reported), "expected": int(count),
+         "latest_observed_at": None if pd.isna(last) else int(last)}
+        for unit_id, count, value, reported, last in frame[["expected", "value", "reported", "latest"]]
+        .itertuples(index=True)
+    ]
+    table = CurrentRollup.__table__
+    statement = _dialect_insert(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["unit_id", "indicator_id"],
+        set_={name: getattr(statement.excluded, name)
+              for name in ("as_of", "value", "reported", "expected", "latest_observed_at")},
+        where=table.c.as_of <= statement.excluded.as_of,
+    )
+    session.execute(statement, rows)
+    return len(rows)

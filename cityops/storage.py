@@ -1,0 +1,117 @@
+"""Writing observations and reading them back, always through the viewer's scope.
+
+Upserts are idempotent on (unit, indicator, observed_at); the current-value snapshot moves forward only, so
+late or replayed records never hide a newer value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import Table, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from cityops.catalog import Catalog
+from cityops.models import Indicator
+
+
+def _dialect_insert(session: Session, table: Table):
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"upsert is implemented for SQLite and PostgreSQL, not {name}")
+
+
+def sync_indicators(session: Session, catalog: Catalog) -> dict[str, int]:
+    """Give every catalog key a stable small id (existing ids are kept; names follow the catalog)."""
+    existing = {key: ident for ident, key in session.execute(select(Indicator.id, Indicator.key))}
+    next_id = max(existing.values(), default=0) + 1
+    for indicator in catalog:
+        values = {"name_zh": indicator.name_zh, "name_en": indicator.name_en,
+                  "unit_of_measure": indicator.unit_of_measure}
+        if indicator.key in existing:
+            session.query(Indicator).filter(Indicator.key == indicator.key).update(values)
+        else:
+            session.execute(insert(Indicator).values(id=next_id, key=indicator.key, **values))
+            existing[indicator.key] = next_id
+            next_id += 1
+    return {key: existing[key] for key in catalog.keys}
+
+
+def indicator_ids(session: Session, catalog: Catalog) -> dict[str, int]:
+    """Catalog key → id, registering keys the database has not seen yet (a catalog edited since start-up)."""
+    known = dict(session.execute(select(Indicator.key, Indicator.id)).tuples().all())
+    if any(key not in known for key in catalog.keys):
+        return sync_indicators(session, catalog)
+    return known
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    written: int      # inserted or changed
+    unchanged: int    # already stored with the same value: a duplicate delivery
+
+
+# Ingest is the hot path (millions of rows on a backfill), so these two statements go to the driver as plain
+# SQL with positional parameters: SQLAlchemy's per-row parameter processing would cost more than the insert.
+# The ON CONFLICT form is shared by SQLite (3.24+) and PostgreSQL.
+_UPSERT_OBSERVATION = (
+    "INSERT INTO observations (unit_id, indicator_id, observed_at, value, run_id) VALUES ({p}, {p}, {p}, {p}, {p}) "
+    "ON CONFLICT (unit_id, indicator_id, observed_at) DO UPDATE SET value = excluded.value, run_id = excluded.run_id "
+    # Skipping identical rows makes a replay a no-op and lets rowcount count real changes only.
+    "WHERE observations.value <> excluded.value"
+)
+_ADVANCE_CURRENT = (
+    "INSERT INTO current_values (unit_id, indicator_id, observed_at, value, run_id) VALUES ({p}, {p}, {p}, {p}, {p}) "
+    "ON CONFLICT (unit_id, indicator_id) DO UPDATE SET value = excluded.value, observed_at = excluded.observed_at, "
+    "run_id = excluded.run_id WHERE current_values.observed_at <= excluded.observed_at"
+)
+
+
+def _placeholder(session: Session) -> str:
+    return "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+
+
+def upsert_observations(session: Session, rows: list[dict]) -> UpsertResult:
+    """Upsert rows {unit_id, indicator_id, observed_at, value, run_id}; the caller commits.
+
+    Rows must be unique on the key within one call (the runner de-duplicates a batch first).
+    """
+    if not rows:
+        return UpsertResult(0, 0)
+    placeholder = _placeholder(session)
+    connection = session.connection()
+    values = [(r["unit_id"], r["indicator_id"], r["observed_at"], r["value"], r.get("run_id")) for r in rows]
+    written = connection.exec_driver_sql(_UPSERT_OBSERVATION.format(p=placeholder), values).rowcount
+    latest: dict[tuple[int, int], tuple] = {}
+    for row in values:
+        held = latest.get(row[:2])
+        if held is None or row[2] >= held[2]:
+            latest[row[:2]] = row
+    connection.exec_driver_sql(_ADVANCE_CURRENT.format(p=placeholder), list(latest.values()))
+    return UpsertResult(written, len(rows) - written)
+
+
+def fetch_frame(session: Session, statement, columns: list[str]) -> pd.DataFrame:
+    """Run a SELECT and return its rows as a DataFrame.
+
+    Roll-ups read a million rows per indicator on a backfill; SQLAlchemy's Row objects would triple the cost,
+    so the compiled statement runs on the driver's own cursor and pandas takes its plain tuples.
+    """
+    compiled = statement.compile(dialect=session.get_bind().dialect)
+    params = compiled.construct_params()
+    if compiled.positiontup is not None:
+        params = [params[name] for name in compiled.positiontup]
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if not rows:
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in columns})
+    return pd.DataFrame.from_records(rows, columns=columns)

@@ -1,0 +1,91 @@
+"""The unit tree held in memory: 6,000 rows load in milliseconds and answer ancestry without SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cityops.hierarchy import Level
+from cityops.models import Unit
+
+
+@dataclass(frozen=True)
+class UnitTree:
+    """Every unit's id, code, names, level, parent, population and nested-set bounds, indexed by id."""
+
+    frame: pd.DataFrame  # index: id; columns: code, name_zh, name_en, level, parent_id, population, lft, rgt, ...
+
+    @cached_property
+    def id_by_code(self) -> dict[str, int]:
+        return dict(zip(self.frame["code"], self.frame.index))
+
+    def unit(self, unit_id: int) -> pd.Series:
+        return self.frame.loc[unit_id]
+
+    def children(self, unit_id: int) -> pd.DataFrame:
+        return self.frame[self.frame["parent_id"] == unit_id]
+
+    def at_level(self, level: Level) -> pd.DataFrame:
+        return self.frame[self.frame["level"] == int(level)]
+
+    def lineage(self, unit_id: int) -> list[int]:
+        """The ids from the root down to this unit."""
+        chain = [unit_id]
+        parents = self.frame["parent_id"]
+        while True:
+            parent = parents.loc[chain[-1]]
+            if pd.isna(parent):
+                return chain[::-1]
+            chain.append(int(parent))
+
+    @cached_property
+    def root_id(self) -> int:
+        return int(self.frame.index[self.frame["parent_id"].isna()][0])
+
+    def membership(self, leaf_level: Level, include_self: bool) -> pd.DataFrame:
+        """Pairs (leaf_id, ancestor_id) for every unit at `leaf_level` and each of its ancestors.
+
+        Roll-ups group leaves by ancestor straight from the leaves, so means and ratios are exact at every
+        level (a mean of means would not be).
+        """
+        leaves = self.at_level(leaf_level).index.to_numpy()
+        pairs = []
+        current = pd.Series(leaves, index=leaves)
+        if include_self:
+            pairs.append(pd.DataFrame({"leaf_id": leaves, "ancestor_id": leaves}))
+        parents = self.frame["parent_id"]
+        while True:
+            current = parents.reindex(current.to_numpy()).set_axis(current.index).dropna().astype("int64")
+            if current.empty:
+                break
+            pairs.append(pd.DataFrame({"leaf_id": current.index.to_numpy(), "ancestor_id": current.to_numpy()}))
+        return pd.concat(pairs, ignore_index=True)
+
+    def leaf_counts(self, leaf_level: Level, include_self: bool) -> pd.Series:
+        """How many units at `leaf_level` sit under each ancestor: the M of 'N of M reported'."""
+        return self.membership(leaf_level, include_self).groupby("ancestor_id").size()
+
+
+_COLUMNS = (Unit.id, Unit.code, Unit.name_zh, Unit.name_en, Unit.level, Unit.parent_id, Unit.population,
+            Unit.lft, Unit.rgt, Unit.center_lon, Unit.center_lat, Unit.min_lon, Unit.min_lat, Unit.max_lon,
+            Unit.max_lat)
+_cache: dict[tuple, UnitTree] = {}
+
+
+def load_tree(session: Session) -> UnitTree:
+    """The unit tree, re-read only when the units table changed (an import in another process counts)."""
+    fingerprint = session.execute(select(func.count(Unit.id), func.max(Unit.id), func.sum(Unit.rgt))).one()
+    key = (str(session.get_bind().url), *fingerprint)
+    tree = _cache.get(key)
+    if tree is None:
+        rows = session.execute(select(*_COLUMNS)).all()
+        frame = pd.DataFrame(rows, columns=[c.key for c in _COLUMNS]).set_index("id")
+        frame["parent_id"] = frame["parent_id"].astype("Int64")
+        tree = UnitTree(frame)
+        _cache.clear()
+        _cache[key] = tree
+    return tree

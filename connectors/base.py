@@ -1,0 +1,152 @@
+"""The connector contract: a small plugin that says what it needs, whether it is healthy, and yields records.
+
+A connector holds no state of its own. The runner owns the cursor, validation, storage and the run record;
+a connector only knows how to talk to its source.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Iterator
+
+from cityops.catalog import Catalog
+from cityops.tree import UnitTree
+
+
+@dataclass(frozen=True)
+class Record:
+    """One reported value. `observed_at` may be an aware datetime, an ISO-8601 text or epoch seconds."""
+
+    unit_code: str
+    indicator: str
+    observed_at: datetime | str | int | float
+    value: Any
+    raw: Any = None  # the record as the source sent it, kept for quarantine and replay
+
+
+class ConnectorError(Exception):
+    family: ClassVar[str] = "fatal"
+
+
+class FatalError(ConnectorError):
+    """Configuration or authentication is wrong: retrying will not help, an operator must act."""
+
+    family = "fatal"
+
+
+class RetriableError(ConnectorError):
+    """The source is slow, busy or failing right now (timeout, 429, 5xx): back off and try again."""
+
+    family = "retriable"
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    name: str
+    type: type
+    required: bool = False
+    default: Any = None
+    secret: bool = False  # secrets come from the environment variable named in the YAML, never the YAML itself
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    healthy: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """Reference data a connector may read: the catalog and the unit tree (never the database session)."""
+
+    catalog: Catalog
+    tree: UnitTree
+    now: float
+    timezone: str = "Asia/Shanghai"
+    extra: dict = field(default_factory=dict)
+
+
+class Connector(ABC):
+    type_name: ClassVar[str]
+    config_schema: ClassVar[tuple[ConfigField, ...]] = ()
+    # True when fetch() yields records in non-decreasing cursor order, so the runner may commit the cursor
+    # batch by batch; otherwise the cursor moves only when the whole run has been committed.
+    ordered: ClassVar[bool] = False
+
+    def __init__(self, name: str, config: dict, context: ConnectorContext):
+        self.name = name
+        self.config = config
+        self.context = context
+
+    @abstractmethod
+    def check(self) -> Health:
+        """Whether the source can be reached and read now, and if not, why."""
+
+    @abstractmethod
+    def fetch(self, since: str | None) -> Iterator[Record]:
+        """Lazily yield records whose cursor is at or after `since` (None: from the configured start).
+
+        Re-delivering a record is harmless (storage upserts), so `since` is inclusive.
+        """
+
+    def cursor_of(self, record: Record, observed_at: int) -> str:
+        """The cursor value a committed record advances to; by default its observation time."""
+        return str(observed_at)
+
+
+REGISTRY: dict[str, type[Connector]] = {}
+
+
+def register(cls: type[Connector]) -> type[Connector]:
+    """Class decorator: make a connector type available by its `type_name` in connectors.yaml."""
+    if cls.type_name in REGISTRY and REGISTRY[cls.type_name] is not cls:
+        raise ValueError(f"connector type {cls.type_name!r} registered twice")
+    REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def resolve_config(schema: tuple[ConfigField, ...], raw: dict, where: str) -> dict:
+    """Validate an instance's `config:` against the type's schema; read secrets from the environment."""
+    from connectors.config import ConnectorConfigError
+
+    known = {f.name for f in schema} | {f"{f.name}_env" for f in schema if f.secret}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConnectorConfigError(f"{where}: unknown config field(s) {', '.join(unknown)}; "
+                                   f"allowed: {', '.join(sorted(known)) or 'none'}")
+    resolved: dict = {}
+    for spec in schema:
+        if spec.secret:
+            if spec.name in raw:
+                raise ConnectorConfigError(
+                    f"{where}: {spec.name} is a secret and must not be written in the file; "
+                    f"put it in an environment variable and give its name as {spec.name}_env")
+            env_name = raw.get(f"{spec.name}_env")
+            value = os.environ.get(env_name) if env_name else None
+            if spec.required and value is None:
+                raise ConnectorConfigError(
+                    f"{where}: secret {spec.name} missing: set {spec.name}_env to the name of an environment "
+                    f"variable{f' (now {env_name!r}, which is not set)' if env_name else ''}")
+            resolved[spec.name] = value
+            continue
+        if spec.name not in raw:
+            if spec.required:
+                raise ConnectorConfigError(f"{where}: config field {spec.name} is required ({spec.help})")
+            resolved[spec.name] = spec.default
+            continue
+        value = raw[spec.name]
+        if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
+            raise ConnectorConfigError(f"{where}: config field {spec.name} must be {spec.type.__name__}, "
+                                       f"got {value!r}")
+        resolved[spec.name] = value
+    return resolved

@@ -1,0 +1,183 @@
+"""The runner: everything around a connector's fetch() that must be the same for every source.
+
+For one run it: records the start; reads the cursor; streams the connector's records through validation;
+commits good rows (upsert), quarantines bad ones with their reason, refreshes the roll-ups they touch and
+advances the cursor — all in one transaction per batch, so a crash loses nothing and duplicates nothing;
+and closes the run record with its counts and status. A failure ends only this connector's run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from cityops.catalog import Catalog
+from cityops.db import session_scope
+from cityops.models import ConnectorCursor, ConnectorRun, QuarantinedRecord
+from cityops.rollup import process_backlog, queue_rollups
+from cityops.storage import _dialect_insert, sync_indicators, upsert_observations
+from cityops.tree import load_tree
+from connectors.base import REGISTRY, Connector, ConnectorContext, ConnectorError, Record
+from connectors.config import ConnectorInstance
+from connectors.validation import Rejected, Validator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    connector: str
+    status: str
+    fetched: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    error_family: str | None = None
+    error_message: str | None = None
+    seconds: float = 0.0
+
+
+def utc_offset_seconds(zone_name: str, at: float) -> int:
+    from zoneinfo import ZoneInfo
+
+    offset = datetime.fromtimestamp(at, ZoneInfo(zone_name)).utcoffset()
+    return int(offset.total_seconds()) if offset else 0
+
+
+def build_connector(instance: ConnectorInstance, context: ConnectorContext) -> Connector:
+    return REGISTRY[instance.type](instance.name, instance.config, context)
+
+
+def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
+                  now: float | None = None, since: str | None = None, batch_size: int = 50_000,
+                  progress=None) -> RunSummary:
+    """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts."""
+    now = time.time() if now is None else now
+    started = time.perf_counter()
+    with session_scope(database_url) as session:
+        ids = sync_indicators(session, catalog)
+        tree = load_tree(session)
+        run_id = session.execute(insert(ConnectorRun).values(
+            connector=instance.name, started_at=int(now), status="running")).inserted_primary_key[0]
+        stored_cursor = session.scalar(select(ConnectorCursor.cursor).where(ConnectorCursor.connector == instance.name))
+    summary = RunSummary(run_id, instance.name, "running")
+    context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone)
+    validator = Validator.build(catalog, ids, tree, instance.levels, timezone, int(now))
+    offset = utc_offset_seconds(timezone, now)
+    connector = build_connector(instance, context)
+    batch = _Batch()
+    try:
+        for record in connector.fetch(since if since is not None else stored_cursor):
+            summary.fetched += 1
+            try:
+                row = validator.validate(record)
+            except Rejected as reason:
+                batch.quarantine.append(_quarantine_row(run_id, instance.name, str(reason), record, int(now)))
+            else:
+                row["run_id"] = run_id
+                batch.add(row, connector.cursor_of(record, row["observed_at"]))
+            if batch.size >= batch_size:
+                _commit(database_url, batch, summary, catalog, ids, offset, instance.name, advance=connector.ordered)
+                batch = _Batch(cursor=batch.cursor)
+                if progress:
+                    progress(summary)
+        _commit(database_url, batch, summary, catalog, ids, offset, instance.name, advance=True)
+        summary.status = "partial" if summary.rejected else "ok"
+    except ConnectorError as error:
+        summary.status, summary.error_family, summary.error_message = "failed", error.family, str(error)
+        log.warning("connector %s failed (%s): %s", instance.name, error.family, error)
+    except Exception as error:  # a bug or an unexpected source failure must not take down the scheduler
+        summary.status, summary.error_family = "failed", "unexpected"
+        summary.error_message = f"{type(error).__name__}: {error}"
+        log.exception("connector %s failed unexpectedly", instance.name)
+    try:
+        # Also after a failure: batches committed before it still need their roll-ups.
+        with session_scope(database_url) as session:
+            process_backlog(session, catalog, ids, tree, int(now), offset)
+    except Exception:
+        log.exception("roll-ups after connector %s failed; they are retried after its next run", instance.name)
+    if summary.status == "failed" and summary.accepted:
+        summary.status = "partial"  # what was committed before the failure stays committed
+    summary.seconds = time.perf_counter() - started
+    with session_scope(database_url) as session:
+        session.execute(update(ConnectorRun).where(ConnectorRun.id == run_id).values(
+            finished_at=int(time.time()), status=summary.status, fetched=summary.fetched,
+            accepted=summary.accepted, rejected=summary.rejected, duplicates=summary.duplicates,
+            error_family=summary.error_family, error_message=summary.error_message))
+    if progress:
+        progress(summary)
+    return summary
+
+
+class _Batch:
+    def __init__(self, cursor: str | None = None):
+        self.rows: dict[tuple[int, int, int], dict] = {}
+        self.quarantine: list[dict] = []
+        self.cursor = cursor
+        self.duplicates_within = 0
+
+    def add(self, row: dict, cursor: str) -> None:
+        key = (row["unit_id"], row["indicator_id"], row["observed_at"])
+        if key in self.rows:
+            self.duplicates_within += 1  # the last delivery of a key wins, as it would across runs
+        self.rows[key] = row
+        if self.cursor is None or _cursor_key(cursor) > _cursor_key(self.cursor):
+            self.cursor = cursor
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + len(self.quarantine)
+
+
+def _cursor_key(cursor: str):
+    try:
+        return (0, float(cursor), "")
+    except ValueError:
+        return (1, 0.0, cursor)
+
+
+def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offset, name, advance: bool) -> None:
+    """One transaction: rows, quarantine, roll-ups and (when safe) the cursor move together."""
+    if not batch.rows and not batch.quarantine:
+        return
+    key_by_id = {ident: key for key, ident in ids.items()}
+    with session_scope(database_url) as session:
+        rows = list(batch.rows.values())
+        result = upsert_observations(session, rows)
+        if batch.quarantine:
+            session.execute(insert(QuarantinedRecord), batch.quarantine)
+        touched: dict[str, set[int]] = defaultdict(set)
+        for row in rows:
+            touched[key_by_id[row["indicator_id"]]].add(row["observed_at"])
+        queue_rollups(session, catalog, ids, touched, offset)
+        if advance and batch.cursor is not None:
+            _save_cursor(session, name, batch.cursor, int(time.time()))
+    summary.accepted += result.written
+    summary.duplicates += result.unchanged + batch.duplicates_within
+    summary.rejected += len(batch.quarantine)
+
+
+def _save_cursor(session: Session, name: str, cursor: str, now: int) -> None:
+    table = ConnectorCursor.__table__
+    statement = _dialect_insert(session, table).values(connector=name, cursor=cursor, updated_at=now)
+    session.execute(statement.on_conflict_do_update(index_elements=["connector"],
+                                                    set_={"cursor": cursor, "updated_at": now}))
+
+
+def _quarantine_row(run_id: int, connector: str, reason: str, record: Record, now: int) -> dict:
+    raw = record.raw if record.raw is not None else {
+        "unit_code": record.unit_code, "indicator": record.indicator,
+        "observed_at": str(record.observed_at), "value": record.value}
+    try:
+        text = json.dumps(raw, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = repr(raw)
+    return {"run_id": run_id, "connector": connector, "reason": reason, "raw": text, "created_at": now}

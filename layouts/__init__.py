@@ -1,0 +1,1 @@
+"""Pure builders of the screen's components. Nothing here reads data; callbacks pass it in."""

@@ -1,0 +1,54 @@
+"""Every component id of the screen, declared once; layouts and callbacks both import from here."""
+
+from enum import StrEnum
+
+
+class PageIds(StrEnum):
+    SELECTION = "selection"        # dcc.Store: {"unit": code, "indicator": key}
+    REFRESH = "refresh-interval"   # dcc.Interval driving data refresh
+    CLOCK_TICK = "clock-tick"      # dcc.Interval driving the clock only (clientside)
+    TIMEZONE = "city-timezone"     # dcc.Store: the city's IANA zone, for the browser-side clock
+
+
+class HeaderIds(StrEnum):
+    CLOCK = "header-clock"
+    LAST_UPDATE = "header-last-update"
+    SOURCES = "header-sources"
+    BREADCRUMB = "header-breadcrumb"
+    INDICATOR = "header-indicator"
+
+
+class MapIds(StrEnum):
+    MAP = "map"
+    UNITS = "map-units"
+    LEGEND = "map-legend"
+    TITLE = "map-title"
+
+
+class KpiIds(StrEnum):
+    PANEL = "kpi-panel"
+    HEADING = "kpi-heading"
+
+
+class TrendIds(StrEnum):
+    GRAPH = "trend-graph"
+    TITLE = "trend-title"
+
+
+class RankingIds(StrEnum):
+    OVER_THRESHOLD = "ranking-over-threshold"
+    OVER_TITLE = "ranking-over-title"
+    CHILDREN = "ranking-children"
+    CHILDREN_TITLE = "ranking-children-title"
+
+
+def crumb_id(code: str) -> dict:
+    return {"type": "breadcrumb-crumb", "code": code}
+
+
+def kpi_card_id(indicator_key: str) -> dict:
+    return {"type": "kpi-card", "indicator": indicator_key}
+
+
+def ranking_row_id(code: str) -> dict:
+    return {"type": "ranking-row", "code": code}

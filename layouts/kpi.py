@@ -1,0 +1,79 @@
+"""KPI cards: one per indicator for the selected unit — value with its unit, change, sparkline, freshness."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from dash import html
+
+from cityops.catalog import Direction, Indicator
+from cityops.hierarchy import Level
+from cityops.readings import Reading
+from cityops.status import Status
+from layouts.ids import kpi_card_id
+from layouts.text import format_time, format_value, level_name, t
+from layouts.theme import STATUS_COLOURS
+
+
+# Below this share of units reporting, the completeness is highlighted: a roll-up missing 1% is still sound.
+COMPLETE_ENOUGH = 0.95
+
+
+def sparkline_svg(values: list[float | None], colour: str, width: int = 120, height: int = 28) -> str:
+    """A tiny inline SVG as a data URI: no chart library, no extra request, nothing that animates."""
+    points = [v for v in values if v is not None]
+    if len(points) < 2:
+        return ""
+    low, high = min(points), max(points)
+    span = (high - low) or 1.0
+    step = width / (len(points) - 1)
+    path = " ".join(f"{i * step:.1f},{height - 2 - (v - low) / span * (height - 4):.1f}" for i, v in enumerate(points))
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+           f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" stroke-linejoin="round" points="{path}"/></svg>')
+    return "data:image/svg+xml;charset=utf-8," + quote(svg)
+
+
+def change_badge(indicator: Indicator, reading: Reading, language: str) -> html.Span:
+    change = reading.change
+    if change is None:
+        return html.Span("", className="kpi-change")
+    if abs(change) < 10 ** -indicator.decimals / 2:
+        return html.Span(f"= {t('vs_previous', language)}", className="kpi-change change-flat")
+    worse = (change > 0) == (indicator.direction == Direction.HIGHER_IS_WORSE)
+    arrow = "▲" if change > 0 else "▼"
+    return html.Span(f"{arrow} {format_value(abs(change), indicator.decimals)} {t('vs_previous', language)}",
+                     className=f"kpi-change {'change-worse' if worse else 'change-better'}")
+
+
+def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, language: str, zone: str,
+             now: int, selected: bool) -> html.Div:
+    status = reading.status
+    classes = f"kpi-card status-{status.value}" + (" selected" if selected else "")
+    name = html.Div(indicator.name(language), className="kpi-name", title=indicator.name(language))
+    if not reading.measured:
+        return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes + " not-measured", children=[
+            name, html.Div(t("not_measured", language, level=level_name(level, language)), className="kpi-meta")])
+    if reading.value is None:
+        note = (t("no_data_since", language, time=format_time(reading.observed_at, zone, now))
+                if reading.observed_at else t("no_data", language))
+        value_line = html.Div(note, className="kpi-value kpi-missing")
+    else:
+        value_line = html.Div(className="kpi-value", children=[
+            html.Span(format_value(reading.value, indicator.decimals), className="kpi-number"),
+            html.Span(indicator.unit_of_measure, className="kpi-unit"),
+        ])
+    meta = [html.Span(t("as_of", language, time=format_time(reading.observed_at, zone, now)), className="kpi-asof")]
+    if reading.expected and reading.expected > 1:
+        meta.append(html.Span(t("reported", language, n=f"{reading.reported:,}", m=f"{reading.expected:,}"),
+                              className="kpi-completeness"
+                              + (" incomplete" if reading.reported < reading.expected * COMPLETE_ENOUGH else "")))
+    spark_src = sparkline_svg(spark, STATUS_COLOURS[status if status != Status.NO_DATA else Status.STALE])
+    return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes, role="button",
+                    title=indicator.description_zh if language == "zh" else indicator.description_en, children=[
+        name, value_line,
+        html.Div(className="kpi-trendline", children=[
+            change_badge(indicator, reading, language),
+            html.Img(src=spark_src, className="kpi-spark", alt="") if spark_src else None,
+        ]),
+        html.Div(meta, className="kpi-meta"),
+    ])

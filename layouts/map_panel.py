@@ -1,0 +1,67 @@
+"""The choropleth: children of the selected unit coloured by the selected indicator's status.
+
+Geometry arrives by URL (cacheable, fetched once per drill level); colours arrive in `hideout` and are
+applied by a JavaScript style function (assets/map.js), so switching indicators sends no geometry.
+"""
+
+from __future__ import annotations
+
+from dash import html
+
+from cityops.catalog import Direction, Indicator
+from cityops.hierarchy import Level
+from cityops.status import Status
+from layouts.text import format_value, status_text, t
+from layouts.theme import STATUS_COLOURS
+
+STYLE = {"variable": "onescreen.map.unitStyle"}
+HOVER_STYLE = {"variable": "onescreen.map.hoverStyle"}
+ON_EACH_FEATURE = {"variable": "onescreen.map.bindTooltip"}
+
+
+def geometry_url(unit_code: str) -> str:
+    return f"/geo/{unit_code}/children.geojson"
+
+
+def empty_hideout() -> dict:
+    return {"colours": {s.value: c for s, c in STATUS_COLOURS.items()}, "units": {}, "selected": None,
+            "unit": "", "language": "zh"}
+
+
+def map_hideout(children, indicator: Indicator, selected_code: str | None, language: str) -> dict:
+    """Per-unit status and display text, keyed by code: all the style and tooltip functions need."""
+    units = {}
+    for row in children.itertuples(index=False):
+        value = None if row.value is None or row.value != row.value else float(row.value)
+        name = row.name_zh if language == "zh" else row.name_en
+        units[row.code] = {"s": row.status, "v": format_value(value, indicator.decimals), "n": name,
+                           "st": status_text(row.status, language)}
+    hideout = empty_hideout()
+    hideout.update(units=units, selected=selected_code, unit=indicator.unit_of_measure, language=language)
+    return hideout
+
+
+def legend(indicator: Indicator, level: Level | None, language: str) -> list:
+    """Threshold bands for the level on the map, then stale and no data: the same five states everywhere."""
+    thresholds = indicator.thresholds_at(level) if level is not None else None
+    rows = []
+    if thresholds:
+        unit = indicator.unit_of_measure
+        w = format_value(thresholds.warning, indicator.decimals)
+        c = format_value(thresholds.critical, indicator.decimals)
+        worse = indicator.direction == Direction.HIGHER_IS_WORSE
+        bands = [
+            (Status.CRITICAL, f"{'≥' if worse else '≤'} {c} {unit}"),
+            (Status.WARNING, f"{w}–{c} {unit}"),
+            (Status.NORMAL, f"{'<' if worse else '>'} {w} {unit}"),
+        ]
+    else:
+        bands = [(Status.NORMAL, "")]
+    bands += [(Status.STALE, ""), (Status.NO_DATA, "")]
+    for status, band in bands:
+        rows.append(html.Div(className=f"legend-row legend-{status.value}", children=[
+            html.Span(className=f"legend-swatch swatch-{status.value}"),
+            html.Span(status_text(status, language), className="legend-state"),
+            html.Span(band, className="legend-band"),
+        ]))
+    return [html.Div(t("legend_title", language), className="legend-title"), *rows]

@@ -1,0 +1,56 @@
+"""Rankings: the units over threshold (worst first) and the selected unit's children by value."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import html
+
+from cityops.catalog import Direction, Indicator
+from cityops.hierarchy import Level
+from layouts.ids import ranking_row_id
+from layouts.text import format_time, format_value, level_name, status_text, t
+from layouts.theme import STATUS_COLOURS, plotly_layout
+
+
+def over_threshold_rows(ranked: pd.DataFrame, indicator: Indicator, language: str, zone: str, now: int) -> list:
+    if ranked.empty:
+        return [html.Div(t("none_over", language), className="empty-note")]
+    rows = []
+    for row in ranked.itertuples(index=False):
+        name = row.name_zh if language == "zh" else row.name_en
+        rows.append(html.Div(id=ranking_row_id(row.code), n_clicks=0, role="button",
+                             className=f"rank-row status-{row.status}", children=[
+            html.Span(className=f"status-dot dot-{row.status}"),
+            html.Span(className="rank-name", children=[
+                html.Span(name), html.Span(level_name(Level(row.level), language), className="rank-level")]),
+            html.Span(className="rank-value", children=[
+                html.Span(format_value(float(row.value), indicator.decimals), className="rank-number"),
+                html.Span(indicator.unit_of_measure, className="rank-unit")]),
+            html.Span(f"{status_text(row.status, language)} · {format_time(row.observed_at, zone, now)}",
+                      className="rank-meta"),
+        ]))
+    return rows
+
+
+def children_bar_figure(children: pd.DataFrame, indicator: Indicator, language: str) -> go.Figure:
+    """Horizontal bars, worst at the top, each in its status colour; clicking a bar drills into it."""
+    frame = children.dropna(subset=["value"]).copy()
+    descending = indicator.direction == Direction.HIGHER_IS_WORSE
+    frame = frame.sort_values("value", ascending=not descending)
+    names = frame["name_zh" if language == "zh" else "name_en"].tolist()
+    figure = go.Figure(go.Bar(
+        x=frame["value"].astype(float), y=names, orientation="h", customdata=frame[["code"]].to_numpy(),
+        marker=dict(color=[STATUS_COLOURS[s] for s in frame["status"]]),
+        hovertemplate="%{y}: <b>%{x:,." + str(indicator.decimals) + "f}</b> " + indicator.unit_of_measure
+        + "<extra></extra>"))
+    figure.update_layout(**plotly_layout(
+        margin=dict(l=8, r=12, t=4, b=24),
+        yaxis=dict(autorange="reversed", automargin=True, gridcolor="rgba(0,0,0,0)"),
+        xaxis=dict(gridcolor="#1e2a3f", zeroline=False), bargap=0.25, uirevision=indicator.key))
+    return figure
+
+
+def children_title(indicator: Indicator, level: Level | None, language: str) -> str:
+    level_label = level_name(level, language, plural=True) if level is not None else ""
+    return t("children_ranked", language, indicator=indicator.name(language), level=level_label)

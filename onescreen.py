@@ -1,0 +1,294 @@
+"""The `onescreen` command: set up, load boundaries, run connectors and serve the screen.
+
+    python onescreen.py --help
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cityops.settings import Settings, SettingsError
+
+log = logging.getLogger("onescreen")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _catalog(settings: Settings):
+    from cityops.catalog import CatalogError, load_catalog
+
+    try:
+        return load_catalog(settings.catalog_path)
+    except CatalogError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _instances(settings: Settings):
+    import connectors  # noqa: F401  (registers the built-in types)
+    from connectors.config import ConnectorConfigError, load_connectors
+
+    try:
+        return load_connectors(settings.connectors_path)
+    except ConnectorConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _instance(settings: Settings, name: str):
+    for instance in _instances(settings):
+        if instance.name == name:
+            return instance
+    names = ", ".join(i.name for i in _instances(settings))
+    raise click.ClickException(f"no connector named {name!r} in {settings.connectors_path}; configured: {names}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def cli(verbose: bool) -> None:
+    """OneScreen: the city-operations command-center screen.
+
+    Settings come from environment variables (DATABASE_URL, ONESCREEN_*); see README.md.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command("init-db")
+def init_db() -> None:
+    """Create or upgrade the database schema (Alembic) and register the indicator catalog."""
+    settings = _settings()
+    from cityops.db import migrate, session_scope
+    from cityops.storage import sync_indicators
+
+    migrate(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        ids = sync_indicators(session, _catalog(settings))
+    click.echo(f"schema up to date; {len(ids)} indicators registered")
+
+
+@cli.command("seed-demo")
+@click.option("--seed", type=int, default=None, help="Random seed (default ONESCREEN_DEMO_SEED or 2026).")
+@click.option("--force", is_flag=True, help="Replace existing units.")
+def seed_demo(seed: int | None, force: bool) -> None:
+    """Generate the demo city (16 districts, ~210 streets, ~6,000 communities) and load it."""
+    settings = _settings()
+    loaded = load_demo_city(settings, seed=seed, force=force)
+    click.echo(f"demo city loaded: {loaded} units" if loaded else "units already loaded (use --force to replace)")
+
+
+def load_demo_city(settings: Settings, seed: int | None = None, force: bool = False) -> int:
+    from cityops.boundaries import has_units, replace_units
+    from cityops.db import migrate, session_scope
+    from cityops.demo_city import generate_city
+
+    migrate(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        if has_units(session) and not force:
+            return 0
+    click.echo("generating the demo city …")
+    records = generate_city(settings.demo_seed if seed is None else seed, progress=True)
+    with session_scope(settings.database_url) as session:
+        return replace_units(session, records)
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--code-field", default="code", show_default=True, help="Property holding the unit code.")
+@click.option("--name-field", default="name", show_default=True, help="Property holding the Chinese name.")
+@click.option("--name-en-field", default="name_en", show_default=True, help="Property holding the English name.")
+@click.option("--parent-field", default=None, help="Property holding the parent code (default: derived from "
+              "6/9/12-digit statistical codes).")
+@click.option("--level-field", default=None, help="Property holding the level (city/district/street/community).")
+@click.option("--population-field", default="population", show_default=True)
+@click.option("--city-code", default=None, help="Code of the city when the file has no city feature.")
+def import_command(paths, code_field, name_field, name_en_field, parent_field, level_field, population_field,
+                   city_code) -> None:
+    """Load a city's administrative boundaries from GeoJSON, all or nothing."""
+    settings = _settings()
+    from cityops.boundary_import import BoundaryImportError, FieldMap, import_boundaries
+
+    fields = FieldMap(code=code_field, name_zh=name_field, name_en=name_en_field, parent=parent_field,
+                      level=level_field, population=population_field)
+    try:
+        counts = import_boundaries(settings.database_url, list(paths), fields, city_code=city_code,
+                                   city_name_zh=settings.city_name_zh, city_name_en=settings.city_name_en,
+                                   progress=True)
+    except BoundaryImportError as error:
+        raise click.ClickException(f"nothing was loaded:\n{error}") from None
+    click.echo("loaded " + ", ".join(f"{count} {level}" for level, count in counts.items()))
+
+
+@cli.command("connectors")
+def list_connectors() -> None:
+    """List configured connectors with their health and last run."""
+    settings = _settings()
+    from sqlalchemy import select
+
+    from cityops.db import migrate, session_scope
+    from cityops.models import ConnectorRun
+
+    migrate(settings.database_url)
+    for instance in _instances(settings):
+        health = _check(settings, instance)
+        with session_scope(settings.database_url) as session:
+            last = session.execute(select(ConnectorRun).where(ConnectorRun.connector == instance.name)
+                                   .order_by(ConnectorRun.id.desc()).limit(1)).scalar_one_or_none()
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last.started_at)) if last else "never"
+        status = f"{last.status}, {last.accepted} accepted, {last.rejected} rejected" if last else "-"
+        click.echo(f"{instance.name:24} {instance.type:12} every {instance.interval_seconds // 60:>3} min  "
+                   f"{'healthy' if health.healthy else 'UNHEALTHY'}: {health.detail}\n"
+                   f"{'':24} last run {when}: {status}")
+
+
+def _check(settings: Settings, instance):
+    from cityops.db import session_scope
+    from cityops.tree import load_tree
+    from connectors.base import ConnectorContext
+    from connectors.runner import build_connector
+
+    with session_scope(settings.database_url) as session:
+        tree = load_tree(session)
+    context = ConnectorContext(catalog=_catalog(settings), tree=tree, now=time.time(), timezone=settings.timezone)
+    try:
+        return build_connector(instance, context).check()
+    except Exception as error:  # a check must report, not crash the listing
+        from connectors.base import Health
+
+        return Health(False, f"{type(error).__name__}: {error}")
+
+
+@cli.command("check")
+@click.argument("name")
+def check_command(name: str) -> None:
+    """Say whether one connector's source is reachable now, and if not, why."""
+    settings = _settings()
+    health = _check(settings, _instance(settings, name))
+    click.echo(("healthy: " if health.healthy else "unhealthy: ") + health.detail)
+    sys.exit(0 if health.healthy else 1)
+
+
+@cli.command("run")
+@click.argument("name")
+def run_command(name: str) -> None:
+    """Run one connector now, from its stored cursor."""
+    settings = _settings()
+    summary = run_with_progress(settings, _instance(settings, name))
+    click.echo(f"{summary.status}: {summary.fetched} fetched, {summary.accepted} accepted, "
+               f"{summary.rejected} rejected, {summary.duplicates} duplicates in {summary.seconds:.1f}s"
+               + (f" — {summary.error_family}: {summary.error_message}" if summary.error_message else ""))
+    sys.exit(0 if summary.status in ("ok", "partial") else 1)
+
+
+@cli.command("backfill")
+@click.argument("name")
+@click.option("--days", type=float, default=7, show_default=True, help="How far back to fetch.")
+def backfill_command(name: str, days: float) -> None:
+    """Fetch a connector's history from DAYS ago until now (idempotent: re-running changes nothing)."""
+    settings = _settings()
+    since = str(int(time.time() - days * 86400))
+    summary = run_with_progress(settings, _instance(settings, name), since=since, days=days)
+    click.echo(f"{summary.status}: {summary.accepted} accepted, {summary.rejected} rejected, "
+               f"{summary.duplicates} duplicates in {summary.seconds:.1f}s")
+
+
+def run_with_progress(settings: Settings, instance, since: str | None = None, days: float | None = None):
+    """Run a connector with a progress bar sized from the catalog (an estimate for sources that stream)."""
+    from tqdm import tqdm
+
+    from cityops.db import migrate, session_scope
+    from cityops.models import ConnectorCursor
+    from cityops.tree import load_tree
+    from connectors.runner import run_connector
+
+    migrate(settings.database_url)
+    catalog = _catalog(settings)
+    with session_scope(settings.database_url) as session:
+        tree = load_tree(session)
+        cursor = session.get(ConnectorCursor, instance.name)
+    if days is None:
+        days = (time.time() - float(cursor.cursor)) / 86400 if cursor else settings.backfill_days
+    total = int(sum(len(tree.at_level(i.level)) * days * 86400 / i.interval_seconds
+                    for i in catalog.reported() if i.level in instance.levels))
+    bar = tqdm(total=total, unit="rec", unit_scale=True, desc=instance.name, disable=total < 50_000)
+
+    def progress(summary):
+        bar.update(summary.fetched - bar.n)
+
+    try:
+        return run_connector(settings.database_url, instance, catalog, timezone=settings.timezone, since=since,
+                             progress=progress)
+    finally:
+        bar.close()
+
+
+def prepare(settings: Settings) -> None:
+    """Everything `make run` needs before serving: schema, catalog, demo city, first history."""
+    from cityops.db import migrate, session_scope
+    from cityops.models import ConnectorCursor
+    from cityops.storage import sync_indicators
+
+    migrate(settings.database_url)
+    catalog = _catalog(settings)
+    with session_scope(settings.database_url) as session:
+        sync_indicators(session, catalog)
+    if load_demo_city(settings):
+        click.echo("demo city loaded")
+    for instance in _instances(settings):
+        with session_scope(settings.database_url) as session:
+            started = session.get(ConnectorCursor, instance.name) is not None
+        if not started and instance.enabled:
+            click.echo(f"first start: backfilling {settings.backfill_days} days from {instance.name} …")
+            run_with_progress(settings, instance)
+
+
+@cli.command("serve")
+@click.option("--host", default=None, help="Interface to listen on (default ONESCREEN_HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default ONESCREEN_PORT or 8050).")
+@click.option("--no-scheduler", is_flag=True, help="Do not run connectors in this process (production runs "
+              "`onescreen scheduler` separately).")
+@click.option("--skip-setup", is_flag=True, help="Do not migrate, seed or backfill before serving.")
+def serve(host, port, no_scheduler, skip_setup) -> None:
+    """Set up on first start, start the scheduler once, and serve the screen."""
+    settings = _settings()
+    if not skip_setup:
+        prepare(settings)
+    handle = None
+    if settings.run_scheduler and not no_scheduler:
+        from connectors.scheduler import start_scheduler
+
+        handle = start_scheduler(settings, first_run_delay=5)
+    from app import create_app
+
+    app = create_app(settings)
+    host, port = host or settings.host, port or settings.port
+    click.echo(f"\n  OneScreen is serving {settings.city_name_en} at http://{host}:{port}/\n")
+    try:
+        app.run(host=host, port=port, debug=False, threaded=True)
+    finally:
+        if handle:
+            handle.shutdown()
+
+
+@cli.command("scheduler")
+def scheduler_command() -> None:
+    """Run the connector scheduler in the foreground (one per deployment; for production)."""
+    settings = _settings()
+    from connectors.scheduler import start_scheduler
+
+    _instances(settings)
+    click.echo("scheduler running; Ctrl+C stops it")
+    if start_scheduler(settings, blocking=True) is None:
+        raise click.ClickException("another scheduler holds the lock for this deployment; not starting a second")
+
+
+if __name__ == "__main__":
+    cli()
