@@ -53,6 +53,13 @@ def show_freshness(_tick):
 
 
 clientside_callback(
+    # Chart type follows the page's type, which grows with the viewport width (see assets/style.css).
+    "function(_zone) { return {scale: Math.round(Math.max(1, window.innerWidth / 1920) * 4) / 4}; }",
+    Output(PageIds.DISPLAY, "data"),
+    Input(PageIds.TIMEZONE, "data"),
+)
+
+clientside_callback(
     "function(_n, zone) { return window.onescreen.clock(zone); }",
     Output(HeaderIds.CLOCK, "children"),
     Input(PageIds.CLOCK_TICK, "n_intervals"),

@@ -1,4 +1,8 @@
-"""The map: geometry by URL when the drill level changes; colours by hideout on every refresh."""
+"""The map: geometry by URL when the drill level changes, colours by `hideout` on every change and refresh.
+
+Both leave in one response, so new boundaries are styled with their own colours the moment they load
+(two callbacks would race and briefly paint the new level as "no data").
+"""
 
 from __future__ import annotations
 
@@ -16,38 +20,32 @@ from layouts.text import level_name, t
 @callback(
     Output(MapIds.UNITS, "url"),
     Output(MapIds.MAP, "viewport"),
-    Input(PageIds.SELECTION, "data"),
-    State(MapIds.UNITS, "url"),
-)
-def show_level(selection, current_url):
-    with viewer_request() as request:
-        view = resolve_view(request, selection)
-        code = str(request.tree.frame.at[view.map_parent_id, "code"])
-        url = geometry_url(code)
-        if url == current_url:
-            return no_update, no_update  # same level, new indicator: keep geometry and the viewer's zoom
-        bounds = bounds_of(request.session, request.scope, view.map_parent_id)
-        return url, {"bounds": bounds, "options": {"padding": [16, 16]}}
-
-
-@callback(
     Output(MapIds.UNITS, "hideout"),
     Output(MapIds.LEGEND, "children"),
     Output(MapIds.TITLE, "children"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
+    State(MapIds.UNITS, "url"),
 )
-def colour_units(selection, _tick):
+def show_map(selection, _tick, current_url):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         indicator = request.catalog[view.indicator_key]
+        parent = request.tree.frame.loc[view.map_parent_id]
+        url = geometry_url(str(parent["code"]))
+        if url == current_url:
+            # Same level (a refresh or another indicator): keep the geometry and the viewer's pan and zoom.
+            url_out, viewport = no_update, no_update
+        else:
+            url_out = url
+            viewport = {"bounds": bounds_of(request.session, request.scope, view.map_parent_id),
+                        "options": {"padding": [16, 16]}}
         children = children_readings(request.session, request.scope, request.catalog, request.ids,
                                      view.map_parent_id, view.indicator_key, request.now)
-        parent = request.tree.frame.loc[view.map_parent_id]
         child_level = Level(int(parent["level"]) + 1) if int(parent["level"]) < Level.COMMUNITY else None
         selected = view.unit_code if view.unit_id != view.map_parent_id else None
         hideout = map_hideout(children, indicator, selected, request.language)
         name = parent["name_zh"] if request.language == "zh" else parent["name_en"]
         title = t("map_of", request.language, indicator=indicator.name(request.language), unit=name,
                   level=level_name(child_level, request.language, plural=True) if child_level else "")
-        return hideout, legend(indicator, child_level, request.language), title
+        return url_out, viewport, hideout, legend(indicator, child_level, request.language), title

@@ -10,6 +10,7 @@ from cityops.readings import children_readings, units_over_threshold
 from layouts.ids import PageIds, RankingIds
 from layouts.ranking import children_bar_figure, children_title, over_threshold_rows
 from layouts.text import t
+from layouts.theme import display_scale
 
 
 @callback(
@@ -33,8 +34,9 @@ def show_over_threshold(selection, _tick):
     Output(RankingIds.CHILDREN_TITLE, "children"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
+    Input(PageIds.DISPLAY, "data"),
 )
-def show_children_ranking(selection, _tick):
+def show_children_ranking(selection, _tick, display):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         indicator = request.catalog[view.indicator_key]
@@ -42,5 +44,5 @@ def show_children_ranking(selection, _tick):
                                      view.map_parent_id, view.indicator_key, request.now)
         level = int(request.tree.frame.at[view.map_parent_id, "level"])
         child_level = Level(level + 1) if level < Level.COMMUNITY else None
-        return (children_bar_figure(children, indicator, request.language),
-                children_title(indicator, child_level, request.language))
+        return (children_bar_figure(children, indicator, request.language, display_scale(display)),
+                children_title(indicator, child_level, len(children), request.language))

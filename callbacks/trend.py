@@ -9,6 +9,7 @@ from cityops.hierarchy import Level
 from cityops.readings import trend
 from layouts.ids import PageIds, TrendIds
 from layouts.text import t
+from layouts.theme import display_scale
 from layouts.trend import trend_figure
 
 TREND_DAYS = 7
@@ -19,8 +20,9 @@ TREND_DAYS = 7
     Output(TrendIds.TITLE, "children"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
+    Input(PageIds.DISPLAY, "data"),
 )
-def show_trend(selection, _tick):
+def show_trend(selection, _tick, display):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         indicator = request.catalog[view.indicator_key]
@@ -29,6 +31,7 @@ def show_trend(selection, _tick):
                        view.indicator_key, *window)
         unit = request.tree.frame.loc[view.unit_id]
         thresholds = indicator.thresholds_at(Level(int(unit["level"])))
-        figure = trend_figure(series, indicator, thresholds, request.settings.timezone, request.language, window)
+        figure = trend_figure(series, indicator, thresholds, request.settings.timezone, request.language, window,
+                              display_scale(display))
         name = unit["name_zh"] if request.language == "zh" else unit["name_en"]
         return figure, t("trend_of", request.language, indicator=indicator.name(request.language), unit=name)

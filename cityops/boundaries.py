@@ -54,7 +54,7 @@ def replace_units(session: Session, records: list[UnitRecord]) -> int:
     for siblings in children.values():
         siblings.sort(key=lambda r: r.code)
 
-    existing = dict(session.execute(select(Unit.code, Unit.id)).tuples().all())
+    existing = dict(session.execute(select(Unit.code, Unit.id)).all())
     next_id = max(existing.values(), default=0) + 1
     ids: dict[str, int] = {}
     for record in _depth_first(children):

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog, Indicator, RollupRule
@@ -92,7 +92,7 @@ def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str,
             continue
         buckets = sorted({bucket_start(t, indicator.interval_seconds, utc_offset_seconds) for t in times})
         written += _refresh_history(session, indicator, indicator_ids, tree, buckets, utc_offset_seconds)
-        if max(times) > now - indicator.interval_seconds * STALE_GRACE:
+        if max(times) >= now - indicator.interval_seconds * STALE_GRACE:
             written += _refresh_current(session, indicator, indicator_ids, tree, now)
     return written
 
@@ -112,7 +112,10 @@ def process_backlog(session: Session, catalog: Catalog, indicator_ids: dict[str,
                     now: int, utc_offset_seconds: int = 0) -> int:
     """Compute every queued bucket's roll-ups and clear the queue, in the caller's transaction."""
     key_by_id = {ident: key for key, ident in indicator_ids.items()}
-    queued = session.execute(select(RollupBacklog.indicator_id, RollupBacklog.bucket_start)).all()
+    # Take the queue in one statement: buckets another run queues meanwhile stay for the next pass, and if the
+    # computation fails the transaction rolls back and the queue is intact.
+    table = RollupBacklog.__table__
+    queued = session.execute(table.delete().returning(table.c.indicator_id, table.c.bucket_start)).all()
     if not queued:
         return 0
     touched: dict[str, set[int]] = defaultdict(set)
@@ -122,9 +125,7 @@ def process_backlog(session: Session, catalog: Catalog, indicator_ids: dict[str,
             continue  # an indicator removed from the catalog: nothing to roll up any more
         # Both ends of the bucket, so a derived indicator with another interval sees every bucket it overlaps.
         touched[key].update((start, start + catalog[key].interval_seconds - 1))
-    written = refresh_rollups(session, catalog, indicator_ids, tree, touched, now, utc_offset_seconds)
-    session.execute(delete(RollupBacklog))
-    return written
+    return refresh_rollups(session, catalog, indicator_ids, tree, touched, now, utc_offset_seconds)
 
 
 def _leaf_frame(indicator: Indicator, tree: UnitTree) -> tuple[pd.DataFrame, pd.Series]:
@@ -213,10 +214,11 @@ def _read_current(session: Session, indicator_id: int) -> pd.DataFrame:
 def _refresh_current(session, indicator, ids, tree, now: int) -> int:
     """The live roll-up: each leaf's latest value counts while it is within its expected interval."""
     membership, expected = _leaf_frame(indicator, tree)
-    fresh_after = now - indicator.interval_seconds * STALE_GRACE
+    # Fresh as in cityops.status.is_stale: a value is stale only when *older* than the grace period.
+    fresh_from = now - indicator.interval_seconds * STALE_GRACE
     everything = _leaf_values(session, indicator, ids, tree, lambda ident: _read_current(session, ident))
     latest = everything.merge(membership, on="leaf_id").groupby("ancestor_id")["observed_at"].max()
-    fresh = everything[everything["observed_at"] > fresh_after].drop(columns="observed_at")
+    fresh = everything[everything["observed_at"] >= fresh_from].drop(columns="observed_at")
     rolled = aggregate(fresh, membership, indicator.rollup, indicator.scale).set_index("ancestor_id")
     frame = expected.to_frame().join(rolled, how="left").join(latest.rename("latest"), how="left")
     rows = [

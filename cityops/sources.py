@@ -22,6 +22,6 @@ def source_health(session: Session, intervals: dict[str, int], now: int) -> list
     """One entry per configured connector (name → schedule interval in seconds)."""
     last = dict(session.execute(
         select(ConnectorRun.connector, func.max(ConnectorRun.finished_at))
-        .where(ConnectorRun.status.in_(["ok", "partial"])).group_by(ConnectorRun.connector)).tuples().all())
+        .where(ConnectorRun.status.in_(["ok", "partial"])).group_by(ConnectorRun.connector)).all())
     return [SourceHealth(name, last.get(name), source_freshness(last.get(name), interval, now))
             for name, interval in intervals.items()]

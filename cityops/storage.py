@@ -44,7 +44,7 @@ def sync_indicators(session: Session, catalog: Catalog) -> dict[str, int]:
 
 def indicator_ids(session: Session, catalog: Catalog) -> dict[str, int]:
     """Catalog key → id, registering keys the database has not seen yet (a catalog edited since start-up)."""
-    known = dict(session.execute(select(Indicator.key, Indicator.id)).tuples().all())
+    known = dict(session.execute(select(Indicator.key, Indicator.id)).all())
     if any(key not in known for key in catalog.keys):
         return sync_indicators(session, catalog)
     return known
@@ -68,7 +68,9 @@ _UPSERT_OBSERVATION = (
 _ADVANCE_CURRENT = (
     "INSERT INTO current_values (unit_id, indicator_id, observed_at, value, run_id) VALUES ({p}, {p}, {p}, {p}, {p}) "
     "ON CONFLICT (unit_id, indicator_id) DO UPDATE SET value = excluded.value, observed_at = excluded.observed_at, "
-    "run_id = excluded.run_id WHERE current_values.observed_at <= excluded.observed_at"
+    "run_id = excluded.run_id WHERE current_values.observed_at < excluded.observed_at "
+    # The same time again moves the snapshot only when its value was corrected, so a replay stays a no-op here too.
+    "OR (current_values.observed_at = excluded.observed_at AND current_values.value <> excluded.value)"
 )
 
 

@@ -72,9 +72,10 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone)
     validator = Validator.build(catalog, ids, tree, instance.levels, timezone, int(now))
     offset = utc_offset_seconds(timezone, now)
-    connector = build_connector(instance, context)
     batch = _Batch()
     try:
+        # Inside the try: a connector may fail while being set up (bad credentials), and its run must still close.
+        connector = build_connector(instance, context)
         for record in connector.fetch(since if since is not None else stored_cursor):
             summary.fetched += 1
             try:
@@ -147,6 +148,10 @@ def _cursor_key(cursor: str):
 def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offset, name, advance: bool) -> None:
     """One transaction: rows, quarantine, roll-ups and (when safe) the cursor move together."""
     if not batch.rows and not batch.quarantine:
+        if advance and batch.cursor is not None:
+            # The records filled earlier batches exactly, which did not move the cursor: the run is committed now.
+            with session_scope(database_url) as session:
+                _save_cursor(session, name, batch.cursor, int(time.time()))
         return
     key_by_id = {ident: key for key, ident in ids.items()}
     with session_scope(database_url) as session:

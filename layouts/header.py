@@ -50,9 +50,9 @@ def breadcrumb(lineage: list[tuple[str, str]], selected_code: str) -> list:
         if position:
             items.append(html.Span("›", className="crumb-separator"))
         if code == selected_code:
-            items.append(html.Span(name, className="crumb crumb-current", **{"aria-current": "page"}))
+            items.append(html.Span(name, className="crumb crumb-current", **{"aria-current": "page", "data-code": code}))
         else:
-            items.append(html.Button(name, id=crumb_id(code), className="crumb", n_clicks=0))
+            items.append(html.Button(name, id=crumb_id(code), className="crumb", n_clicks=0, **{"data-code": code}))
     return items
 
 

@@ -8,6 +8,7 @@ class PageIds(StrEnum):
     REFRESH = "refresh-interval"   # dcc.Interval driving data refresh
     CLOCK_TICK = "clock-tick"      # dcc.Interval driving the clock only (clientside)
     TIMEZONE = "city-timezone"     # dcc.Store: the city's IANA zone, for the browser-side clock
+    DISPLAY = "display"            # dcc.Store: {"scale": n}, chart type scaled to the screen (1 at 1920 px)
 
 
 class HeaderIds(StrEnum):

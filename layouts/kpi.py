@@ -51,7 +51,8 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
     classes = f"kpi-card status-{status.value}" + (" selected" if selected else "")
     name = html.Div(indicator.name(language), className="kpi-name", title=indicator.name(language))
     if not reading.measured:
-        return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes + " not-measured", children=[
+        return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes + " not-measured",
+                        **{"data-indicator": indicator.key, "data-status": status.value}, children=[
             name, html.Div(t("not_measured", language, level=level_name(level, language)), className="kpi-meta")])
     if reading.value is None:
         note = (t("no_data_since", language, time=format_time(reading.observed_at, zone, now))
@@ -69,6 +70,7 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
                               + (" incomplete" if reading.reported < reading.expected * COMPLETE_ENOUGH else "")))
     spark_src = sparkline_svg(spark, STATUS_COLOURS[status if status != Status.NO_DATA else Status.STALE])
     return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes, role="button",
+                    **{"data-indicator": indicator.key, "data-status": status.value},
                     title=indicator.description_zh if language == "zh" else indicator.description_en, children=[
         name, value_line,
         html.Div(className="kpi-trendline", children=[

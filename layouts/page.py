@@ -31,6 +31,7 @@ def build_page(settings: Settings, catalog: Catalog) -> dmc.MantineProvider:
         dcc.Interval(id=PageIds.REFRESH, interval=settings.refresh_seconds * 1000),
         dcc.Interval(id=PageIds.CLOCK_TICK, interval=1000),
         dcc.Store(id=PageIds.TIMEZONE, data=settings.timezone),
+        dcc.Store(id=PageIds.DISPLAY),
         build_header(city_name, catalog, indicator, language),
         html.Section(className="panel kpi-panel", children=[
             html.H2(id=KpiIds.HEADING, className="panel-title"),

@@ -19,7 +19,7 @@ def over_threshold_rows(ranked: pd.DataFrame, indicator: Indicator, language: st
     rows = []
     for row in ranked.itertuples(index=False):
         name = row.name_zh if language == "zh" else row.name_en
-        rows.append(html.Div(id=ranking_row_id(row.code), n_clicks=0, role="button",
+        rows.append(html.Div(id=ranking_row_id(row.code), n_clicks=0, role="button", **{"data-code": row.code},
                              className=f"rank-row status-{row.status}", children=[
             html.Span(className=f"status-dot dot-{row.status}"),
             html.Span(className="rank-name", children=[
@@ -33,11 +33,16 @@ def over_threshold_rows(ranked: pd.DataFrame, indicator: Indicator, language: st
     return rows
 
 
-def children_bar_figure(children: pd.DataFrame, indicator: Indicator, language: str) -> go.Figure:
+# More bars than this stop being readable in the panel; the worst are the ones that matter.
+MAX_BARS = 12
+
+
+def children_bar_figure(children: pd.DataFrame, indicator: Indicator, language: str,
+                        scale: float = 1.0) -> go.Figure:
     """Horizontal bars, worst at the top, each in its status colour; clicking a bar drills into it."""
     frame = children.dropna(subset=["value"]).copy()
     descending = indicator.direction == Direction.HIGHER_IS_WORSE
-    frame = frame.sort_values("value", ascending=not descending)
+    frame = frame.sort_values("value", ascending=not descending).head(MAX_BARS)
     names = frame["name_zh" if language == "zh" else "name_en"].tolist()
     figure = go.Figure(go.Bar(
         x=frame["value"].astype(float), y=names, orientation="h", customdata=frame[["code"]].to_numpy(),
@@ -45,12 +50,16 @@ def children_bar_figure(children: pd.DataFrame, indicator: Indicator, language: 
         hovertemplate="%{y}: <b>%{x:,." + str(indicator.decimals) + "f}</b> " + indicator.unit_of_measure
         + "<extra></extra>"))
     figure.update_layout(**plotly_layout(
+        scale,
         margin=dict(l=8, r=12, t=4, b=24),
-        yaxis=dict(autorange="reversed", automargin=True, gridcolor="rgba(0,0,0,0)"),
+        yaxis=dict(autorange="reversed", automargin=True, gridcolor="rgba(0,0,0,0)", dtick=1),
         xaxis=dict(gridcolor="#1e2a3f", zeroline=False), bargap=0.25, uirevision=indicator.key))
     return figure
 
 
-def children_title(indicator: Indicator, level: Level | None, language: str) -> str:
+def children_title(indicator: Indicator, level: Level | None, count: int, language: str) -> str:
     level_label = level_name(level, language, plural=True) if level is not None else ""
-    return t("children_ranked", language, indicator=indicator.name(language), level=level_label)
+    title = t("children_ranked", language, indicator=indicator.name(language), level=level_label)
+    if count > MAX_BARS:
+        title += f" · 前{MAX_BARS}/{count}" if language == "zh" else f" · worst {MAX_BARS} of {count}"
+    return title

@@ -23,13 +23,13 @@ GRAPH_CONFIG = {
 
 
 def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresholds | None, zone: str,
-                 language: str, window: tuple[int, int]) -> go.Figure:
+                 language: str, window: tuple[int, int], scale: float = 1.0) -> go.Figure:
     figure = go.Figure()
     tz = ZoneInfo(zone)
     times = [datetime.fromtimestamp(int(x), tz) for x in series["time"]] if not series.empty else []
     values = series["value"].astype(float).tolist() if not series.empty else []
     if thresholds is not None:
-        _threshold_bands(figure, thresholds, indicator.direction, values, language)
+        _threshold_bands(figure, thresholds, indicator.direction, values, language, scale)
     hover = "%{x|%m-%d %H:%M}<br><b>%{y:,." + str(indicator.decimals) + "f}</b> " + indicator.unit_of_measure
     if not series.empty and (series["expected"] > 1).any():
         figure.add_trace(go.Scatter(
@@ -42,21 +42,23 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
                                     hovertemplate=hover + "<extra></extra>"))
     start, end = (datetime.fromtimestamp(edge, tz) for edge in window)
     figure.update_layout(**plotly_layout(
+        scale,
         xaxis=dict(range=[start, end], gridcolor="#1e2a3f", tickformat="%m-%d\n%H:%M", linecolor="#1e2a3f"),
         yaxis=dict(gridcolor="#1e2a3f", zeroline=False, title=dict(text=indicator.unit_of_measure,
-                                                                 font=dict(color=MUTED, size=12))),
+                                                                 font=dict(color=MUTED, size=round(12 * scale)))),
         hovermode="x unified", uirevision=indicator.key))
     return figure
 
 
-def _threshold_bands(figure: go.Figure, thresholds: Thresholds, direction: Direction, values, language) -> None:
+def _threshold_bands(figure: go.Figure, thresholds: Thresholds, direction: Direction, values, language,
+                     scale: float) -> None:
     """Dotted threshold lines and a faint fill over the region that counts as a breach."""
     observed = [v for v in values if v == v] or [thresholds.warning]
     worse = direction == Direction.HIGHER_IS_WORSE
     for level, status in ((thresholds.warning, Status.WARNING), (thresholds.critical, Status.CRITICAL)):
         figure.add_hline(y=level, line=dict(color=STATUS_COLOURS[status], width=1.2, dash="dot"),
                          annotation_text=t("threshold_" + status.value, language), annotation_position="top left",
-                         annotation_font=dict(color=STATUS_COLOURS[status], size=11))
+                         annotation_font=dict(color=STATUS_COLOURS[status], size=round(11 * scale)))
     top = max(max(observed), thresholds.critical) * 1.08
     bottom = min(min(observed), thresholds.critical) * 0.92 if not worse else None
     if worse:

@@ -29,7 +29,10 @@ from cityops.settings import DATA_DIR
 from cityops.storage import UpsertResult, sync_indicators, upsert_observations
 
 # The maintenance database used to create and drop the per-session test database (trust auth, no password).
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the dev requirements pin psycopg2, so name it.
 POSTGRES_SERVER_URL = os.environ.get("ONESCREEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+if POSTGRES_SERVER_URL.startswith("postgresql://"):
+    POSTGRES_SERVER_URL = "postgresql+psycopg2://" + POSTGRES_SERVER_URL.removeprefix("postgresql://")
 
 ZONE = "Asia/Shanghai"
 # The tests' fixed clock: Thursday 2026-11-26 10:30 in Shanghai (02:30 UTC).

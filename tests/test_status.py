@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cityops.catalog import Direction, Thresholds
@@ -42,6 +42,7 @@ def test_breach_level_without_value_or_thresholds():
     assert breach_level(-1e9, None, BETTER) == Status.NORMAL
 
 
+@settings(deadline=None)
 @given(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(0.001, 1e6))
 def test_directions_mirror_each_other(value, warning, gap):
     """Negating value and thresholds turns higher-is-worse into higher-is-better with the same status."""
@@ -70,6 +71,7 @@ def test_severity_ranks_worse_values_higher_in_both_directions():
     assert better_ranked == [60.0, 80.0, 85.0, 95.0]
 
 
+@settings(deadline=None)
 @given(st.floats(-1e6, 1e6, allow_nan=False), st.floats(-1e6, 1e6, allow_nan=False))
 def test_severity_order_agrees_with_breach_order(a, b):
     """A value with a worse status never ranks below one with a better status."""

@@ -1,0 +1,118 @@
+"""The flows a person clicks through on the one screen, in Debian's chromium."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from sqlalchemy import select
+
+from cityops.catalog import load_catalog
+from cityops.db import session_scope
+from cityops.hierarchy import Level
+from cityops.models import Unit
+from cityops.readings import unit_readings
+from cityops.scope import Viewer, viewer_scope
+from cityops.storage import indicator_ids
+from layouts.text import format_value
+
+pytestmark = pytest.mark.browser
+
+
+def units_named(settings, level: Level, parent_code: str | None = None) -> dict[str, str]:
+    """code → Chinese name of the units at a level (optionally under one parent), straight from the database."""
+    with session_scope(settings.database_url) as session:
+        query = select(Unit.code, Unit.name_zh).where(Unit.level == int(level))
+        if parent_code is not None:
+            parent_id = session.scalar(select(Unit.id).where(Unit.code == parent_code))
+            query = query.where(Unit.parent_id == parent_id)
+        return dict(session.execute(query).all())
+
+
+def drill_into_first_district(screen, settings) -> str:
+    """Click a district on the map; return the code of the district the breadcrumb then shows."""
+    districts = units_named(settings, Level.DISTRICT)
+    screen.polygons().nth(0).click()
+    screen.page.wait_for_function("document.querySelectorAll('.breadcrumb [data-code]').length === 2")
+    code = screen.page.locator(".breadcrumb .crumb-current").get_attribute("data-code")
+    assert code in districts
+    return code
+
+
+def test_first_screen_draws_every_district_without_console_errors(screen, screen_settings):
+    screen.open()
+    districts = units_named(screen_settings, Level.DISTRICT)
+    screen.page.wait_for_function(f"document.querySelectorAll('path.leaflet-interactive').length === {len(districts)}")
+    assert screen.polygons().count() == len(districts)
+    # Polygons are filled with a status colour, not Leaflet's default blue.
+    fills = {screen.polygons().nth(i).get_attribute("fill") for i in range(screen.polygons().count())}
+    assert fills and "#3388ff" not in fills
+    assert screen.page.locator(".brand-city").inner_text() == screen_settings.city_name_zh
+    assert screen.page.locator(".kpi-card").count() == len(load_catalog(screen_settings.catalog_path))
+    screen.screenshot("screen-1920x1080")
+    screen.assert_no_console_errors()
+
+
+def test_clicking_a_district_shows_its_streets_and_the_breadcrumb_goes_back(screen, screen_settings):
+    screen.open()
+    city_code = screen.page.locator(".breadcrumb .crumb-current").get_attribute("data-code")
+    district = drill_into_first_district(screen, screen_settings)
+    streets = units_named(screen_settings, Level.STREET, district)
+    screen.page.wait_for_function(f"document.querySelectorAll('path.leaflet-interactive').length === {len(streets)}")
+    assert screen.breadcrumb()[-1] == units_named(screen_settings, Level.DISTRICT)[district]
+    screen.screenshot("screen-district")
+
+    screen.page.locator(f'.breadcrumb button[data-code="{city_code}"]').click()
+    districts = units_named(screen_settings, Level.DISTRICT)
+    screen.page.wait_for_function("document.querySelectorAll('.breadcrumb [data-code]').length === 1")
+    screen.page.wait_for_function(f"document.querySelectorAll('path.leaflet-interactive').length === {len(districts)}")
+    screen.assert_no_console_errors()
+
+
+def test_kpi_card_shows_the_value_in_the_database(screen, screen_settings):
+    screen.open()
+    catalog = load_catalog(screen_settings.catalog_path)
+    with session_scope(screen_settings.database_url) as session:
+        scope = viewer_scope(session, Viewer())
+        readings = unit_readings(session, scope, catalog, indicator_ids(session, catalog), scope.root_id,
+                                 int(time.time()))
+    for key in ("hotline_complaints", "aqi", "grid_overdue_rate"):
+        indicator, reading = catalog[key], readings[key]
+        assert reading.value is not None
+        card = screen.page.locator(f'.kpi-card[data-indicator="{key}"]')
+        card.locator(".kpi-number").wait_for()
+        assert card.locator(".kpi-number").inner_text() == format_value(reading.value, indicator.decimals)
+        assert card.locator(".kpi-unit").inner_text() == indicator.unit_of_measure
+        assert re.search(r"\d{2}:\d{2}", card.locator(".kpi-asof").inner_text())
+    screen.assert_no_console_errors()
+
+
+def test_switching_indicator_recolours_without_fetching_geometry(screen, screen_settings):
+    geometry_requests: list[str] = []
+    screen.page.on("request", lambda request: "/geo/" in request.url and geometry_requests.append(request.url))
+    screen.open()
+    screen.page.wait_for_timeout(500)
+    assert len(geometry_requests) == 1
+    screen.page.locator('.kpi-card[data-indicator="aqi"]').click()
+    screen.page.wait_for_function("document.querySelector('.kpi-card.selected')?.dataset.indicator === 'aqi'")
+    screen.page.wait_for_function("document.querySelector('.map-panel .panel-title').innerText.includes('空气质量指数')")
+    screen.page.wait_for_timeout(500)
+    assert len(geometry_requests) == 1, geometry_requests
+    screen.assert_no_console_errors()
+
+
+def test_refresh_keeps_the_drill_down(screen, screen_settings):
+    screen.open()
+    district = drill_into_first_district(screen, screen_settings)
+    streets = units_named(screen_settings, Level.STREET, district)
+    refreshes = []
+    screen.page.on("response", lambda response: "_dash-update-component" in response.url and refreshes.append(1))
+    before = len(refreshes)
+    # The test app refreshes every 5 s; wait for at least one refresh cycle to have run.
+    screen.page.wait_for_timeout(6_500)
+    assert len(refreshes) > before
+    assert screen.page.locator(".breadcrumb .crumb-current").get_attribute("data-code") == district
+    assert screen.polygons().count() == len(streets)
+    assert screen.page.locator(".kpi-card .kpi-number").count() > 0  # panels never blanked
+    screen.assert_no_console_errors()

@@ -1,0 +1,64 @@
+"""The scheduler starts once per deployment, and the CLI explains itself and reports config errors clearly."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from click.testing import CliRunner
+
+from cityops.settings import Settings
+from connectors.scheduler import start_scheduler
+from onescreen import cli
+
+
+def test_a_second_scheduler_in_the_same_deployment_does_not_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONESCREEN_LOCK_DIR", str(tmp_path))
+    settings = replace(Settings(), database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    first = start_scheduler(settings, first_run_delay=3600)
+    try:
+        assert first is not None and first.scheduler.running
+        assert [job.id for job in first.scheduler.get_jobs()] == ["city-simulator"]
+        assert start_scheduler(settings, first_run_delay=3600) is None
+    finally:
+        first.shutdown()
+    again = start_scheduler(settings, first_run_delay=3600)  # the lock is released on shutdown
+    assert again is not None
+    again.shutdown()
+
+
+def test_cli_help_lists_every_command():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "scheduler", "seed-demo", "import", "backfill", "run", "check", "connectors",
+                    "init-db"):
+        assert command in result.output
+
+
+def test_catalog_error_names_the_file_entry_and_fix(tmp_path, monkeypatch):
+    catalog = tmp_path / "indicators.yaml"
+    catalog.write_text("indicators:\n  - key: aqi\n    name_zh: 空气\n    name_en: Air\n    unit: AQI\n"
+                       "    level: street\n    rollup: avg\n    direction: higher_is_worse\n"
+                       "    interval: 1h\n    thresholds: {warning: 100, critical: 150}\n", encoding="utf-8")
+    monkeypatch.setenv("ONESCREEN_CATALOG", str(catalog))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    result = CliRunner().invoke(cli, ["init-db"])
+    assert result.exit_code != 0
+    assert str(catalog) in result.output and "'aqi'" in result.output and "rollup 'avg'" in result.output
+    assert "sum, mean, population_weighted_mean, max, ratio" in result.output
+
+
+def test_import_command_loads_a_geojson_file_all_or_nothing(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    sample = Path(__file__).parent / "fixtures" / "boundaries" / "sample_statistical.geojson"
+    result = CliRunner().invoke(cli, ["import", str(sample)])
+    assert result.exit_code == 0, result.output
+    assert "8 community" in result.output
+    broken = tmp_path / "broken.geojson"
+    broken.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+                      '{"code": "990101", "name": "区"}, "geometry": {"type": "Point", "coordinates": [0, 0]}}]}',
+                      encoding="utf-8")
+    result = CliRunner().invoke(cli, ["import", str(broken)])
+    assert result.exit_code != 0
+    assert "nothing was loaded" in result.output and "990101" in result.output
