@@ -60,6 +60,10 @@ def cli(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # Alembic narrates every plugin it loads; a migration that runs still says so.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 
 @cli.command("init-db")

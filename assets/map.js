@@ -33,16 +33,33 @@
     return {weight: 3, color: "#ffffff"};
   }
 
+  function escapeHtml(text) {
+    const span = document.createElement("span");
+    span.textContent = text == null ? "" : String(text);
+    return span.innerHTML;
+  }
+
   function bindTooltip(feature, layer) {
     // Read the newest hideout each time the tooltip opens: values change, the feature does not.
     layer.bindTooltip(function () {
       const entry = latest.units[feature.properties.code];
       const name = entry ? entry.n : feature.properties.name_zh;
       if (!entry) {
-        return "<b>" + name + "</b>";
+        return "<b>" + escapeHtml(name) + "</b>";
       }
-      return "<b>" + name + "</b><br>" + entry.v + " " + latest.unit + " · " + entry.st;
+      return "<b>" + escapeHtml(name) + "</b><br>" + escapeHtml(entry.v + " " + latest.unit + " · " + entry.st);
     }, {sticky: true, className: "unit-tooltip", direction: "top"});
+  }
+
+  function label(feature, latlng, context) {
+    const language = (context && context.hideout && context.hideout.language) || "zh";
+    const name = language === "zh" ? feature.properties.name_zh : feature.properties.name_en;
+    const text = document.createElement("span");
+    text.textContent = name;  // names come from imported files: never insert them as HTML
+    return L.marker(latlng, {
+      icon: L.divIcon({className: "unit-label", html: text.outerHTML, iconSize: null}),
+      interactive: false, keyboard: false,
+    });
   }
 
   function clock(zone) {
@@ -62,7 +79,7 @@
   }
 
   window.onescreen = Object.assign({}, window.onescreen, {
-    map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip},
+    map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip, label: label},
     clock: clock,
   });
 })();

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+import pandas as pd
 from flask import current_app
 from sqlalchemy.orm import Session
 
@@ -93,7 +94,7 @@ def resolve_view(request: Request, selection: dict | None) -> View:
         indicator_key = default_indicator(request.catalog)
     has_children = not request.tree.children(unit_id).empty
     parent = request.tree.frame.at[unit_id, "parent_id"]
-    map_parent = unit_id if has_children or parent is None or parent != parent else int(parent)
+    map_parent = unit_id if has_children or pd.isna(parent) else int(parent)
     if not request.scope.contains(request.tree, map_parent):
         map_parent = unit_id
     return View(unit_id, str(request.tree.frame.at[unit_id, "code"]), map_parent, indicator_key)

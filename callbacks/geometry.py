@@ -1,4 +1,5 @@
-"""GET /geo/<code>/children.geojson: boundaries for the map, fetched by URL so the browser can cache them.
+"""GET /geo/<code>/children.geojson and /labels.geojson: what the map draws, fetched by URL so the browser
+can cache it.
 
 Like a callback, this route decides the viewer's scope itself; a unit outside it answers 404, so the route
 does not even confirm that the unit exists.
@@ -12,7 +13,10 @@ from functools import lru_cache
 from flask import Flask, Response, request
 
 from callbacks.context import viewer_request
-from cityops.geography import children_geojson, geometry_etag
+from cityops.geography import children_geojson, children_labels_geojson, geometry_etag
+
+# What each route serves: the children's boundaries, or the points where their names are written.
+LAYERS = {"children": children_geojson, "labels": children_labels_geojson}
 
 
 @lru_cache(maxsize=512)
@@ -21,16 +25,18 @@ def _compressed(etag: str, body: str) -> bytes:
 
 
 def register_geometry_routes(server: Flask) -> None:
-    @server.route("/geo/<code>/children.geojson")
-    def unit_children_geojson(code: str):
+    @server.route("/geo/<code>/<layer>.geojson")
+    def unit_children_geojson(code: str, layer: str):
+        if layer not in LAYERS:
+            return Response("unknown layer", status=404, mimetype="text/plain")
         with viewer_request() as viewer:
             unit_id = viewer.tree.id_by_code.get(code)
             if unit_id is None or not viewer.scope.contains(viewer.tree, unit_id):
                 return Response("unknown unit", status=404, mimetype="text/plain")
-            etag = geometry_etag(viewer.session, unit_id) + f"-{viewer.scope.root_code}"
+            etag = geometry_etag(viewer.session, unit_id) + f"-{layer}-{viewer.scope.root_code}"
             if request.if_none_match and etag in request.if_none_match:
                 return Response(status=304, headers={"ETag": f'"{etag}"'})
-            body = children_geojson(viewer.session, viewer.scope, unit_id)
+            body = LAYERS[layer](viewer.session, viewer.scope, unit_id)
         headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=3600", "Vary": "Accept-Encoding"}
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             headers["Content-Encoding"] = "gzip"

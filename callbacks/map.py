@@ -13,12 +13,13 @@ from cityops.geography import bounds_of
 from cityops.hierarchy import Level
 from cityops.readings import children_readings
 from layouts.ids import MapIds, PageIds
-from layouts.map_panel import geometry_url, legend, map_hideout
+from layouts.map_panel import geometry_url, labels_url, legend, map_hideout
 from layouts.text import level_name, t
 
 
 @callback(
     Output(MapIds.UNITS, "url"),
+    Output(MapIds.LABELS, "url"),
     Output(MapIds.MAP, "viewport"),
     Output(MapIds.UNITS, "hideout"),
     Output(MapIds.LEGEND, "children"),
@@ -35,9 +36,9 @@ def show_map(selection, _tick, current_url):
         url = geometry_url(str(parent["code"]))
         if url == current_url:
             # Same level (a refresh or another indicator): keep the geometry and the viewer's pan and zoom.
-            url_out, viewport = no_update, no_update
+            url_out, labels, viewport = no_update, no_update, no_update
         else:
-            url_out = url
+            url_out, labels = url, labels_url(str(parent["code"]))
             viewport = {"bounds": bounds_of(request.session, request.scope, view.map_parent_id),
                         "options": {"padding": [16, 16]}}
         children = children_readings(request.session, request.scope, request.catalog, request.ids,
@@ -48,4 +49,4 @@ def show_map(selection, _tick, current_url):
         name = parent["name_zh"] if request.language == "zh" else parent["name_en"]
         title = t("map_of", request.language, indicator=indicator.name(request.language), unit=name,
                   level=level_name(child_level, request.language, plural=True) if child_level else "")
-        return url_out, viewport, hideout, legend(indicator, child_level, request.language), title
+        return url_out, labels, viewport, hideout, legend(indicator, child_level, request.language), title

@@ -31,6 +31,22 @@ def children_geojson(session: Session, scope: Scope, unit_id: int) -> str:
     return '{"type":"FeatureCollection","features":[' + ",".join(features) + "]}"
 
 
+def children_labels_geojson(session: Session, scope: Scope, unit_id: int) -> str:
+    """One point per child, inside its polygon, where the map writes the child's name."""
+    tree = load_tree(session)
+    scope.require(tree, unit_id)
+    rows = session.execute(
+        select(Unit.code, Unit.name_zh, Unit.name_en, Unit.center_lon, Unit.center_lat)
+        .where(Unit.parent_id == unit_id, scope.clause()).order_by(Unit.code)).all()
+    features = [
+        {"type": "Feature", "id": code, "properties": {"code": code, "name_zh": zh, "name_en": en},
+         "geometry": {"type": "Point", "coordinates": [round(lon, 5), round(lat, 5)]}}
+        for code, zh, en, lon, lat in rows
+    ]
+    return json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False,
+                      separators=(",", ":"))
+
+
 def geometry_etag(session: Session, unit_id: int) -> str:
     """Changes whenever the unit tree changes (an import), so browsers may cache boundaries until then."""
     tree = load_tree(session)

@@ -91,7 +91,8 @@ def children_readings(session: Session, scope: Scope, catalog: Catalog, ids: dic
     scope.require(tree, unit_id)
     indicator = catalog[indicator_key]
     children = tree.children(unit_id)
-    children = children[[scope.contains_bounds(int(lft)) for lft in children["lft"]]]
+    # .loc: a plain [] with the empty list of a unit without children would select no *columns*.
+    children = children.loc[[scope.contains_bounds(int(lft)) for lft in children["lft"]]]
     level = Level(int(tree.frame.at[unit_id, "level"]) + 1) if not children.empty else None
     base = children[["code", "name_zh", "name_en", "level", "population"]].rename_axis("unit_id").reset_index()
     if level is None:
@@ -204,7 +205,7 @@ def units_over_threshold(session: Session, scope: Scope, catalog: Catalog, ids: 
     indicator = catalog[indicator_key]
     root = tree.frame.loc[unit_id]
     inside = tree.frame[(tree.frame["lft"] > root["lft"]) & (tree.frame["rgt"] < root["rgt"])]
-    inside = inside[[scope.contains_bounds(int(lft)) for lft in inside["lft"]]]
+    inside = inside.loc[[scope.contains_bounds(int(lft)) for lft in inside["lft"]]]  # .loc, as in children_readings
     frames = []
     for level_value, group in inside.groupby("level"):
         level = Level(int(level_value))

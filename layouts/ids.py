@@ -22,6 +22,7 @@ class HeaderIds(StrEnum):
 class MapIds(StrEnum):
     MAP = "map"
     UNITS = "map-units"
+    LABELS = "map-labels"
     LEGEND = "map-legend"
     TITLE = "map-title"
 

@@ -19,8 +19,15 @@ HOVER_STYLE = {"variable": "onescreen.map.hoverStyle"}
 ON_EACH_FEATURE = {"variable": "onescreen.map.bindTooltip"}
 
 
+POINT_TO_LABEL = {"variable": "onescreen.map.label"}
+
+
 def geometry_url(unit_code: str) -> str:
     return f"/geo/{unit_code}/children.geojson"
+
+
+def labels_url(unit_code: str) -> str:
+    return f"/geo/{unit_code}/labels.geojson"
 
 
 def empty_hideout() -> dict:

@@ -10,7 +10,7 @@ from cityops.catalog import Catalog
 from cityops.settings import Settings
 from layouts.header import build_header
 from layouts.ids import KpiIds, MapIds, PageIds, RankingIds, TrendIds
-from layouts.map_panel import HOVER_STYLE, ON_EACH_FEATURE, STYLE, empty_hideout
+from layouts.map_panel import HOVER_STYLE, ON_EACH_FEATURE, POINT_TO_LABEL, STYLE, empty_hideout
 from layouts.trend import GRAPH_CONFIG
 
 DEFAULT_INDICATOR = "hotline_complaints"
@@ -44,6 +44,8 @@ def build_page(settings: Settings, catalog: Catalog) -> dmc.MantineProvider:
                 *tiles,
                 dl.GeoJSON(id=MapIds.UNITS, style=STYLE, hoverStyle=HOVER_STYLE, onEachFeature=ON_EACH_FEATURE,
                            hideout=empty_hideout()),
+                dl.GeoJSON(id=MapIds.LABELS, pointToLayer=POINT_TO_LABEL, interactive=False,
+                           hideout={"language": language}),
             ]),
             html.Div(id=MapIds.LEGEND, className="legend"),
         ]),

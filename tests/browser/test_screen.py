@@ -116,3 +116,12 @@ def test_refresh_keeps_the_drill_down(screen, screen_settings):
     assert screen.polygons().count() == len(streets)
     assert screen.page.locator(".kpi-card .kpi-number").count() > 0  # panels never blanked
     screen.assert_no_console_errors()
+
+
+def test_the_screen_loads_nothing_from_the_internet(screen, screen_settings):
+    hosts: set[str] = set()
+    screen.page.on("request", lambda request: hosts.add(request.url.split("/")[2]))
+    screen.open()
+    screen.page.wait_for_timeout(1_000)
+    assert hosts == {screen.base_url.split("/")[2]}, hosts  # no CDN, no web fonts, no tiles
+    screen.assert_no_console_errors()

@@ -1,0 +1,126 @@
+"""Callbacks as plain functions: what each returns for a selection, and that the page cannot widen its scope."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextvars import copy_context
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from dash import no_update
+from dash._callback_context import context_value
+from dash._utils import AttributeDict
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from city_factory import CITY, tiny_city  # noqa: E402
+from cityops.boundaries import replace_units  # noqa: E402
+from cityops.catalog import load_catalog  # noqa: E402
+from cityops.db import migrate, session_scope  # noqa: E402
+from cityops.settings import Settings  # noqa: E402
+from connectors.config import load_connectors  # noqa: E402
+from connectors.runner import run_connector  # noqa: E402
+
+DISTRICT, STREET, COMMUNITY = "990101", "990101001", "990101001001"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from app import create_app
+
+    folder = tmp_path_factory.mktemp("callbacks")
+    settings = replace(Settings(), database_url=f"sqlite:///{folder / 'db.sqlite'}", run_scheduler=False)
+    migrate(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        replace_units(session, tiny_city())
+    import connectors  # noqa: F401
+
+    simulator = next(i for i in load_connectors(settings.connectors_path) if i.type == "simulator")
+    run_connector(settings.database_url, simulator, load_catalog(settings.catalog_path), timezone=settings.timezone,
+                  since=str(int(time.time() - 86400)))
+    return create_app(settings)
+
+
+def in_callback(app, function, *args, triggered: list[dict] | None = None):
+    """Run a callback function as Dash would: inside a request, with `ctx.triggered` set."""
+    def run():
+        context_value.set(AttributeDict(triggered_inputs=triggered or []))
+        with app.server.test_request_context("/_dash-update-component", method="POST"):
+            return function(*args)
+    return copy_context().run(run)
+
+
+def pattern_trigger(component_id: dict, prop: str, value) -> list[dict]:
+    return [{"prop_id": json.dumps(component_id, separators=(",", ":"), sort_keys=True) + "." + prop, "value": value}]
+
+
+def test_clicked_unit_code_ignores_redraws_and_reads_each_source():
+    from callbacks.selection import clicked_unit_code
+    from layouts.ids import MapIds, RankingIds
+
+    assert clicked_unit_code({"type": "ranking-row", "code": "990101"}, 0) is None  # a redraw, not a click
+    assert clicked_unit_code({"type": "ranking-row", "code": "990101"}, 1) == "990101"
+    assert clicked_unit_code(MapIds.UNITS, {"properties": {"code": "990102"}}) == "990102"
+    assert clicked_unit_code(RankingIds.CHILDREN, {"points": [{"customdata": ["990101001"]}]}) == "990101001"
+    assert clicked_unit_code(RankingIds.CHILDREN, {"points": []}) is None
+
+
+def test_selecting_a_unit_by_breadcrumb_and_refusing_unknown_codes(app):
+    from callbacks.selection import select_unit
+
+    selection = {"unit": STREET, "indicator": "aqi"}
+    chosen = in_callback(app, select_unit, None, [1], [], None, selection,
+                         triggered=pattern_trigger({"type": "breadcrumb-crumb", "code": DISTRICT}, "n_clicks", 1))
+    assert chosen == {"unit": DISTRICT, "indicator": "aqi"}
+    forged = in_callback(app, select_unit, None, [1], [], None, selection,
+                         triggered=pattern_trigger({"type": "breadcrumb-crumb", "code": "110101"}, "n_clicks", 1))
+    assert forged is no_update
+
+
+def test_kpis_for_a_forged_unit_fall_back_to_the_scope_root(app):
+    from callbacks.kpi import show_kpis
+
+    cards, heading = in_callback(app, show_kpis, {"unit": "not-a-unit", "indicator": "aqi"}, 0)
+    assert heading.startswith("小城市")
+    assert len(cards) == len(load_catalog(Settings().catalog_path))
+
+
+def test_map_sends_geometry_only_when_the_level_changes(app):
+    from callbacks.map import show_map
+
+    url, labels, viewport, hideout, _legend, title = in_callback(app, show_map, {"unit": CITY, "indicator": "aqi"},
+                                                                 0, None)
+    assert url == f"/geo/{CITY}/children.geojson" and labels == f"/geo/{CITY}/labels.geojson"
+    assert viewport["bounds"] == [[0.0, 0.0], [2.0, 4.0]]
+    assert set(hideout["units"]) == {"990101", "990102"}
+    assert "空气质量指数" in title
+    again = in_callback(app, show_map, {"unit": CITY, "indicator": "hotline_complaints"}, 1, url)
+    assert all(part is no_update for part in again[:3])  # another indicator: same geometry, same view
+    assert again[3]["units"]["990101"]["s"] in {"normal", "warning", "critical", "stale", "nodata"}
+
+
+def test_selecting_a_community_keeps_its_street_on_the_map(app):
+    from callbacks.map import show_map
+
+    url, _labels, _viewport, hideout, _legend, _title = in_callback(
+        app, show_map, {"unit": COMMUNITY, "indicator": "hotline_complaints"}, 0, None)
+    assert url == f"/geo/{STREET}/children.geojson"
+    assert hideout["selected"] == COMMUNITY
+
+
+def test_geometry_route_serves_children_and_hides_unknown_units(app):
+    client = app.server.test_client()
+    response = client.get(f"/geo/{DISTRICT}/children.geojson", headers={"Accept-Encoding": "identity"})
+    assert response.status_code == 200
+    features = response.get_json()["features"]
+    assert sorted(f["properties"]["code"] for f in features) == ["990101001", "990101002"]
+    assert "private" in response.headers["Cache-Control"] and response.headers["ETag"]
+    cached = client.get(f"/geo/{DISTRICT}/children.geojson", headers={"If-None-Match": response.headers["ETag"]})
+    assert cached.status_code == 304
+    assert client.get("/geo/110101/children.geojson").status_code == 404
+    assert client.get(f"/geo/{DISTRICT}/secrets.geojson").status_code == 404
+    labels = client.get(f"/geo/{DISTRICT}/labels.geojson", headers={"Accept-Encoding": "identity"}).get_json()
+    assert {f["geometry"]["type"] for f in labels["features"]} == {"Point"}
