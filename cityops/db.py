@@ -19,9 +19,7 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 def engine_for(database_url: str) -> Engine:
     """The process-wide engine for a URL (created once; SQLite tuned for one writer and many readers)."""
     if database_url.startswith("sqlite:///"):
-        path = Path(database_url.removeprefix("sqlite:///"))
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_folder(database_url)
         engine = create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -37,6 +35,13 @@ def engine_for(database_url: str) -> Engine:
 
         return engine
     return create_engine(database_url, pool_pre_ping=True)
+
+
+def _ensure_folder(database_url: str) -> None:
+    """SQLite creates the file but not its folder (var/ does not exist in a fresh clone)."""
+    path = database_url.removeprefix("sqlite:///")
+    if database_url.startswith("sqlite:///") and path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 @lru_cache(maxsize=8)
@@ -71,4 +76,5 @@ def migrate(database_url: str) -> None:
     """Create or upgrade the schema to the newest migration (idempotent)."""
     from alembic import command
 
+    _ensure_folder(database_url)
     command.upgrade(alembic_config(database_url), "head")

@@ -62,3 +62,11 @@ def test_import_command_loads_a_geojson_file_all_or_nothing(tmp_path, monkeypatc
     result = CliRunner().invoke(cli, ["import", str(broken)])
     assert result.exit_code != 0
     assert "nothing was loaded" in result.output and "990101" in result.output
+
+
+def test_init_db_creates_the_database_folder_of_a_fresh_clone(tmp_path, monkeypatch):
+    database = tmp_path / "var" / "nested" / "onescreen.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{database}")
+    result = CliRunner().invoke(cli, ["init-db"])
+    assert result.exit_code == 0, result.output
+    assert database.exists() and "15 indicators registered" in result.output

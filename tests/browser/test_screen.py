@@ -93,12 +93,12 @@ def test_switching_indicator_recolours_without_fetching_geometry(screen, screen_
     screen.page.on("request", lambda request: "/geo/" in request.url and geometry_requests.append(request.url))
     screen.open()
     screen.page.wait_for_timeout(500)
-    assert len(geometry_requests) == 1
+    assert sorted(url.rsplit("/", 1)[1] for url in geometry_requests) == ["children.geojson", "labels.geojson"]
     screen.page.locator('.kpi-card[data-indicator="aqi"]').click()
     screen.page.wait_for_function("document.querySelector('.kpi-card.selected')?.dataset.indicator === 'aqi'")
     screen.page.wait_for_function("document.querySelector('.map-panel .panel-title').innerText.includes('空气质量指数')")
     screen.page.wait_for_timeout(500)
-    assert len(geometry_requests) == 1, geometry_requests
+    assert len(geometry_requests) == 2, geometry_requests
     screen.assert_no_console_errors()
 
 
