@@ -78,7 +78,8 @@ _cache: dict[tuple, UnitTree] = {}
 
 def load_tree(session: Session) -> UnitTree:
     """The unit tree, re-read only when the units table changed (an import in another process counts)."""
-    fingerprint = session.execute(select(func.count(Unit.id), func.max(Unit.id), func.sum(Unit.rgt))).one()
+    fingerprint = session.execute(select(func.count(Unit.id), func.max(Unit.id), func.sum(Unit.rgt),
+                                         func.sum(Unit.population))).one()
     key = (str(session.get_bind().url), *fingerprint)
     tree = _cache.get(key)
     if tree is None:

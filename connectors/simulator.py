@@ -18,6 +18,7 @@ import numpy as np
 
 from cityops.catalog import Indicator
 from cityops.hierarchy import Level
+from cityops.rollup import bucket_start
 from connectors.base import ConfigField, Connector, Health, Record, register
 
 # Simulate data in windows of this length: large enough to vectorise, small enough to stream.
@@ -97,7 +98,9 @@ class SimulatorConnector(Connector):
         """Every report of one indicator whose time falls in [start, end), as (codes, keys, times, values)."""
         interval = indicator.interval_seconds
         offsets = (units.offset * interval).astype(np.int64)
-        first_bucket = (start - interval) // interval * interval
+        # Daily reports follow the city's calendar day, as the daily roll-ups do.
+        local = datetime.fromtimestamp(start, zone).utcoffset()
+        first_bucket = bucket_start(start - interval, interval, int(local.total_seconds()) if local else 0)
         parts = []
         for bucket in range(first_bucket, end, interval):
             times = bucket + offsets
@@ -129,8 +132,9 @@ class SimulatorConnector(Connector):
     def _district_stress(self, units: Units, day: float) -> np.ndarray:
         """Slow multi-day swings per district, so some districts run hot for a while and then recover."""
         rng = np.random.default_rng(_stable_seed(self.config["seed"], "stress"))
-        phase = rng.random(64) * 2 * np.pi
-        period = 2 + rng.random(64) * 3
+        districts = int(units.district.max()) + 1 if len(units.district) else 1
+        phase = rng.random(districts) * 2 * np.pi
+        period = 2 + rng.random(districts) * 3
         return 1 + 0.22 * np.sin(2 * np.pi * day / period[units.district] + phase[units.district])
 
     def _spikes(self, indicator: Indicator, units: Units, bucket: int) -> np.ndarray:

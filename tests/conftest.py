@@ -19,7 +19,6 @@ import pytest
 from city_factory import tiny_city
 from sqlalchemy import create_engine, text
 
-from cityops import tree as tree_module
 from cityops.boundaries import replace_units
 from cityops.catalog import Catalog, load_catalog
 from cityops.db import engine_for, migrate, session_scope
@@ -29,10 +28,9 @@ from cityops.settings import DATA_DIR
 from cityops.storage import UpsertResult, sync_indicators, upsert_observations
 
 # The maintenance database used to create and drop the per-session test database (trust auth, no password).
-# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the dev requirements pin psycopg2, so name it.
+# A plain postgresql:// URL, as a deployment would write it: SQLAlchemy 2.1 maps it to psycopg 3, which
+# requirements.txt pins, so the tests run the driver production runs.
 POSTGRES_SERVER_URL = os.environ.get("ONESCREEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-if POSTGRES_SERVER_URL.startswith("postgresql://"):
-    POSTGRES_SERVER_URL = "postgresql+psycopg2://" + POSTGRES_SERVER_URL.removeprefix("postgresql://")
 
 ZONE = "Asia/Shanghai"
 # The tests' fixed clock: Thursday 2026-11-26 10:30 in Shanghai (02:30 UTC).
@@ -47,14 +45,6 @@ def catalog() -> Catalog:
 @pytest.fixture
 def now() -> int:
     return NOW
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tree_cache():
-    """The unit tree is cached per process by a fingerprint of the units table; every test starts without it."""
-    tree_module._cache.clear()
-    yield
-    tree_module._cache.clear()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -353,3 +353,18 @@ def test_readings_on_both_databases(city_db, catalog):
     assert city["hotline_complaints"].previous == 9.0
     assert list(ranked["code"])[0] == C[4] and set(ranked["code"]) == {C[4], C[5], S21}
     assert dict(zip(children["code"], children["status"])) == {S21: "critical", S22: "normal"}
+
+
+def test_a_street_whose_communities_all_went_quiet_has_no_live_value(sqlite_city_db, catalog):
+    db = sqlite_city_db
+    stale_at = NOW - 2 * 3600
+    populate(db)
+    _, touched = db.store([(C[0], "fire_alarms", stale_at, 3), (C[1], "fire_alarms", stale_at, 1),
+                           (C[2], "fire_alarms", NOW - 60, 0)])
+    with db.session() as session:
+        refresh_rollups(session, catalog, db.indicator_ids, load_tree(session), touched, NOW, OFFSET)
+        rows = by_code(children_readings(session, viewer_scope(session, Viewer()), catalog, db.indicator_ids,
+                                         db.unit_ids[D1], "fire_alarms", NOW))
+    assert pd.isna(rows[S11]["value"]) and (rows[S11]["reported"], rows[S11]["expected"]) == (0, 2)
+    assert rows[S11]["observed_at"] == stale_at and rows[S11]["status"] != "normal"
+    assert (rows[S12]["value"], rows[S12]["reported"], rows[S12]["status"]) == (0.0, 1, "normal")

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
+from cityops.db import migrate, session_scope
 from cityops.demo_city import generate_city
 from cityops.hierarchy import Level
 from cityops.rollup import bucket_start
@@ -48,7 +49,7 @@ PLAUSIBLE = {
 
 
 def tree_of(url):
-    with __import__("cityops.db", fromlist=["session_scope"]).session_scope(url) as session:
+    with session_scope(url) as session:
         return load_tree(session)
 
 
@@ -69,8 +70,6 @@ def tiny_tree(sqlite_city_db):
 
 @pytest.fixture(scope="module")
 def demo_tree(tmp_path_factory, catalog, city_db_factory):
-    from cityops.db import migrate
-
     url = f"sqlite:///{(tmp_path_factory.mktemp('demo') / 'demo.db').as_posix()}"
     migrate(url)
     city_db_factory(url, catalog, generate_city(2026, districts=4, streets=20, communities=200))

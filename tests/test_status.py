@@ -110,3 +110,22 @@ def test_source_freshness(age, expected):
 
 def test_source_that_never_delivered_is_silent():
     assert source_freshness(None, 300, 1_000_000) == "silent"
+
+
+def test_source_health_uses_the_last_run_that_delivered(sqlite_url):
+    from sqlalchemy import text
+
+    from cityops.db import session_scope
+    from cityops.sources import SourceHealth, source_health
+
+    now = 1_000_000
+    with session_scope(sqlite_url) as session:
+        session.execute(text(
+            "INSERT INTO connector_runs (connector, started_at, finished_at, status, fetched, accepted, rejected, "
+            "duplicates) VALUES ('a', 0, :ok, 'ok', 0, 0, 0, 0), ('a', 0, :failed, 'failed', 0, 0, 0, 0), "
+            "('b', 0, :partial, 'partial', 0, 0, 0, 0), ('c', 0, :failed, 'failed', 0, 0, 0, 0)"),
+            {"ok": now - 900, "failed": now - 10, "partial": now - 3000})
+    with session_scope(sqlite_url) as session:
+        health = source_health(session, {"a": 300, "b": 300, "c": 300, "d": 60}, now)
+    assert health == [SourceHealth("a", now - 900, "late"), SourceHealth("b", now - 3000, "silent"),
+                      SourceHealth("c", None, "silent"), SourceHealth("d", None, "silent")]
