@@ -20,7 +20,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -180,6 +179,16 @@ def start_process(command: list[str], env: dict | None = None, log_path: Path | 
                                stderr=subprocess.STDOUT, start_new_session=True)
     _children.append(process)
     return process
+
+
+def run_visible(command: list[str], env: dict | None = None) -> int:
+    """Run a child to completion with its output on our terminal; it is stopped if we are."""
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
+    _children.append(process)
+    try:
+        return process.wait()
+    finally:
+        stop_process(process)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
@@ -467,20 +476,3 @@ def paint_probe(selector: str, count: int) -> str:
   check();
 })();
 """ % (json.dumps(selector), count)
-
-
-def median_of(label: str, samples: list[float], unit: str = "ms") -> str:
-    return f"{median(samples):.0f} {unit} (median of {len(samples)})" if unit == "ms" else \
-        f"{median(samples):.1f} {unit} (median of {len(samples)})"
-
-
-@contextmanager
-def quiet_logs():
-    import logging
-
-    previous = logging.root.level
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.root.setLevel(previous)

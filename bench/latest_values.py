@@ -18,6 +18,7 @@ which also read the previous period's value from history). Median of interleaved
 from __future__ import annotations
 
 import argparse
+import gc
 import sqlite3
 import sys
 import time
@@ -38,7 +39,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short-days", type=float, default=7, help="history of the baseline (default %(default)s)")
     parser.add_argument("--long-days", type=float, default=28, help="history of the other (default %(default)s)")
-    parser.add_argument("--samples", type=int, default=41,
+    parser.add_argument("--samples", type=int, default=61,
                         help="timed calls of the main query per database, alternating (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=7,
                         help="interleaved blocks for the two informational reads (default %(default)s)")
@@ -191,6 +192,9 @@ class Queries:
 
 
 def _timed(call) -> float:
+    """Milliseconds of one call, after a full garbage collection: otherwise about one call in five also pays for
+    collecting its predecessors' garbage (~50 ms), which says nothing about the query."""
+    gc.collect()
     started = time.perf_counter()
     call()
     return (time.perf_counter() - started) * 1000
@@ -201,9 +205,10 @@ def measure_alternating(calls: dict, samples: int, bar) -> dict[str, list[float]
     times = {db: [] for db in calls}
     for call in calls.values():
         call()  # warm-up
-    for _ in range(samples):
-        for db, call in calls.items():
-            times[db].append(_timed(call))
+    order = list(calls)
+    for sample in range(samples):
+        for db in (order if sample % 2 == 0 else order[::-1]):  # ABBA: neither database always goes first
+            times[db].append(_timed(calls[db]))
         bar.update()
     return times
 
@@ -212,8 +217,10 @@ def measure_blocks(calls: dict, rounds: int, per_round: int, bar) -> dict[str, l
     """Milliseconds per call in blocks: the unit tree is cached for one database at a time (cityops.tree), so
     each block starts with an untimed warm-up call and databases alternate block by block."""
     times = {db: [] for db in calls}
-    for _ in range(rounds):
-        for db, call in calls.items():
+    order = list(calls)
+    for round_ in range(rounds):
+        for db in (order if round_ % 2 == 0 else order[::-1]):
+            call = calls[db]
             call()
             times[db].extend(_timed(call) for _ in range(per_round))
         bar.update()
@@ -285,8 +292,8 @@ def main(argv=None) -> Report:
     notes = [
         f"observations rows: {counts['short']:,} ({args.short_days:g} d) vs {counts['long']:,} ({args.long_days:g} d); "
         f"same units, identical current_values snapshot ({len(snapshot_of(paths['short'])):,} rows)",
-        f"medians, warm caches, SQLite, one process: current_frame {args.samples} calls per database alternating "
-        f"call by call (viewer scope resolved once); unit_readings {args.rounds} interleaved blocks of 5 and "
+        f"medians, warm caches, SQLite, one process, gc.collect() before each timed call: current_frame "
+        f"{args.samples} calls per database alternating call by call (viewer scope resolved once); unit_readings {args.rounds} interleaved blocks of 5 and "
         f"children_readings {args.rounds} blocks of 1, each block after an untimed warm-up call",
         "history: every community-level reported indicator at its interval, synthetic values, written with "
         "executemany; street- and district-level history is not included",

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -98,10 +99,15 @@ def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str,
 
 
 def queue_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str, int],
-                  touched: dict[str, set[int]], utc_offset_seconds: int = 0) -> None:
+                  touched: dict[str, Iterable[int]], utc_offset_seconds: int = 0) -> None:
     """Record which buckets new observations fell into; `process_backlog` computes them later."""
-    rows = {(indicator_ids[key], bucket_start(t, catalog[key].interval_seconds, utc_offset_seconds))
-            for key, times in touched.items() for t in times}
+    rows = set()
+    for key, times in touched.items():
+        # A backfill touches a million timestamps but a few hundred buckets: reduce them as arrays.
+        starts = np.unique(bucket_start(np.fromiter(times, dtype=np.int64) if not isinstance(times, np.ndarray)
+                                        else times.astype(np.int64),
+                                        catalog[key].interval_seconds, utc_offset_seconds))
+        rows.update((indicator_ids[key], int(start)) for start in starts)
     if not rows:
         return
     statement = _dialect_insert(session, RollupBacklog.__table__).on_conflict_do_nothing()
@@ -189,21 +195,23 @@ def _refresh_history(session, indicator, ids, tree, buckets, offset) -> int:
         if rolled.empty:
             continue
         rolled = rolled.merge(expected, left_on="ancestor_id", right_index=True)
-        rows = [
-            {"unit_id": int(a), "indicator_id": ids[indicator.key], "bucket_start": int(b),
-             "value": None if pd.isna(v) else float(v), "reported": int(r), "expected": int(e)}
-            for a, b, v, r, e in rolled[["ancestor_id", "bucket_start", "value", "reported", "expected"]]
-            .itertuples(index=False)
-        ]
-        table = RollupHistory.__table__
-        statement = _dialect_insert(session, table)
-        statement = statement.on_conflict_do_update(
-            index_elements=["unit_id", "indicator_id", "bucket_start"],
-            set_={"value": statement.excluded.value, "reported": statement.excluded.reported,
-                  "expected": statement.excluded.expected})
-        session.execute(statement, rows)
+        rows = list(zip(
+            rolled["ancestor_id"].astype("int64").tolist(), [ids[indicator.key]] * len(rolled),
+            rolled["bucket_start"].astype("int64").tolist(),
+            rolled["value"].astype(float).astype(object).where(rolled["value"].notna(), None).tolist(),
+            rolled["reported"].astype("int64").tolist(), rolled["expected"].astype("int64").tolist()))
+        # A backfill writes tens of thousands of roll-up rows: plain SQL to the driver, as for observations.
+        placeholder = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+        session.connection().exec_driver_sql(_UPSERT_ROLLUP_HISTORY.format(p=placeholder), rows)
         written += len(rows)
     return written
+
+
+_UPSERT_ROLLUP_HISTORY = (
+    "INSERT INTO rollup_history (unit_id, indicator_id, bucket_start, value, reported, expected) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (unit_id, indicator_id, bucket_start) DO UPDATE SET "
+    "value = excluded.value, reported = excluded.reported, expected = excluded.expected"
+)
 
 
 def _read_current(session: Session, indicator_id: int) -> pd.DataFrame:

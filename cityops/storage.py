@@ -78,24 +78,34 @@ def _placeholder(session: Session) -> str:
     return "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
 
 
-def upsert_observations(session: Session, rows: list[dict]) -> UpsertResult:
-    """Upsert rows {unit_id, indicator_id, observed_at, value, run_id}; the caller commits.
+OBSERVATION_COLUMNS = ["unit_id", "indicator_id", "observed_at", "value", "run_id"]
+
+
+def upsert_observations(session: Session, rows: list[dict] | pd.DataFrame) -> UpsertResult:
+    """Upsert rows {unit_id, indicator_id, observed_at, value, run_id} (dicts or a DataFrame); the caller
+    commits.
 
     Rows must be unique on the key within one call (the runner de-duplicates a batch first).
     """
-    if not rows:
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
+    if frame.empty:
         return UpsertResult(0, 0)
+    if "run_id" not in frame:
+        frame = frame.assign(run_id=None)
+    frame = frame[OBSERVATION_COLUMNS]
     placeholder = _placeholder(session)
     connection = session.connection()
-    values = [(r["unit_id"], r["indicator_id"], r["observed_at"], r["value"], r.get("run_id")) for r in rows]
-    written = connection.exec_driver_sql(_UPSERT_OBSERVATION.format(p=placeholder), values).rowcount
-    latest: dict[tuple[int, int], tuple] = {}
-    for row in values:
-        held = latest.get(row[:2])
-        if held is None or row[2] >= held[2]:
-            latest[row[:2]] = row
-    connection.exec_driver_sql(_ADVANCE_CURRENT.format(p=placeholder), list(latest.values()))
-    return UpsertResult(written, len(rows) - written)
+    written = connection.exec_driver_sql(_UPSERT_OBSERVATION.format(p=placeholder), _driver_rows(frame)).rowcount
+    latest = frame.sort_values("observed_at", kind="stable").drop_duplicates(["unit_id", "indicator_id"], keep="last")
+    connection.exec_driver_sql(_ADVANCE_CURRENT.format(p=placeholder), _driver_rows(latest))
+    return UpsertResult(written, len(frame) - written)
+
+
+def _driver_rows(frame: pd.DataFrame) -> list[tuple]:
+    """Plain Python ints and floats (drivers reject numpy scalars), None for a missing run id."""
+    columns = [frame[name].astype(object).where(frame[name].notna(), None).tolist() if name == "run_id"
+               else frame[name].tolist() for name in OBSERVATION_COLUMNS]
+    return list(zip(*columns))
 
 
 def fetch_frame(session: Session, statement, columns: list[str]) -> pd.DataFrame:

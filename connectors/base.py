@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Iterator
 
+import pandas as pd
+
 from cityops.catalog import Catalog
 from cityops.tree import UnitTree
 
@@ -25,6 +27,24 @@ class Record:
     observed_at: datetime | str | int | float
     value: Any
     raw: Any = None  # the record as the source sent it, kept for quarantine and replay
+
+
+@dataclass(frozen=True)
+class RecordBatch:
+    """Many records as columns, for sources that read in bulk (a file, a query, a simulated hour).
+
+    `frame` has the columns unit_code, indicator, observed_at, value (the same meanings as `Record`).
+    The runner validates a batch with array operations, so a million records cost what a few thousand
+    `Record` objects would. `cursor` is what committing the batch advances to (default: its newest time).
+    """
+
+    frame: pd.DataFrame
+    cursor: str | None = None
+
+    COLUMNS = ("unit_code", "indicator", "observed_at", "value")
+
+    def __len__(self) -> int:
+        return len(self.frame)
 
 
 class ConnectorError(Exception):
@@ -91,8 +111,9 @@ class Connector(ABC):
         """Whether the source can be reached and read now, and if not, why."""
 
     @abstractmethod
-    def fetch(self, since: str | None) -> Iterator[Record]:
-        """Lazily yield records whose cursor is at or after `since` (None: from the configured start).
+    def fetch(self, since: str | None) -> Iterator[Record | RecordBatch]:
+        """Lazily yield records (one by one, or in columnar batches) whose cursor is at or after `since`
+        (None: from the configured start).
 
         Re-delivering a record is harmless (storage upserts), so `since` is inclusive.
         """

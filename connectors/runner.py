@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from cityops.models import ConnectorCursor, ConnectorRun, QuarantinedRecord
 from cityops.rollup import process_backlog, queue_rollups
 from cityops.storage import _dialect_insert, sync_indicators, upsert_observations
 from cityops.tree import load_tree
-from connectors.base import REGISTRY, Connector, ConnectorContext, ConnectorError, Record
+from connectors.base import REGISTRY, Connector, ConnectorContext, ConnectorError, Record, RecordBatch
 from connectors.config import ConnectorInstance
 from connectors.validation import Rejected, Validator
 
@@ -76,21 +76,28 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     try:
         # Inside the try: a connector may fail while being set up (bad credentials), and its run must still close.
         connector = build_connector(instance, context)
-        for record in connector.fetch(since if since is not None else stored_cursor):
-            summary.fetched += 1
-            try:
-                row = validator.validate(record)
-            except Rejected as reason:
-                batch.quarantine.append(_quarantine_row(run_id, instance.name, str(reason), record, int(now)))
+        for item in connector.fetch(since if since is not None else stored_cursor):
+            if isinstance(item, RecordBatch):
+                summary.fetched += len(item)
+                valid, rejected = validator.validate_frame(item.frame)
+                batch.add_frame(valid, item.cursor)
+                batch.quarantine.extend(_quarantine_row(run_id, instance.name, reason, record, int(now))
+                                        for reason, record in rejected)
             else:
-                row["run_id"] = run_id
-                batch.add(row, connector.cursor_of(record, row["observed_at"]))
-            if batch.size >= batch_size:
-                _commit(database_url, batch, summary, catalog, ids, offset, instance.name, advance=connector.ordered)
+                summary.fetched += 1
+                try:
+                    row = validator.validate(item)
+                except Rejected as reason:
+                    batch.quarantine.append(_quarantine_row(run_id, instance.name, str(reason), item, int(now)))
+                else:
+                    batch.add(row, connector.cursor_of(item, row["observed_at"]))
+            if batch.size + len(batch.quarantine) >= batch_size:
+                _commit(database_url, batch, summary, catalog, ids, offset, instance.name,
+                        advance=connector.ordered, run_id=run_id)
                 batch = _Batch(cursor=batch.cursor)
                 if progress:
                     progress(summary)
-        _commit(database_url, batch, summary, catalog, ids, offset, instance.name, advance=True)
+        _commit(database_url, batch, summary, catalog, ids, offset, instance.name, advance=True, run_id=run_id)
         summary.status = "partial" if summary.rejected else "ok"
     except ConnectorError as error:
         summary.status, summary.error_family, summary.error_message = "failed", error.family, str(error)
@@ -118,24 +125,44 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     return summary
 
 
+KEY = ["unit_id", "indicator_id", "observed_at"]
+
+
 class _Batch:
+    """Valid rows (single records and columnar frames), quarantined ones, and the cursor they reach."""
+
     def __init__(self, cursor: str | None = None):
-        self.rows: dict[tuple[int, int, int], dict] = {}
+        self.rows: list[dict] = []
+        self.frames: list[pd.DataFrame] = []
         self.quarantine: list[dict] = []
         self.cursor = cursor
-        self.duplicates_within = 0
+        self.size = 0
 
     def add(self, row: dict, cursor: str) -> None:
-        key = (row["unit_id"], row["indicator_id"], row["observed_at"])
-        if key in self.rows:
-            self.duplicates_within += 1  # the last delivery of a key wins, as it would across runs
-        self.rows[key] = row
+        self.rows.append(row)
+        self.size += 1
+        self._reach(cursor)
+
+    def add_frame(self, frame: pd.DataFrame, cursor: str | None) -> None:
+        if frame.empty:
+            return
+        self.frames.append(frame)
+        self.size += len(frame)
+        self._reach(cursor if cursor is not None else str(int(frame["observed_at"].max())))
+
+    def _reach(self, cursor: str) -> None:
         if self.cursor is None or _cursor_key(cursor) > _cursor_key(self.cursor):
             self.cursor = cursor
 
-    @property
-    def size(self) -> int:
-        return len(self.rows) + len(self.quarantine)
+    def unique_rows(self, run_id: int) -> tuple[pd.DataFrame, int]:
+        """All valid rows, one per key (the last delivery wins, as it would across runs), and how many
+        deliveries were repeats within this batch."""
+        frames = self.frames + ([pd.DataFrame.from_records(self.rows)] if self.rows else [])
+        if not frames:
+            return pd.DataFrame(columns=[*KEY, "value", "run_id"]), 0
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        unique = frame.drop_duplicates(KEY, keep="last")
+        return unique.assign(run_id=run_id), len(frame) - len(unique)
 
 
 def _cursor_key(cursor: str):
@@ -145,28 +172,28 @@ def _cursor_key(cursor: str):
         return (1, 0.0, cursor)
 
 
-def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offset, name, advance: bool) -> None:
+def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offset, name, advance: bool,
+            run_id: int) -> None:
     """One transaction: rows, quarantine, roll-ups and (when safe) the cursor move together."""
-    if not batch.rows and not batch.quarantine:
+    if not batch.size and not batch.quarantine:
         if advance and batch.cursor is not None:
             # The records filled earlier batches exactly, which did not move the cursor: the run is committed now.
             with session_scope(database_url) as session:
                 _save_cursor(session, name, batch.cursor, int(time.time()))
         return
     key_by_id = {ident: key for key, ident in ids.items()}
+    rows, repeats = batch.unique_rows(run_id)
     with session_scope(database_url) as session:
-        rows = list(batch.rows.values())
         result = upsert_observations(session, rows)
         if batch.quarantine:
             session.execute(insert(QuarantinedRecord), batch.quarantine)
-        touched: dict[str, set[int]] = defaultdict(set)
-        for row in rows:
-            touched[key_by_id[row["indicator_id"]]].add(row["observed_at"])
+        touched = {key_by_id[int(ident)]: times.to_numpy()
+                   for ident, times in rows.groupby("indicator_id")["observed_at"]}
         queue_rollups(session, catalog, ids, touched, offset)
         if advance and batch.cursor is not None:
             _save_cursor(session, name, batch.cursor, int(time.time()))
     summary.accepted += result.written
-    summary.duplicates += result.unchanged + batch.duplicates_within
+    summary.duplicates += result.unchanged + repeats
     summary.rejected += len(batch.quarantine)
 
 

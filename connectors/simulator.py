@@ -15,11 +15,12 @@ from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 
 from cityops.catalog import Indicator
 from cityops.hierarchy import Level
 from cityops.rollup import bucket_start
-from connectors.base import ConfigField, Connector, Health, Record, register
+from connectors.base import ConfigField, Connector, Health, RecordBatch, register
 
 # Simulate data in windows of this length: large enough to vectorise, small enough to stream.
 WINDOW_SECONDS = 6 * 3600
@@ -59,7 +60,7 @@ class SimulatorConnector(Connector):
             return Health(False, "no units loaded: run `onescreen seed-demo` or `onescreen import` first")
         return Health(True, f"simulating {len(self.context.catalog.reported())} indicators for {units} units")
 
-    def fetch(self, since: str | None) -> Iterator[Record]:
+    def fetch(self, since: str | None) -> Iterator[RecordBatch]:
         now = int(self.context.now)
         start = int(float(since)) if since else now - self.config["backfill_days"] * 86400
         indicators = [i for i in self.context.catalog.reported() if i.key in MODELS]
@@ -72,11 +73,13 @@ class SimulatorConnector(Connector):
                      for indicator in indicators]
             codes = np.concatenate([p[0] for p in parts])
             if len(codes):
-                keys = np.concatenate([p[1] for p in parts])
-                times = np.concatenate([p[2] for p in parts])
-                values = np.concatenate([p[3] for p in parts])
-                for i in np.argsort(times, kind="stable"):
-                    yield Record(codes[i], keys[i], int(times[i]), float(values[i]))
+                order = np.argsort(np.concatenate([p[2] for p in parts]), kind="stable")
+                yield RecordBatch(pd.DataFrame({
+                    "unit_code": codes[order],
+                    "indicator": np.concatenate([p[1] for p in parts])[order],
+                    "observed_at": np.concatenate([p[2] for p in parts])[order],
+                    "value": np.concatenate([p[3] for p in parts])[order],
+                }))
             window_start = window_end
 
     def _units(self, level: Level) -> Units:
@@ -85,9 +88,11 @@ class SimulatorConnector(Connector):
         city = tree.frame.loc[tree.root_id]
         span = max(city["max_lon"] - city["min_lon"], city["max_lat"] - city["min_lat"]) / 2
         distance = np.hypot(frame["center_lon"] - city["center_lon"], frame["center_lat"] - city["center_lat"])
-        districts = tree.at_level(Level.DISTRICT).index.to_list()
-        district_of = [districts.index(tree.lineage(int(i))[1]) if level >= Level.DISTRICT else 0
-                       for i in frame.index]
+        districts = tree.at_level(Level.DISTRICT).index
+        membership = tree.membership(level, include_self=True)
+        district_id = membership[membership["ancestor_id"].isin(districts)].set_index("leaf_id")["ancestor_id"]
+        district_of = (pd.Index(districts).get_indexer(district_id.reindex(frame.index).to_numpy())
+                       if level >= Level.DISTRICT else np.zeros(len(frame), dtype=int))
         rng = np.random.default_rng(_stable_seed(self.config["seed"], "offsets", int(level)))
         return Units(ids=frame.index.to_numpy(), codes=frame["code"].to_numpy(dtype=object),
                      population=frame["population"].to_numpy(dtype=float),

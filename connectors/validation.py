@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pandas as pd
+
 from cityops.catalog import Catalog, RollupRule
 from cityops.hierarchy import Level
 from cityops.tree import UnitTree
-from connectors.base import Record
+from connectors.base import Record, RecordBatch
 
 FUTURE_TOLERANCE_SECONDS = 300
 
@@ -37,6 +40,46 @@ class Validator:
         object.__setattr__(self, "_unit_ids", self.tree.id_by_code)
         object.__setattr__(self, "_unit_levels", self.tree.frame["level"].to_dict())
         object.__setattr__(self, "_reported", {i.key: i for i in self.catalog if not i.is_derived})
+
+    def validate_frame(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, Record]]]:
+        """Validate a columnar batch: (rows for storage, [(reason, record)] for quarantine).
+
+        The common case — every check passes — is decided with array operations. Rows that fail any
+        check go through `validate` one by one, so the reasons (and the final word) come from the same
+        code as for single records.
+        """
+        reported = self._reported
+        codes = frame["unit_code"].astype(str)
+        keys = frame["indicator"].astype(str)
+        unit_ids = codes.map(self._unit_ids)
+        unit_levels = unit_ids.map(self._unit_levels)
+        indicator_ids = keys.map({key: self.indicator_ids[key] for key in reported})
+        indicator_levels = keys.map({key: int(i.level) for key, i in reported.items()})
+        is_sum = keys.map({key: i.rollup == RollupRule.SUM for key, i in reported.items()}).fillna(False).astype(bool)
+        numeric = pd.api.types.is_numeric_dtype(frame["value"]) and not pd.api.types.is_bool_dtype(frame["value"])
+        values = frame["value"].astype(float) if numeric else pd.Series(np.nan, index=frame.index)
+        times = frame["observed_at"]
+        if pd.api.types.is_integer_dtype(times):
+            observed = times.astype("int64")
+            timed = pd.Series(True, index=frame.index)
+        else:
+            observed = pd.Series(0, index=frame.index, dtype="int64")
+            timed = pd.Series(False, index=frame.index)  # texts and datetimes take the careful path
+        ok = (unit_ids.notna() & indicator_ids.notna() & (unit_levels == indicator_levels)
+              & unit_levels.isin([int(level) for level in self.levels]) & np.isfinite(values)
+              & ~(is_sum & (values < 0)) & timed & (observed <= self.now + FUTURE_TOLERANCE_SECONDS))
+        valid = pd.DataFrame({"unit_id": unit_ids[ok].astype("int64"), "indicator_id": indicator_ids[ok].astype("int64"),
+                              "observed_at": observed[ok], "value": values[ok]})
+        rescued, rejected = [], []
+        for row in frame.loc[~ok, list(RecordBatch.COLUMNS)].itertuples(index=False, name=None):
+            record = Record(*row, raw=dict(zip(RecordBatch.COLUMNS, row)))
+            try:
+                rescued.append(self.validate(record))
+            except Rejected as reason:
+                rejected.append((str(reason), record))
+        if rescued:
+            valid = pd.concat([valid, pd.DataFrame(rescued)], ignore_index=True)
+        return valid, rejected
 
     def validate(self, record: Record) -> dict:
         """A row for storage {unit_id, indicator_id, observed_at, value}, or raise Rejected(reason)."""

@@ -10,11 +10,12 @@ import math
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 from sqlalchemy import text
 
 from cityops.hierarchy import Level
-from connectors.base import Connector, FatalError, Health, Record, RetriableError, register
+from connectors.base import Connector, FatalError, Health, Record, RecordBatch, RetriableError, register
 from connectors.config import ConnectorInstance
 from connectors.runner import run_connector
 from connectors.validation import FUTURE_TOLERANCE_SECONDS
@@ -387,3 +388,58 @@ def test_a_failing_connector_leaves_others_runnable(city_db):
     assert fetch_all(city_db, "SELECT count(*) FROM connector_runs WHERE status = 'running'")[0][0] == 0
     assert cursor_of(city_db, "good") == str(NOW - 600) and cursor_of(city_db, "broken") is None
     assert list(stored(city_db)) == [(COMMUNITIES[1], "hotline_complaints", NOW - 600)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Columnar batches: the same rules as single records, decided with array operations
+# ------------------------------------------------------------------------------------------------
+
+
+@register
+class BatchConnector(Connector):
+    """Yields config["frames"] as RecordBatch objects, as a bulk source (file, query) would."""
+
+    type_name = "test-batch"
+
+    def check(self) -> Health:
+        return Health(True, "test")
+
+    def fetch(self, since):
+        for frame in self.config["frames"]:
+            yield RecordBatch(frame)
+
+
+def batch_of(records: list[Record]) -> pd.DataFrame:
+    return pd.DataFrame([(r.unit_code, r.indicator, r.observed_at, r.value) for r in records],
+                        columns=list(RecordBatch.COLUMNS))
+
+
+def test_a_numeric_batch_keeps_good_rows_and_quarantines_bad_ones_with_the_record_reasons(sqlite_city_db):
+    good = [hotline(code, NOW - 600, position) for position, code in enumerate(COMMUNITIES)]
+    bad = [BAD[case][0] for case in ("unknown unit", "unknown indicator", "derived indicator", "wrong level",
+                                     "nan", "inf", "negative count", "far future", "milliseconds")]
+    duplicate = hotline(COMMUNITIES[0], NOW - 600, 99)  # the last delivery of a key wins
+    frame = batch_of(good + bad + [duplicate])
+    assert pd.api.types.is_numeric_dtype(frame["value"])  # the array path, not the record-by-record one
+    summary = run(sqlite_city_db, instance(type_="test-batch", frames=[frame]))
+    assert (summary.status, summary.fetched, summary.rejected) == ("partial", len(frame), len(bad))
+    assert (summary.accepted, summary.duplicates) == (len(good), 1)
+    rows = stored(sqlite_city_db)
+    assert rows[(COMMUNITIES[0], "hotline_complaints", NOW - 600)][0] == 99
+    assert rows[(COMMUNITIES[3], "hotline_complaints", NOW - 600)] == (3, summary.run_id)
+    reasons = [reason for reason, _raw, _run in quarantined(sqlite_city_db)]
+    for case in ("unknown unit", "unknown indicator", "derived indicator", "wrong level", "inf", "negative count"):
+        assert any(BAD[case][1] in reason for reason in reasons), case
+    assert sum("is in the future" in reason for reason in reasons) == 2
+
+
+def test_a_batch_with_text_values_and_times_takes_the_careful_path(sqlite_city_db):
+    records = [hotline(COMMUNITIES[0], "2026-11-26T10:00:00", "4"), BAD["not a number"][0],
+               BAD["bad timestamp text"][0], BAD["boolean value"][0]]
+    summary = run(sqlite_city_db, instance(type_="test-batch", frames=[batch_of(records)]))
+    assert (summary.accepted, summary.rejected) == (1, 3)
+    expected_at = int(datetime(2026, 11, 26, 10, 0, tzinfo=SHANGHAI).timestamp())
+    assert stored(sqlite_city_db)[(COMMUNITIES[0], "hotline_complaints", expected_at)][0] == 4
+    reasons = " | ".join(reason for reason, _raw, _run in quarantined(sqlite_city_db))
+    assert "value 'many' is not a number" in reasons and "is not ISO 8601" in reasons
+    assert "value True is not a number" in reasons

@@ -19,7 +19,7 @@ from cityops.demo_city import generate_city
 from cityops.hierarchy import Level
 from cityops.rollup import bucket_start
 from cityops.tree import load_tree
-from connectors.base import ConnectorContext, resolve_config
+from connectors.base import ConnectorContext, RecordBatch, resolve_config
 from connectors.config import ConnectorInstance
 from connectors.runner import run_connector
 from connectors.simulator import MODELS, SimulatorConnector
@@ -59,8 +59,13 @@ def simulator(tree, catalog, now=NOW, **config) -> SimulatorConnector:
 
 
 def fetch(tree, catalog, since, now, **config) -> list[tuple]:
-    return [(r.unit_code, r.indicator, r.observed_at, r.value)
-            for r in simulator(tree, catalog, now, **config).fetch(str(since))]
+    """Every record the simulator yields, as (unit_code, indicator, observed_at, value) in yield order."""
+    records = []
+    for batch in simulator(tree, catalog, now, **config).fetch(str(since)):
+        assert isinstance(batch, RecordBatch)
+        records.extend((code, key, int(at), float(value)) for code, key, at, value
+                       in batch.frame[list(RecordBatch.COLUMNS)].itertuples(index=False, name=None))
+    return records
 
 
 @pytest.fixture
