@@ -43,6 +43,7 @@ class RunSummary:
     error_family: str | None = None
     error_message: str | None = None
     seconds: float = 0.0
+    rollup_seconds: float = 0.0  # of `seconds`, the roll-ups computed after the records were committed
 
 
 def utc_offset_seconds(zone_name: str, at: float) -> int:
@@ -106,6 +107,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         summary.status, summary.error_family = "failed", "unexpected"
         summary.error_message = f"{type(error).__name__}: {error}"
         log.exception("connector %s failed unexpectedly", instance.name)
+    rollups_started = time.perf_counter()
     try:
         # Also after a failure: batches committed before it still need their roll-ups.
         with session_scope(database_url) as session:
@@ -114,6 +116,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         log.exception("roll-ups after connector %s failed; they are retried after its next run", instance.name)
     if summary.status == "failed" and summary.accepted:
         summary.status = "partial"  # what was committed before the failure stays committed
+    summary.rollup_seconds = time.perf_counter() - rollups_started
     summary.seconds = time.perf_counter() - started
     with session_scope(database_url) as session:
         session.execute(update(ConnectorRun).where(ConnectorRun.id == run_id).values(
