@@ -8,12 +8,13 @@ does not even confirm that the unit exists.
 from __future__ import annotations
 
 import gzip
+import hashlib
 from functools import lru_cache
 
 from flask import Flask, Response, request
 
 from callbacks.context import viewer_request
-from cityops.geography import children_geojson, children_labels_geojson, geometry_etag
+from cityops.geography import children_geojson, children_labels_geojson
 
 # What each route serves: the children's boundaries, or the points where their names are written.
 LAYERS = {"children": children_geojson, "labels": children_labels_geojson}
@@ -33,10 +34,11 @@ def register_geometry_routes(server: Flask) -> None:
             unit_id = viewer.tree.id_by_code.get(code)
             if unit_id is None or not viewer.scope.contains(viewer.tree, unit_id):
                 return Response("unknown unit", status=404, mimetype="text/plain")
-            etag = geometry_etag(viewer.session, unit_id) + f"-{layer}-{viewer.scope.root_code}"
-            if request.if_none_match and etag in request.if_none_match:
-                return Response(status=304, headers={"ETag": f'"{etag}"'})
             body = LAYERS[layer](viewer.session, viewer.scope, unit_id)
+        # The tag is the content's own hash: any import that changes a boundary or a name changes it.
+        etag = hashlib.sha1(body.encode("utf-8")).hexdigest()[:20]
+        if request.if_none_match and etag in request.if_none_match:
+            return Response(status=304, headers={"ETag": f'"{etag}"'})
         headers = {"ETag": f'"{etag}"', "Cache-Control": "private, max-age=3600", "Vary": "Accept-Encoding"}
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             headers["Content-Encoding"] = "gzip"

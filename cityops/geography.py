@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from sqlalchemy import select
@@ -13,45 +12,40 @@ from cityops.scope import Scope
 from cityops.tree import load_tree
 
 
+def _children(session: Session, scope: Scope, unit_id: int, *columns):
+    """The in-scope children of a unit (which must itself be in scope): code, names, then `columns`."""
+    scope.require(load_tree(session), unit_id)
+    return session.execute(
+        select(Unit.code, Unit.name_zh, Unit.name_en, *columns)
+        .where(Unit.parent_id == unit_id, scope.clause()).order_by(Unit.code)).all()
+
+
 def children_geojson(session: Session, scope: Scope, unit_id: int) -> str:
-    """The children of a unit (or the unit itself when it has none) as GeoJSON text.
+    """The children of a unit as GeoJSON text.
 
     Properties carry only identity (code, names, level); values travel separately in the layer's
-    `hideout`, so recolouring never resends geometry.
+    `hideout`, so recolouring never resends geometry. Geometry is stored as GeoJSON text and spliced in
+    as it is, rather than parsed and re-serialised on every request.
     """
-    tree = load_tree(session)
-    scope.require(tree, unit_id)
-    rows = session.execute(
-        select(Unit.code, Unit.name_zh, Unit.name_en, Unit.level, Unit.geometry_simplified)
-        .where(Unit.parent_id == unit_id, scope.clause()).order_by(Unit.code)).all()
     features = [
-        f'{{"type":"Feature","id":{json.dumps(code)},"properties":{json.dumps({"code": code, "name_zh": zh, "name_en": en, "level": level}, ensure_ascii=False)},"geometry":{geometry}}}'
-        for code, zh, en, level, geometry in rows
+        '{"type":"Feature","id":%s,"properties":%s,"geometry":%s}' % (
+            json.dumps(code), json.dumps({"code": code, "name_zh": zh, "name_en": en, "level": level},
+                                         ensure_ascii=False), geometry)
+        for code, zh, en, level, geometry in _children(session, scope, unit_id, Unit.level,
+                                                        Unit.geometry_simplified)
     ]
     return '{"type":"FeatureCollection","features":[' + ",".join(features) + "]}"
 
 
 def children_labels_geojson(session: Session, scope: Scope, unit_id: int) -> str:
     """One point per child, inside its polygon, where the map writes the child's name."""
-    tree = load_tree(session)
-    scope.require(tree, unit_id)
-    rows = session.execute(
-        select(Unit.code, Unit.name_zh, Unit.name_en, Unit.center_lon, Unit.center_lat)
-        .where(Unit.parent_id == unit_id, scope.clause()).order_by(Unit.code)).all()
     features = [
         {"type": "Feature", "id": code, "properties": {"code": code, "name_zh": zh, "name_en": en},
          "geometry": {"type": "Point", "coordinates": [round(lon, 5), round(lat, 5)]}}
-        for code, zh, en, lon, lat in rows
+        for code, zh, en, lon, lat in _children(session, scope, unit_id, Unit.center_lon, Unit.center_lat)
     ]
     return json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False,
                       separators=(",", ":"))
-
-
-def geometry_etag(session: Session, unit_id: int) -> str:
-    """Changes whenever the unit tree changes (an import), so browsers may cache boundaries until then."""
-    tree = load_tree(session)
-    fingerprint = f"{len(tree.frame)}:{int(tree.frame['rgt'].sum())}:{unit_id}"
-    return hashlib.sha1(fingerprint.encode()).hexdigest()[:16]
 
 
 def bounds_of(session: Session, scope: Scope, unit_id: int) -> list[list[float]]:
