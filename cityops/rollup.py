@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import partial
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog, Indicator, RollupRule
@@ -80,10 +81,14 @@ def dependents(catalog: Catalog, touched_keys) -> list[Indicator]:
 
 
 def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str, int], tree: UnitTree,
-                    touched: dict[str, set[int]], now: int, utc_offset_seconds: int = 0) -> int:
+                    touched: dict[str, set[int]], now: int, utc_offset_seconds: int = 0,
+                    recent: pd.DataFrame | None = None) -> int:
     """Recompute roll-ups for the time buckets that `touched` (key → observed_at values) fell into.
 
-    Returns the number of roll-up rows written. The caller commits.
+    `recent` (unit_id, indicator_id, observed_at, value) are rows this process has just committed: a bucket
+    whose stored rows are exactly these is rolled up from memory instead of being read back (a backfill's
+    buckets are); any other bucket is read from the database. Returns the number of roll-up rows written.
+    The caller commits.
     """
     written = 0
     for indicator in dependents(catalog, touched):
@@ -92,7 +97,7 @@ def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str,
         if not times:
             continue
         buckets = sorted({bucket_start(t, indicator.interval_seconds, utc_offset_seconds) for t in times})
-        written += _refresh_history(session, indicator, indicator_ids, tree, buckets, utc_offset_seconds)
+        written += _refresh_history(session, indicator, indicator_ids, tree, buckets, utc_offset_seconds, recent)
         if max(times) >= now - indicator.interval_seconds * STALE_GRACE:
             written += _refresh_current(session, indicator, indicator_ids, tree, now)
     return written
@@ -115,7 +120,7 @@ def queue_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str, i
 
 
 def process_backlog(session: Session, catalog: Catalog, indicator_ids: dict[str, int], tree: UnitTree,
-                    now: int, utc_offset_seconds: int = 0) -> int:
+                    now: int, utc_offset_seconds: int = 0, recent: pd.DataFrame | None = None) -> int:
     """Compute every queued bucket's roll-ups and clear the queue, in the caller's transaction."""
     key_by_id = {ident: key for key, ident in indicator_ids.items()}
     # Take the queue in one statement: buckets another run queues meanwhile stay for the next pass, and if the
@@ -131,7 +136,7 @@ def process_backlog(session: Session, catalog: Catalog, indicator_ids: dict[str,
             continue  # an indicator removed from the catalog: nothing to roll up any more
         # Both ends of the bucket, so a derived indicator with another interval sees every bucket it overlaps.
         touched[key].update((start, start + catalog[key].interval_seconds - 1))
-    return refresh_rollups(session, catalog, indicator_ids, tree, touched, now, utc_offset_seconds)
+    return refresh_rollups(session, catalog, indicator_ids, tree, touched, now, utc_offset_seconds, recent)
 
 
 def _leaf_frame(indicator: Indicator, tree: UnitTree) -> tuple[pd.DataFrame, pd.Series]:
@@ -154,6 +159,46 @@ def _read_window(session: Session, indicator_id: int, start: int, end: int) -> p
     return fetch_frame(session, select(Observation.unit_id, Observation.observed_at, Observation.value).where(
         and_(Observation.indicator_id == indicator_id, Observation.observed_at >= start,
              Observation.observed_at < end)), ["leaf_id", "observed_at", "value"])
+
+
+def _memory_window(recent: pd.DataFrame):
+    """A `_read_window` over rows held in memory."""
+    def read(indicator_id: int, start: int, end: int) -> pd.DataFrame:
+        rows = recent[(recent["indicator_id"] == indicator_id) & (recent["observed_at"] >= start)
+                      & (recent["observed_at"] < end)]
+        return pd.DataFrame({"leaf_id": rows["unit_id"].to_numpy(), "observed_at": rows["observed_at"].to_numpy(),
+                             "value": rows["value"].to_numpy()})
+    return read
+
+
+def _bucket_counts(observed_at, step: int, offset: int) -> pd.Series:
+    local = offset if step >= 86400 else 0
+    return pd.Series((np.asarray(observed_at, dtype=np.int64) + local) // step * step - local).value_counts()
+
+
+def _buckets_held_in(recent: pd.DataFrame | None, session: Session, sources: list[int], buckets: list[int],
+                     step: int, offset: int) -> set[int]:
+    """The buckets whose stored rows, for every source indicator, are exactly the rows held in `recent`.
+
+    Counting is enough: `recent` holds committed rows, so equal counts mean the same rows. Rows another
+    run wrote into the same bucket make the counts differ, and that bucket is read from the database.
+    """
+    if recent is None or recent.empty or not buckets:
+        return set()
+    local = offset if step >= 86400 else 0
+    held = set(buckets)
+    for source in sources:
+        rows = recent.loc[recent["indicator_id"] == source, "observed_at"]
+        in_memory = _bucket_counts(rows, step, offset)
+        bucket = (Observation.observed_at + local) // step
+        stored = dict(session.execute(
+            select(bucket, func.count()).where(Observation.indicator_id == source,
+                                               Observation.observed_at >= buckets[0],
+                                               Observation.observed_at < buckets[-1] + step)
+            .group_by(bucket)).all())
+        held = {b for b in held if b in in_memory.index
+                and stored.get((b + local) // step) == int(in_memory[b])}
+    return held
 
 
 def _latest_per_bucket(frame: pd.DataFrame, interval: int, offset: int) -> pd.DataFrame:
@@ -184,13 +229,19 @@ def _leaf_values(session: Session, indicator: Indicator, ids: dict[str, int], tr
     return frame
 
 
-def _refresh_history(session, indicator, ids, tree, buckets, offset) -> int:
+def _refresh_history(session, indicator, ids, tree, buckets, offset, recent=None) -> int:
     membership, expected = _leaf_frame(indicator, tree)
     step = indicator.interval_seconds
     written = 0
-    for start, end in _contiguous_runs(buckets, step):
+    sources = [ids[indicator.numerator], ids[indicator.denominator]] if indicator.is_derived else [ids[indicator.key]]
+    in_memory = _buckets_held_in(recent, session, sources, buckets, step, offset)
+    for start, end, reader in [
+        *((start, end, _memory_window(recent)) for start, end in _contiguous_runs(sorted(in_memory), step)),
+        *((start, end, partial(_read_window, session))
+          for start, end in _contiguous_runs([b for b in buckets if b not in in_memory], step)),
+    ]:
         values = _leaf_values(session, indicator, ids, tree,
-                              lambda ident: _latest_per_bucket(_read_window(session, ident, start, end), step, offset))
+                              lambda ident: _latest_per_bucket(reader(ident, start, end), step, offset))
         rolled = aggregate(values, membership, indicator.rollup, indicator.scale, by=("bucket_start",))
         if rolled.empty:
             continue

@@ -58,7 +58,7 @@ def build_connector(instance: ConnectorInstance, context: ConnectorContext) -> C
 
 
 def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
-                  now: float | None = None, since: str | None = None, batch_size: int = 50_000,
+                  now: float | None = None, since: str | None = None, batch_size: int = 200_000,
                   progress=None) -> RunSummary:
     """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts."""
     now = time.time() if now is None else now
@@ -74,6 +74,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     validator = Validator.build(catalog, ids, tree, instance.levels, timezone, int(now))
     offset = utc_offset_seconds(timezone, now)
     batch = _Batch()
+    recent = _RecentRows()
     try:
         # Inside the try: a connector may fail while being set up (bad credentials), and its run must still close.
         connector = build_connector(instance, context)
@@ -93,12 +94,15 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                 else:
                     batch.add(row, connector.cursor_of(item, row["observed_at"]))
             if batch.size + len(batch.quarantine) >= batch_size:
-                _commit(database_url, batch, summary, catalog, ids, offset, instance.name,
-                        advance=connector.ordered, run_id=run_id)
+                recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
+                                   advance=connector.ordered, run_id=run_id))
+                if recent.size >= RECENT_ROWS_LIMIT:
+                    _roll_up(database_url, catalog, ids, tree, now, offset, recent)
                 batch = _Batch(cursor=batch.cursor)
                 if progress:
                     progress(summary)
-        _commit(database_url, batch, summary, catalog, ids, offset, instance.name, advance=True, run_id=run_id)
+        recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name, advance=True,
+                           run_id=run_id))
         summary.status = "partial" if summary.rejected else "ok"
     except ConnectorError as error:
         summary.status, summary.error_family, summary.error_message = "failed", error.family, str(error)
@@ -110,8 +114,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     rollups_started = time.perf_counter()
     try:
         # Also after a failure: batches committed before it still need their roll-ups.
-        with session_scope(database_url) as session:
-            process_backlog(session, catalog, ids, tree, int(now), offset)
+        _roll_up(database_url, catalog, ids, tree, now, offset, recent)
     except Exception:
         log.exception("roll-ups after connector %s failed; they are retried after its next run", instance.name)
     if summary.status == "failed" and summary.accepted:
@@ -129,6 +132,35 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
 
 
 KEY = ["unit_id", "indicator_id", "observed_at"]
+# Committed rows kept for the roll-ups (about 30 bytes each); past this the queued roll-ups are computed and
+# the rows let go, so a backfill of any length runs in bounded memory.
+RECENT_ROWS_LIMIT = 2_000_000
+
+
+class _RecentRows:
+    """Rows this run has committed: the roll-ups of buckets holding only these need not read them back."""
+
+    def __init__(self):
+        self.frames: list[pd.DataFrame] = []
+        self.size = 0
+
+    def add(self, rows: pd.DataFrame | None) -> None:
+        if rows is not None and not rows.empty:
+            self.frames.append(rows[["unit_id", "indicator_id", "observed_at", "value"]])
+            self.size += len(rows)
+
+    def take(self) -> pd.DataFrame | None:
+        """All rows held (the last delivery of a key wins, as in the database), and forget them."""
+        if not self.frames:
+            return None
+        frame = pd.concat(self.frames, ignore_index=True).drop_duplicates(KEY, keep="last")
+        self.frames, self.size = [], 0
+        return frame
+
+
+def _roll_up(database_url, catalog, ids, tree, now, offset, recent: _RecentRows) -> None:
+    with session_scope(database_url) as session:
+        process_backlog(session, catalog, ids, tree, int(now), offset, recent.take())
 
 
 class _Batch:
@@ -176,14 +208,16 @@ def _cursor_key(cursor: str):
 
 
 def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offset, name, advance: bool,
-            run_id: int) -> None:
-    """One transaction: rows, quarantine, roll-ups and (when safe) the cursor move together."""
+            run_id: int) -> pd.DataFrame | None:
+    """One transaction: rows, quarantine, the roll-up queue and (when safe) the cursor move together.
+
+    Returns the rows committed."""
     if not batch.size and not batch.quarantine:
         if advance and batch.cursor is not None:
             # The records filled earlier batches exactly, which did not move the cursor: the run is committed now.
             with session_scope(database_url) as session:
                 _save_cursor(session, name, batch.cursor, int(time.time()))
-        return
+        return None
     key_by_id = {ident: key for key, ident in ids.items()}
     rows, repeats = batch.unique_rows(run_id)
     with session_scope(database_url) as session:
@@ -198,6 +232,7 @@ def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offs
     summary.accepted += result.written
     summary.duplicates += result.unchanged + repeats
     summary.rejected += len(batch.quarantine)
+    return rows
 
 
 def _save_cursor(session: Session, name: str, cursor: str, now: int) -> None:

@@ -14,7 +14,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cityops import demo_city
+from cityops import demo_names
 from cityops.demo_city import city_summary, generate_city
 from cityops.hierarchy import Level, UnitRecord
 
@@ -276,13 +276,13 @@ def test_both_kinds_of_street_and_community_exist(city):
 def _readings() -> dict[str, str]:
     """Every character of the name tables with its pinyin; a character never has two readings."""
     readings: dict[str, set[str]] = defaultdict(set)
-    tables = (demo_city._PLACE_SYLLABLES, demo_city._DISTRICT_FIRST, demo_city._DISTRICT_SECOND,
-              demo_city._SURNAMES, demo_city._VILLAGE_FEATURES)
+    tables = (demo_names._PLACE_SYLLABLES, demo_names._DISTRICT_FIRST, demo_names._DISTRICT_SECOND,
+              demo_names._SURNAMES, demo_names._VILLAGE_FEATURES)
     for table in tables:
         for character, reading in table:
             readings[character].add(reading)
     assert all(len(r) == 1 for r in readings.values()), {c: r for c, r in readings.items() if len(r) > 1}
-    assert len(demo_city._PLACE_SYLLABLES) >= 40
+    assert len(demo_names._PLACE_SYLLABLES) >= 40
     return {character: reading.pop() for character, reading in readings.items()}
 
 
