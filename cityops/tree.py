@@ -46,12 +46,22 @@ class UnitTree:
     def root_id(self) -> int:
         return int(self.frame.index[self.frame["parent_id"].isna()][0])
 
+    @cached_property
+    def _memberships(self) -> dict[tuple[Level, bool], pd.DataFrame]:
+        return {}
+
     def membership(self, leaf_level: Level, include_self: bool) -> pd.DataFrame:
         """Pairs (leaf_id, ancestor_id) for every unit at `leaf_level` and each of its ancestors.
 
         Roll-ups group leaves by ancestor straight from the leaves, so means and ratios are exact at every
-        level (a mean of means would not be).
+        level (a mean of means would not be). Computed once per tree (every roll-up asks again).
         """
+        key = (Level(leaf_level), include_self)
+        if key not in self._memberships:
+            self._memberships[key] = self._compute_membership(Level(leaf_level), include_self)
+        return self._memberships[key]
+
+    def _compute_membership(self, leaf_level: Level, include_self: bool) -> pd.DataFrame:
         leaves = self.at_level(leaf_level).index.to_numpy()
         pairs = []
         current = pd.Series(leaves, index=leaves)

@@ -49,13 +49,20 @@ class Validator:
         code as for single records.
         """
         reported = self._reported
-        codes = frame["unit_code"].astype(str)
-        keys = frame["indicator"].astype(str)
-        unit_ids = codes.map(self._unit_ids)
-        unit_levels = unit_ids.map(self._unit_levels)
-        indicator_ids = keys.map({key: self.indicator_ids[key] for key in reported})
-        indicator_levels = keys.map({key: int(i.level) for key, i in reported.items()})
-        is_sum = keys.map({key: i.rollup == RollupRule.SUM for key, i in reported.items()}).fillna(False).astype(bool)
+        # A batch repeats a few thousand codes and a dozen keys: look each distinct one up once.
+        code_index, codes = pd.factorize(frame["unit_code"].astype(str))
+        key_index, keys = pd.factorize(frame["indicator"].astype(str))
+        distinct_ids = np.array([self._unit_ids.get(code, -1) for code in codes], dtype=np.int64)
+        distinct_levels = np.array([self._unit_levels.get(ident, -1) for ident in distinct_ids], dtype=np.int64)
+        known = {key: reported[key] for key in keys if key in reported}
+        unit_ids = pd.Series(distinct_ids[code_index], index=frame.index).where(lambda s: s >= 0)
+        unit_levels = pd.Series(distinct_levels[code_index], index=frame.index)
+        indicator_ids = pd.Series(np.array([self.indicator_ids[k] if k in known else -1 for k in keys],
+                                           dtype=np.int64)[key_index], index=frame.index).where(lambda s: s >= 0)
+        indicator_levels = pd.Series(np.array([int(known[k].level) if k in known else -2 for k in keys],
+                                              dtype=np.int64)[key_index], index=frame.index)
+        is_sum = pd.Series(np.array([k in known and known[k].rollup == RollupRule.SUM for k in keys],
+                                    dtype=bool)[key_index], index=frame.index)
         numeric = pd.api.types.is_numeric_dtype(frame["value"]) and not pd.api.types.is_bool_dtype(frame["value"])
         values = frame["value"].astype(float) if numeric else pd.Series(np.nan, index=frame.index)
         times = frame["observed_at"]
