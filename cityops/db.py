@@ -29,7 +29,9 @@ def engine_for(database_url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA cache_size=-65536")
+            # 16 MiB of page cache per connection: Dash runs callbacks in parallel, so the pool holds several
+            # connections and a larger cache per connection multiplies into the server's memory.
+            cursor.execute("PRAGMA cache_size=-16384")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
