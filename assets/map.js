@@ -62,24 +62,59 @@
     });
   }
 
+  const clockFormats = {};
+
   function clock(zone) {
     const now = new Date();
-    const options = {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false};
-    const dateOptions = {year: "numeric", month: "2-digit", day: "2-digit", weekday: "short"};
     try {
-      options.timeZone = zone;
-      dateOptions.timeZone = zone;
-      return [
-        new Intl.DateTimeFormat("zh-CN", dateOptions).format(now) + " ",
-        new Intl.DateTimeFormat("zh-CN", options).format(now),
-      ].join("");
+      // Building an Intl.DateTimeFormat takes milliseconds: once per zone, not once a second.
+      const formats = clockFormats[zone] || (clockFormats[zone] = [
+        new Intl.DateTimeFormat("zh-CN", {timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+                                          weekday: "short"}),
+        new Intl.DateTimeFormat("zh-CN", {timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit",
+                                          hour12: false}),
+      ]);
+      return formats[0].format(now) + " " + formats[1].format(now);
     } catch (error) {
       return now.toLocaleTimeString();
     }
   }
 
+  // A promise of the moment something has been painted: once `selector` matches, one more frame. The screen
+  // loads in that order: the map's polygons first, then the other panels, then the charts (which load
+  // plotly.js), so that nothing later delays what comes before. Gives up after `timeoutMs` (a map without
+  // boundaries, a failed request): what waits must come anyway.
+  function painted(selector, timeoutMs) {
+    return new Promise(function (resolve) {
+      let done = false, observer = null, timer = null;
+      function finish() {
+        if (done) {
+          return;
+        }
+        done = true;
+        if (observer) {
+          observer.disconnect();
+        }
+        clearTimeout(timer);
+        requestAnimationFrame(function () { setTimeout(function () { resolve(Date.now()); }, 0); });
+      }
+      if (document.querySelector(selector)) {
+        finish();
+        return;
+      }
+      observer = new MutationObserver(function () {
+        if (document.querySelector(selector)) {
+          finish();
+        }
+      });
+      observer.observe(document.body, {childList: true, subtree: true});
+      timer = setTimeout(finish, timeoutMs || 3000);
+    });
+  }
+
   window.onescreen = Object.assign({}, window.onescreen, {
     map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip, label: label},
+    painted: painted,
     clock: clock,
   });
 })();

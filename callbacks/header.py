@@ -18,8 +18,10 @@ from layouts.text import format_time, t
 @callback(
     Output(HeaderIds.BREADCRUMB, "children"),
     Input(PageIds.SELECTION, "data"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_breadcrumb(selection):
+def show_breadcrumb(selection, _map_painted=None):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         names = request.tree.frame["name_zh" if request.language == "zh" else "name_en"]
@@ -33,8 +35,10 @@ def show_breadcrumb(selection):
     Output(HeaderIds.LAST_UPDATE, "children"),
     Output(HeaderIds.SOURCES, "children"),
     Input(PageIds.REFRESH, "n_intervals"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_freshness(_tick):
+def show_freshness(_tick, _map_painted=None):
     intervals = screen_context().connector_intervals
     with viewer_request() as request:
         updated = last_update(request.session)

@@ -19,8 +19,10 @@ SPARKLINE_HOURS = 24
     Output(KpiIds.HEADING, "children"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_kpis(selection, _tick):
+def show_kpis(selection, _tick, _map_painted=None):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         readings = unit_readings(request.session, request.scope, request.catalog, request.ids, view.unit_id,

@@ -2,19 +2,62 @@
 
 Both leave in one response, so new boundaries are styled with their own colours the moment they load
 (two callbacks would race and briefly paint the new level as "no data").
+
+The map comes first on the screen. Its first state (the scope's root: geometry URL, colours, bounds, legend,
+title) is part of the layout each page load receives (`first_map`), so the polygons are fetched as soon as the
+page renders rather than after a round of callbacks; `show_map` takes over from the first change or refresh.
+Everything else waits for the polygons to be painted (see callbacks/loading.py).
 """
 
 from __future__ import annotations
 
+import logging
+
 from dash import Input, Output, State, callback, no_update
 
-from callbacks.context import resolve_view, viewer_request
+from callbacks.context import Request, resolve_view, viewer_request
 from cityops.geography import bounds_of
 from cityops.hierarchy import Level
 from cityops.readings import children_readings
 from layouts.ids import MapIds, PageIds
-from layouts.map_panel import geometry_url, labels_url, legend, map_hideout
+from layouts.map_panel import MapState, geometry_url, labels_url, legend, map_hideout
 from layouts.text import level_name, t
+
+log = logging.getLogger(__name__)
+
+
+def map_state(request: Request, selection: dict | None, current_url: str | None) -> MapState:
+    view = resolve_view(request, selection)
+    indicator = request.catalog[view.indicator_key]
+    parent = request.tree.frame.loc[view.map_parent_id]
+    url = geometry_url(str(parent["code"]))
+    if url == current_url:
+        # Same level (a refresh or another indicator): keep the geometry and the viewer's pan and zoom.
+        url_out, labels, viewport = no_update, no_update, no_update
+    else:
+        url_out, labels = url, labels_url(str(parent["code"]))
+        viewport = {"bounds": bounds_of(request.session, request.scope, view.map_parent_id),
+                    "options": {"padding": [16, 16]}}
+    children = children_readings(request.session, request.scope, request.catalog, request.ids,
+                                 view.map_parent_id, view.indicator_key, request.now)
+    child_level = Level(int(parent["level"]) + 1) if int(parent["level"]) < Level.COMMUNITY else None
+    selected = view.unit_code if view.unit_id != view.map_parent_id else None
+    hideout = map_hideout(children, indicator, selected, request.language)
+    name = parent["name_zh"] if request.language == "zh" else parent["name_en"]
+    title = t("map_of", request.language, indicator=indicator.name(request.language), unit=name,
+              level=level_name(child_level, request.language, plural=True) if child_level else "")
+    return MapState(url_out, labels, viewport, hideout, legend(indicator, child_level, request.language), title)
+
+
+def first_map() -> MapState | None:
+    """The map of the page's first selection (the viewer's whole scope), to be sent with the layout; None if it
+    cannot be read now: the page then still loads, and the first refresh draws the map."""
+    try:
+        with viewer_request() as request:
+            return map_state(request, None, None)
+    except Exception:  # noqa: BLE001 - a page without its first map beats no page at all
+        log.exception("could not prepare the first map; the first refresh will draw it")
+        return None
 
 
 @callback(
@@ -27,26 +70,8 @@ from layouts.text import level_name, t
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
     State(MapIds.UNITS, "url"),
+    prevent_initial_call=True,  # the layout arrives with the first map (first_map)
 )
 def show_map(selection, _tick, current_url):
     with viewer_request() as request:
-        view = resolve_view(request, selection)
-        indicator = request.catalog[view.indicator_key]
-        parent = request.tree.frame.loc[view.map_parent_id]
-        url = geometry_url(str(parent["code"]))
-        if url == current_url:
-            # Same level (a refresh or another indicator): keep the geometry and the viewer's pan and zoom.
-            url_out, labels, viewport = no_update, no_update, no_update
-        else:
-            url_out, labels = url, labels_url(str(parent["code"]))
-            viewport = {"bounds": bounds_of(request.session, request.scope, view.map_parent_id),
-                        "options": {"padding": [16, 16]}}
-        children = children_readings(request.session, request.scope, request.catalog, request.ids,
-                                     view.map_parent_id, view.indicator_key, request.now)
-        child_level = Level(int(parent["level"]) + 1) if int(parent["level"]) < Level.COMMUNITY else None
-        selected = view.unit_code if view.unit_id != view.map_parent_id else None
-        hideout = map_hideout(children, indicator, selected, request.language)
-        name = parent["name_zh"] if request.language == "zh" else parent["name_en"]
-        title = t("map_of", request.language, indicator=indicator.name(request.language), unit=name,
-                  level=level_name(child_level, request.language, plural=True) if child_level else "")
-        return url_out, labels, viewport, hideout, legend(indicator, child_level, request.language), title
+        return tuple(map_state(request, selection, current_url))

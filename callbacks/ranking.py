@@ -1,14 +1,18 @@
-"""Units over threshold (worst first, any level below the selection) and the children ranked by value."""
+"""Units over threshold (worst first, any level below the selection) and the children ranked by value.
+
+Like every panel but the map, they are first drawn once the map has painted, and the children's graph is
+mounted last, like the trend's (see callbacks/loading.py and callbacks/trend.py).
+"""
 
 from __future__ import annotations
 
-from dash import Input, Output, callback
+from dash import Input, Output, State, callback
 
 from callbacks.context import resolve_view, viewer_request
 from cityops.hierarchy import Level
 from cityops.readings import children_readings, units_over_threshold
 from layouts.ids import PageIds, RankingIds
-from layouts.ranking import children_bar_figure, children_title, over_threshold_rows
+from layouts.ranking import children_bar_figure, children_graph, children_title, over_threshold_rows
 from layouts.text import t
 from layouts.theme import display_scale
 
@@ -18,8 +22,10 @@ from layouts.theme import display_scale
     Output(RankingIds.OVER_TITLE, "children"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_over_threshold(selection, _tick):
+def show_over_threshold(selection, _tick, _map_painted=None):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         indicator = request.catalog[view.indicator_key]
@@ -29,20 +35,50 @@ def show_over_threshold(selection, _tick):
         return rows, t("over_threshold", request.language, indicator=indicator.name(request.language))
 
 
-@callback(
-    Output(RankingIds.CHILDREN, "figure"),
-    Output(RankingIds.CHILDREN_TITLE, "children"),
-    Input(PageIds.SELECTION, "data"),
-    Input(PageIds.REFRESH, "n_intervals"),
-    Input(PageIds.DISPLAY, "data"),
-)
-def show_children_ranking(selection, _tick, display):
+def children_ranking_for(selection, display):
+    """The bar figure of the map's units, for this viewer."""
     with viewer_request() as request:
         view = resolve_view(request, selection)
         indicator = request.catalog[view.indicator_key]
         children = children_readings(request.session, request.scope, request.catalog, request.ids,
                                      view.map_parent_id, view.indicator_key, request.now)
+        return children_bar_figure(children, indicator, request.language, display_scale(display))
+
+
+@callback(
+    Output(RankingIds.CHILDREN_BODY, "children"),
+    Input(PageIds.CHARTS_READY, "data"),
+    State(PageIds.SELECTION, "data"),
+    State(PageIds.DISPLAY, "data"),
+    prevent_initial_call=True,
+)
+def mount_children_ranking(_ready, selection, display):
+    return children_graph(children_ranking_for(selection, display))
+
+
+@callback(
+    Output(RankingIds.CHILDREN, "figure"),
+    Input(PageIds.SELECTION, "data"),
+    Input(PageIds.REFRESH, "n_intervals"),
+    Input(PageIds.DISPLAY, "data"),
+)
+def show_children_ranking(selection, _tick, display):
+    # Also runs once when the graph appears: a selection changed while it was being mounted is not lost.
+    return children_ranking_for(selection, display)
+
+
+@callback(
+    Output(RankingIds.CHILDREN_TITLE, "children"),
+    Input(PageIds.SELECTION, "data"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
+)
+def show_children_title(selection, _map_painted=None):
+    with viewer_request() as request:
+        view = resolve_view(request, selection)
+        indicator = request.catalog[view.indicator_key]
         level = int(request.tree.frame.at[view.map_parent_id, "level"])
         child_level = Level(level + 1) if level < Level.COMMUNITY else None
-        return (children_bar_figure(children, indicator, request.language, display_scale(display)),
-                children_title(indicator, child_level, len(children), request.language))
+        count = sum(request.scope.contains(request.tree, int(unit_id))
+                    for unit_id in request.tree.children(view.map_parent_id).index)
+        return children_title(indicator, child_level, count, request.language)

@@ -30,16 +30,8 @@ def with_unit(selection: dict | None, code: str) -> dict:
     return {**(selection or {}), "unit": code}
 
 
-@callback(
-    Output(PageIds.SELECTION, "data"),
-    Input(MapIds.UNITS, "clickData"),
-    Input(crumb_id(ALL), "n_clicks"),
-    Input(ranking_row_id(ALL), "n_clicks"),
-    Input(RankingIds.CHILDREN, "clickData"),
-    State(PageIds.SELECTION, "data"),
-    prevent_initial_call=True,
-)
-def select_unit(_map_click, _crumbs, _rows, _bar_click, selection):
+def select_clicked(selection: dict | None):
+    """The selection with the unit the triggering click asked for, if the viewer may see it."""
     code = clicked_unit_code(ctx.triggered_id, ctx.triggered[0]["value"] if ctx.triggered else None)
     if code is None:
         return no_update
@@ -48,6 +40,30 @@ def select_unit(_map_click, _crumbs, _rows, _bar_click, selection):
         if unit_id is None or not request.scope.contains(request.tree, unit_id):
             return no_update  # a unit outside the viewer's scope is never selected, whatever the page sent
     return with_unit(selection, code)
+
+
+@callback(
+    Output(PageIds.SELECTION, "data"),
+    Input(MapIds.UNITS, "clickData"),
+    Input(crumb_id(ALL), "n_clicks"),
+    Input(ranking_row_id(ALL), "n_clicks"),
+    State(PageIds.SELECTION, "data"),
+    prevent_initial_call=True,
+)
+def select_unit(_map_click, _crumbs, _rows, selection):
+    return select_clicked(selection)
+
+
+@callback(
+    Output(PageIds.SELECTION, "data", allow_duplicate=True),
+    Input(RankingIds.CHILDREN, "clickData"),
+    State(PageIds.SELECTION, "data"),
+    prevent_initial_call=True,
+)
+def select_unit_from_bar(_bar_click, selection):
+    # Its own callback: the bar chart mounts after the map, and Dash refuses a callback whose inputs are
+    # partly missing, so a map click before the charts exist must not depend on the bars.
+    return select_clicked(selection)
 
 
 @callback(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dash_mantine_components as dmc
-from dash import html
+from dash import dcc, html
 
 from cityops.catalog import Catalog
 from cityops.hierarchy import Level
@@ -13,16 +12,33 @@ from layouts.text import level_name, t
 from layouts.theme import status_colour
 
 
+# Values of the group headers in the indicator selector: never an indicator key (those are snake_case).
+GROUP_PREFIX = "§"
+
+
 def indicator_options(catalog: Catalog, language: str) -> list[dict]:
-    """Indicators grouped by the level they are measured at, so a leader sees where each number comes from."""
-    groups = []
+    """Indicators grouped by the level they are measured at, so a leader sees where each number comes from.
+
+    dcc.Dropdown has no option groups: each group opens with a disabled header option (styled as a heading in
+    assets/style.css), whose value can never be an indicator key.
+    """
+    options = []
     for level in (Level.DISTRICT, Level.STREET, Level.COMMUNITY):
         items = [{"value": i.key, "label": f"{i.name(language)} ({i.unit_of_measure})"}
                  for i in catalog if i.level == level]
         if items:
             label = f"{level_name(level, language)}级" if language == "zh" else f"Measured per {level.label_en.lower()}"
-            groups.append({"group": label, "items": items})
-    return groups
+            options.append({"value": f"{GROUP_PREFIX}{level.name.lower()}", "label": label, "disabled": True})
+            options.extend(items)
+    return options
+
+
+def dropdown_labels(language: str) -> dict:
+    if language == "zh":
+        return {"search": "搜索指标", "no_options_found": "没有匹配的指标", "clear_search": "清除搜索",
+                "clear_selection": "清除"}
+    return {"search": "Search indicators", "no_options_found": "No indicator matches", "clear_search": "Clear search",
+            "clear_selection": "Clear"}
 
 
 def build_header(city_name: str, catalog: Catalog, indicator_key: str, language: str) -> html.Header:
@@ -32,9 +48,12 @@ def build_header(city_name: str, catalog: Catalog, indicator_key: str, language:
             html.Div(t("title", language), className="brand-title"),
         ]),
         html.Nav(id=HeaderIds.BREADCRUMB, className="breadcrumb", **{"aria-label": "breadcrumb"}),
-        dmc.Select(id=HeaderIds.INDICATOR, data=indicator_options(catalog, language), value=indicator_key,
-                   allowDeselect=False, searchable=True, className="indicator-select", maxDropdownHeight=480,
-                   comboboxProps={"zIndex": 2000}, **{"aria-label": t("indicator", language)}),
+        html.Div(className="indicator-picker", title=t("indicator", language), children=[
+            html.Span(t("indicator", language), className="indicator-label"),
+            dcc.Dropdown(id=HeaderIds.INDICATOR, options=indicator_options(catalog, language), value=indicator_key,
+                         clearable=False, searchable=True, search_order="original", className="indicator-select",
+                         maxHeight=720, labels=dropdown_labels(language)),
+        ]),
         html.Div(className="freshness", children=[
             html.Div(id=HeaderIds.CLOCK, className="clock"),
             html.Div(id=HeaderIds.LAST_UPDATE, className="last-update"),

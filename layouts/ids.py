@@ -9,6 +9,8 @@ class PageIds(StrEnum):
     CLOCK_TICK = "clock-tick"      # dcc.Interval driving the clock only (clientside)
     TIMEZONE = "city-timezone"     # dcc.Store: the city's IANA zone, for the browser-side clock
     DISPLAY = "display"            # dcc.Store: {"scale": n}, chart type scaled to the screen (1 at 1920 px)
+    MAP_PAINTED = "map-painted"    # dcc.Store: set once the map's polygons have painted; the panels load after
+    CHARTS_READY = "charts-ready"  # dcc.Store: set once the panels have painted; the charts mount after
 
 
 class HeaderIds(StrEnum):
@@ -33,6 +35,7 @@ class KpiIds(StrEnum):
 
 
 class TrendIds(StrEnum):
+    BODY = "trend-body"            # holds a placeholder, then the graph (mounted once, after the other panels)
     GRAPH = "trend-graph"
     TITLE = "trend-title"
 
@@ -40,6 +43,7 @@ class TrendIds(StrEnum):
 class RankingIds(StrEnum):
     OVER_THRESHOLD = "ranking-over-threshold"
     OVER_TITLE = "ranking-over-title"
+    CHILDREN_BODY = "ranking-children-body"  # holds a placeholder, then the CHILDREN graph
     CHILDREN = "ranking-children"
     CHILDREN_TITLE = "ranking-children-title"
 

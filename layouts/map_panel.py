@@ -6,6 +6,9 @@ applied by a JavaScript style function (assets/map.js), so switching indicators 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any
+
 from dash import html
 
 from cityops.catalog import Direction, Indicator
@@ -20,6 +23,21 @@ ON_EACH_FEATURE = {"variable": "onescreen.map.bindTooltip"}
 
 
 POINT_TO_LABEL = {"variable": "onescreen.map.label"}
+
+
+@dataclass(frozen=True)
+class MapState:
+    """Everything the map shows for one selection; any field may be dash.no_update (unchanged)."""
+
+    url: Any            # the children's boundaries (GeoJSON URL)
+    labels_url: Any     # where their names are written
+    viewport: Any       # {"bounds": [[s, w], [n, e]], "options": {...}} to fit the new level
+    hideout: Any        # colours and tooltip text per unit (see map_hideout)
+    legend: Any
+    title: Any
+
+    def __iter__(self):
+        return (getattr(self, field.name) for field in fields(self))
 
 
 def geometry_url(unit_code: str) -> str:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dash_leaflet as dl
-import dash_mantine_components as dmc
 from dash import dcc, html
 
 from cityops.catalog import Catalog
 from cityops.settings import Settings
 from layouts.header import build_header
 from layouts.ids import KpiIds, MapIds, PageIds, RankingIds, TrendIds
-from layouts.map_panel import HOVER_STYLE, ON_EACH_FEATURE, POINT_TO_LABEL, STYLE, empty_hideout
-from layouts.trend import GRAPH_CONFIG
+from layouts.map_panel import HOVER_STYLE, ON_EACH_FEATURE, POINT_TO_LABEL, STYLE, MapState, empty_hideout
+from layouts.ranking import children_graph
+from layouts.text import t
+from layouts.trend import trend_graph
 
 DEFAULT_INDICATOR = "hotline_complaints"
 
@@ -20,50 +21,68 @@ def default_indicator(catalog: Catalog) -> str:
     return DEFAULT_INDICATOR if DEFAULT_INDICATOR in catalog else catalog.keys[0]
 
 
-def build_page(settings: Settings, catalog: Catalog) -> dmc.MantineProvider:
+def placeholder(language: str, text: str = "loading") -> html.Div:
+    """What a panel shows until its content arrives (just after the map has painted): calm, not blank."""
+    return html.Div(className="panel-placeholder", children=html.Span(t(text, language)))
+
+
+def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None = None) -> html.Div:
+    """The screen. With `first_map` (the first selection's map, read for the viewer by the caller) the map's
+    geometry URL, colours and bounds arrive with the layout, so the polygons need no callback to appear."""
     language = settings.language
     city_name = settings.city_name_zh if language == "zh" else settings.city_name_en
     indicator = default_indicator(catalog)
     tiles = [dl.TileLayer(url=settings.tile_url, attribution=settings.tile_attribution, opacity=0.35)] \
         if settings.tile_url else []
+    first_units, first_labels, first_view = {"hideout": empty_hideout()}, {}, {"center": [31.2, 121.45], "zoom": 9}
+    if first_map is not None:
+        first_units = {"url": first_map.url, "hideout": first_map.hideout}
+        first_labels = {"url": first_map.labels_url}
+        # Bounds only: dash-leaflet re-applies `center` and `zoom` props after creating the map, over the fit.
+        first_view = {"bounds": first_map.viewport["bounds"], "boundsOptions": first_map.viewport["options"]}
     screen = html.Div(className="screen", lang=language, children=[
         dcc.Store(id=PageIds.SELECTION, data={"unit": None, "indicator": indicator}),
         dcc.Interval(id=PageIds.REFRESH, interval=settings.refresh_seconds * 1000),
         dcc.Interval(id=PageIds.CLOCK_TICK, interval=1000),
         dcc.Store(id=PageIds.TIMEZONE, data=settings.timezone),
         dcc.Store(id=PageIds.DISPLAY),
+        dcc.Store(id=PageIds.MAP_PAINTED),
+        dcc.Store(id=PageIds.CHARTS_READY),
         build_header(city_name, catalog, indicator, language),
         html.Section(className="panel kpi-panel", children=[
             html.H2(id=KpiIds.HEADING, className="panel-title"),
-            html.Div(id=KpiIds.PANEL, className="kpi-grid"),
+            html.Div(placeholder(language), id=KpiIds.PANEL, className="kpi-grid"),
         ]),
         html.Section(className="panel map-panel", children=[
-            html.H2(id=MapIds.TITLE, className="panel-title"),
-            dl.MapContainer(id=MapIds.MAP, className="map", center=[31.2, 121.45], zoom=9, zoomSnap=0.25,
-                            attributionControl=bool(settings.tile_url), children=[
+            html.H2(first_map.title if first_map else None, id=MapIds.TITLE, className="panel-title"),
+            # trackViewport off: nothing reads the map's centre, zoom or bounds back, so a pan need not be
+            # reported to Dash (and with bounds but no centre given, dash-leaflet's tracking would fail).
+            dl.MapContainer(id=MapIds.MAP, className="map", zoomSnap=0.25, attributionControl=bool(settings.tile_url),
+                            trackViewport=False, **first_view, children=[
                 *tiles,
                 dl.GeoJSON(id=MapIds.UNITS, style=STYLE, hoverStyle=HOVER_STYLE, onEachFeature=ON_EACH_FEATURE,
-                           hideout=empty_hideout()),
+                           **first_units),
                 dl.GeoJSON(id=MapIds.LABELS, pointToLayer=POINT_TO_LABEL, interactive=False,
-                           hideout={"language": language}),
+                           hideout={"language": language}, **first_labels),
             ]),
-            html.Div(id=MapIds.LEGEND, className="legend"),
+            html.Div(first_map.legend if first_map else None, id=MapIds.LEGEND, className="legend"),
         ]),
         html.Section(className="panel over-panel", children=[
             html.H2(id=RankingIds.OVER_TITLE, className="panel-title"),
-            html.Div(id=RankingIds.OVER_THRESHOLD, className="rank-list"),
+            html.Div(placeholder(language), id=RankingIds.OVER_THRESHOLD, className="rank-list"),
         ]),
         html.Section(className="panel trend-panel", children=[
             html.H2(id=TrendIds.TITLE, className="panel-title"),
-            dcc.Graph(id=TrendIds.GRAPH, className="trend-graph", config=GRAPH_CONFIG,
-                      style={"height": "100%"}),
+            html.Div(placeholder(language, "chart_loading"), id=TrendIds.BODY, className="chart-body"),
         ]),
         html.Section(className="panel children-panel", children=[
             html.H2(id=RankingIds.CHILDREN_TITLE, className="panel-title"),
-            dcc.Graph(id=RankingIds.CHILDREN, className="children-graph",
-                      config={**GRAPH_CONFIG, "toImageButtonOptions": {"format": "png", "scale": 2,
-                                                                        "filename": "onescreen-ranking"}},
-                      style={"height": "100%"}),
+            html.Div(placeholder(language, "chart_loading"), id=RankingIds.CHILDREN_BODY, className="chart-body"),
         ]),
     ])
-    return dmc.MantineProvider(screen, forceColorScheme="dark", theme={"primaryColor": "blue"})
+    return screen
+
+
+def validation_layout(page) -> html.Div:
+    """The page plus the components that callbacks add later (the graphs), for Dash's callback validation."""
+    return html.Div([page, trend_graph(), children_graph()])

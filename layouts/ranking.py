@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-from dash import html
+from dash import dcc, html
 
 from cityops.catalog import Direction, Indicator
 from cityops.hierarchy import Level
-from layouts.ids import ranking_row_id
+from layouts.ids import RankingIds, ranking_row_id
 from layouts.text import format_time, format_value, level_name, status_text, t
 from layouts.theme import STATUS_COLOURS, plotly_layout
+from layouts.trend import GRAPH_CONFIG
+
+CHILDREN_GRAPH_CONFIG = {**GRAPH_CONFIG, "toImageButtonOptions": {"format": "png", "scale": 2,
+                                                                  "filename": "onescreen-ranking"}}
 
 
 def over_threshold_rows(ranked: pd.DataFrame, indicator: Indicator, language: str, zone: str, now: int) -> list:
@@ -35,6 +39,13 @@ def over_threshold_rows(ranked: pd.DataFrame, indicator: Indicator, language: st
 
 # More bars than this stop being readable in the panel; the worst are the ones that matter.
 MAX_BARS = 12
+
+
+def children_graph(figure: go.Figure | None = None) -> dcc.Graph:
+    """The children's bar chart; like the trend's, mounted once after the rest of the screen (see trend_graph)."""
+    extra = {} if figure is None else {"figure": figure}
+    return dcc.Graph(id=RankingIds.CHILDREN, className="children-graph", config=CHILDREN_GRAPH_CONFIG,
+                     style={"height": "100%"}, **extra)
 
 
 def children_bar_figure(children: pd.DataFrame, indicator: Indicator, language: str,

@@ -32,6 +32,8 @@ TEXT = {
     "threshold_warning": ("预警线", "warning"),
     "threshold_critical": ("告警线", "critical"),
     "completeness": ("上报率", "reported"),
+    "loading": ("载入中…", "Loading…"),
+    "chart_loading": ("图表载入中…", "Loading chart…"),
 }
 
 STATUS_TEXT = {

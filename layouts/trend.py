@@ -7,10 +7,12 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import plotly.graph_objects as go
+from dash import dcc
 
 from cityops.catalog import Direction, Indicator
 from cityops.catalog import Thresholds
 from cityops.status import Status
+from layouts.ids import TrendIds
 from layouts.text import t
 from layouts.theme import MUTED, STATUS_COLOURS, plotly_layout
 
@@ -20,6 +22,15 @@ GRAPH_CONFIG = {
     "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
     "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "onescreen-trend"},
 }
+
+
+def trend_graph(figure: go.Figure | None = None) -> dcc.Graph:
+    """The trend's graph. It is not in the first layout: a dcc.Graph loads plotly.js (~5 MB) when it mounts,
+    so it is mounted once, after the rest of the screen has painted; refreshes then update its `figure` in
+    place (see callbacks/loading.py)."""
+    extra = {} if figure is None else {"figure": figure}
+    return dcc.Graph(id=TrendIds.GRAPH, className="trend-graph", config=GRAPH_CONFIG, style={"height": "100%"},
+                     **extra)
 
 
 def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresholds | None, zone: str,

@@ -72,10 +72,10 @@ def test_selecting_a_unit_by_breadcrumb_and_refusing_unknown_codes(app):
     from callbacks.selection import select_unit
 
     selection = {"unit": STREET, "indicator": "aqi"}
-    chosen = in_callback(app, select_unit, None, [1], [], None, selection,
+    chosen = in_callback(app, select_unit, None, [1], [], selection,
                          triggered=pattern_trigger({"type": "breadcrumb-crumb", "code": DISTRICT}, "n_clicks", 1))
     assert chosen == {"unit": DISTRICT, "indicator": "aqi"}
-    forged = in_callback(app, select_unit, None, [1], [], None, selection,
+    forged = in_callback(app, select_unit, None, [1], [], selection,
                          triggered=pattern_trigger({"type": "breadcrumb-crumb", "code": "110101"}, "n_clicks", 1))
     assert forged is no_update
 
@@ -124,3 +124,43 @@ def test_geometry_route_serves_children_and_hides_unknown_units(app):
     assert client.get(f"/geo/{DISTRICT}/secrets.geojson").status_code == 404
     labels = client.get(f"/geo/{DISTRICT}/labels.geojson", headers={"Accept-Encoding": "identity"}).get_json()
     assert {f["geometry"]["type"] for f in labels["features"]} == {"Point"}
+
+
+def _component(tree, component_id):
+    """The component with this id in a layout as Dash serialises it (nested dicts and lists)."""
+    if isinstance(tree, dict):
+        if tree.get("props", {}).get("id") == component_id:
+            return tree
+        children = tree.get("props", {}).get("children")
+        return _component(children, component_id) if children is not None else None
+    if isinstance(tree, list):
+        return next((found for item in tree if (found := _component(item, component_id)) is not None), None)
+    return None
+
+
+def test_the_first_layout_carries_the_map_and_the_page_hints_what_it_needs(app):
+    client = app.server.test_client()
+    layout = client.get("/_dash-layout").get_json()
+    units = _component(layout, "map-units")["props"]
+    assert units["url"] == f"/geo/{CITY}/children.geojson"
+    assert set(units["hideout"]["units"]) == {"990101", "990102"}  # coloured from the first paint
+    assert _component(layout, "map")["props"]["bounds"] == [[0.0, 0.0], [2.0, 4.0]]
+    assert _component(layout, "trend-graph") is None  # the charts (and plotly.js) come after the map
+    page = client.get("/").get_data(as_text=True)
+    for hint in ("/_dash-layout", "/_dash-dependencies", "/_dash-component-suites/dash_leaflet/async-GeoJSON.js"):
+        assert f'<link rel="preload" href="{hint}"' in page
+
+
+def test_scripts_are_compressed_once_and_callback_responses_every_time(app):
+    import re
+
+    client = app.server.test_client()
+    script = re.search(r'src="(/_dash-component-suites/dash_leaflet/[^"]+\.js)"', client.get("/").get_data(as_text=True))
+    first = client.get(script.group(1), headers={"Accept-Encoding": "gzip"})
+    assert first.headers["Content-Encoding"] == "gzip" and len(first.data) < 200_000
+    cache = app.server.extensions["compress"].cache
+    assert client.get(script.group(1), headers={"Accept-Encoding": "gzip"}).data == first.data
+    assert any(script.group(1) in key for key in cache._store)
+    layout = client.get("/_dash-layout", headers={"Accept-Encoding": "gzip"})
+    assert layout.headers["Content-Encoding"] == "gzip"
+    assert not any("_dash-layout" in key for key in cache._store)  # per request, never kept

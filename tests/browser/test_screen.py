@@ -49,7 +49,12 @@ def test_first_screen_draws_every_district_without_console_errors(screen, screen
     fills = {screen.polygons().nth(i).get_attribute("fill") for i in range(screen.polygons().count())}
     assert fills and "#3388ff" not in fills
     assert screen.page.locator(".brand-city").inner_text() == screen_settings.city_name_zh
-    assert screen.page.locator(".kpi-card").count() == len(load_catalog(screen_settings.catalog_path))
+    # The map paints first now; the cards arrive by their own callback, possibly a moment later.
+    indicators = len(load_catalog(screen_settings.catalog_path))
+    screen.page.wait_for_function(f"document.querySelectorAll('.kpi-card').length === {indicators}")
+    assert screen.page.locator(".kpi-card").count() == indicators
+    # The charts mount last (they load plotly.js); the screenshot shows the whole screen.
+    screen.page.wait_for_function("document.querySelectorAll('.main-svg').length >= 2", timeout=30_000)
     screen.screenshot("screen-1920x1080")
     screen.assert_no_console_errors()
 
@@ -124,4 +129,55 @@ def test_the_screen_loads_nothing_from_the_internet(screen, screen_settings):
     screen.open()
     screen.page.wait_for_timeout(1_000)
     assert hosts == {screen.base_url.split("/")[2]}, hosts  # no CDN, no web fonts, no tiles
+    screen.assert_no_console_errors()
+
+
+def test_charts_come_after_the_map_and_refreshes_update_them_in_place(screen, screen_settings):
+    # Record when the polygons and each chart first appear, from the page's own clock.
+    screen.page.add_init_script("""
+        window.__firstSeen = {};
+        new MutationObserver(() => {
+            for (const [name, selector] of [["map", "path.leaflet-interactive"], ["kpi", ".kpi-card"],
+                                            ["trend", "#trend-graph .main-svg"], ["bars", "#ranking-children .main-svg"]]) {
+                if (!(name in window.__firstSeen) && document.querySelector(selector)) {
+                    window.__firstSeen[name] = performance.now();
+                }
+            }
+        }).observe(document, {childList: true, subtree: true});
+    """)
+    screen.open()
+    screen.page.wait_for_function("document.querySelectorAll('#trend-graph .main-svg, #ranking-children .main-svg').length >= 2",
+                                  timeout=30_000)
+    seen = screen.page.evaluate("window.__firstSeen")
+    assert seen["map"] < seen["kpi"] < seen["trend"] and seen["kpi"] < seen["bars"], seen
+    assert screen.page.locator(".panel-placeholder").count() == 0  # every placeholder was replaced
+    # Mark the drawn plots; a refresh must update them, not replace them (a remount would redraw and flicker).
+    screen.page.evaluate("document.querySelectorAll('.js-plotly-plot').forEach(plot => { plot.__mark = 'kept'; })")
+    updates = []
+    screen.page.on("response", lambda response: "_dash-update-component" in response.url
+                   and "trend-graph" in (response.request.post_data or "") and updates.append(1))
+    screen.page.wait_for_timeout(6_500)  # the test app refreshes every 5 s
+    assert updates, "no refresh reached the trend chart"
+    marks = screen.page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(plot => plot.__mark)")
+    assert marks == ["kept", "kept"], marks
+    screen.assert_no_console_errors()
+
+
+def test_indicator_selector_switches_indicator_without_fetching_geometry(screen, screen_settings):
+    geometry_requests: list[str] = []
+    screen.page.on("request", lambda request: "/geo/" in request.url and geometry_requests.append(request.url))
+    screen.open()
+    screen.page.locator(".kpi-card").first.wait_for()
+    screen.page.locator("#header-indicator").click()
+    options = screen.page.locator(".dash-dropdown-options [role=option]")
+    options.first.wait_for()
+    # Grouped by level: each group opens with a header that cannot be chosen.
+    assert screen.page.locator(".dash-dropdown-options [role=option]:has(input:disabled)").count() >= 2
+    screen.page.locator(".dash-dropdown-search").fill("空气")
+    screen.page.locator(".dash-dropdown-options [role=option]", has_text="空气质量指数").click()
+    screen.page.wait_for_function("document.querySelector('.map-panel .panel-title').innerText.includes('空气质量指数')")
+    screen.page.wait_for_function("document.querySelector('.kpi-card.selected')?.dataset.indicator === 'aqi'")
+    assert "空气质量指数" in screen.page.locator("#header-indicator").inner_text()
+    screen.page.wait_for_timeout(500)
+    assert len(geometry_requests) == 2, geometry_requests
     screen.assert_no_console_errors()
