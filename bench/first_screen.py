@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import headless  # noqa: E402
 import common  # noqa: E402
 from common import Figure, Report, Stopwatch  # noqa: E402
 
@@ -44,11 +45,11 @@ def parse_args(argv=None):
 
 def load_once(browser, url: str, selector: str, count: int) -> tuple[float, int]:
     """One cold page load: (ms from navigation start to painted, bytes received until the network is quiet)."""
-    context = common.new_context(browser)
+    context = headless.new_context(browser)
     try:
         page = context.new_page()
-        tracker = common.NetworkTracker(page)
-        page.add_init_script(common.paint_probe(selector, count))
+        tracker = headless.NetworkTracker(page)
+        page.add_init_script(headless.paint_probe(selector, count))
         page.goto(url, wait_until="commit", timeout=60_000)
         page.wait_for_function("window.__benchPainted !== undefined", timeout=120_000, polling=50)
         painted = float(page.evaluate("window.__benchPainted"))
@@ -75,7 +76,7 @@ def main(argv=None) -> Report:
     times = {name: [] for name in targets}
     sizes = {name: [] for name in targets}
     with sync_playwright() as playwright:
-        browser = common.launch_chromium(playwright)
+        browser = headless.launch_chromium(playwright)
         try:
             for name, target in targets.items():
                 load_once(browser, *target)  # warm-up: first request of each server

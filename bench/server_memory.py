@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import headless  # noqa: E402
 import common  # noqa: E402
 from common import Figure, Report, Stopwatch  # noqa: E402
 
@@ -112,10 +113,10 @@ def drive_app(browser, url: str, loads: int, clicks: int) -> int:
     """Load the screen and go into a district and back `clicks` times, `loads` times; returns clicks made."""
     made = 0
     for load in range(loads):
-        context = common.new_context(browser)
+        context = headless.new_context(browser)
         try:
             page = context.new_page()
-            tracker = common.NetworkTracker(page)
+            tracker = headless.NetworkTracker(page)
             page.goto(url, timeout=60_000)
             page.wait_for_function(f"document.querySelectorAll('path.leaflet-interactive').length >= "
                                    f"{common.DEMO_DISTRICTS}", timeout=120_000)
@@ -146,10 +147,10 @@ def drive_bare(browser, url: str, loads: int, clicks: int) -> int:
     """The same page loads and the same number of clicks (on the only div) on the bare page."""
     made = 0
     for _load in range(loads):
-        context = common.new_context(browser)
+        context = headless.new_context(browser)
         try:
             page = context.new_page()
-            tracker = common.NetworkTracker(page)
+            tracker = headless.NetworkTracker(page)
             page.goto(url, timeout=60_000)
             page.locator("#bench-ready").wait_for()
             tracker.wait_quiet(page)
@@ -194,7 +195,7 @@ def main(argv=None) -> Report:
     url = common.sqlite_url(database)
     results = {}
     with sync_playwright() as playwright:
-        browser = common.launch_chromium(playwright)
+        browser = headless.launch_chromium(playwright)
         try:
             results["bare"] = measure("bare", lambda: common.start_bare_server(folder), drive_bare, browser, args,
                                       folder)
