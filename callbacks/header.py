@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from dash import Input, Output, callback, clientside_callback, html
+from dash import Input, Output, State, callback, clientside_callback, html
 
 from callbacks.context import resolve_view, screen_context, viewer_request
 from cityops.readings import last_update
@@ -56,16 +56,21 @@ def show_freshness(_tick, _map_painted=None):
         return freshness, source_summary(Counter(h.freshness for h in health), language)
 
 
+# Neither runs before the map has painted (see callbacks/loading.py): every callback the page runs on load
+# is work on the main thread the polygons would wait for.
 clientside_callback(
     # Chart type follows the page's type, which grows with the viewport width (see assets/style.css).
-    "function(_zone) { return {scale: Math.round(Math.max(1, window.innerWidth / 1920) * 4) / 4}; }",
+    "function(_painted) { return {scale: Math.round(Math.max(1, window.innerWidth / 1920) * 4) / 4}; }",
     Output(PageIds.DISPLAY, "data"),
-    Input(PageIds.TIMEZONE, "data"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    prevent_initial_call=True,
 )
 
 clientside_callback(
-    "function(_n, zone) { return window.onescreen.clock(zone); }",
+    "function(_n, _painted, zone) { return window.onescreen.clock(zone); }",
     Output(HeaderIds.CLOCK, "children"),
     Input(PageIds.CLOCK_TICK, "n_intervals"),
-    Input(PageIds.TIMEZONE, "data"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    State(PageIds.TIMEZONE, "data"),
+    prevent_initial_call=True,
 )

@@ -3,20 +3,22 @@
 Both leave in one response, so new boundaries are styled with their own colours the moment they load
 (two callbacks would race and briefly paint the new level as "no data").
 
-The map comes first on the screen. Its first state (the scope's root: geometry URL, colours, bounds, legend,
-title) is part of the layout each page load receives (`first_map`), so the polygons are fetched as soon as the
-page renders rather than after a round of callbacks; `show_map` takes over from the first change or refresh.
+The map comes first on the screen. Its first state (the scope's root: boundaries, colours, bounds, legend,
+title) is part of the layout each page load receives (`first_map`), boundaries included, so the polygons are
+drawn as soon as the page renders, after no request and no round of callbacks; `show_map` takes over from the
+first change or refresh, and from then on boundaries travel by URL only.
 Everything else waits for the polygons to be painted (see callbacks/loading.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 from dash import Input, Output, State, callback, no_update
 
 from callbacks.context import Request, resolve_view, viewer_request
-from cityops.geography import bounds_of
+from cityops.geography import bounds_of, children_geojson, children_labels_geojson
 from cityops.hierarchy import Level
 from cityops.readings import children_readings
 from layouts.ids import MapIds, PageIds
@@ -26,16 +28,24 @@ from layouts.text import level_name, t
 log = logging.getLogger(__name__)
 
 
-def map_state(request: Request, selection: dict | None, current_url: str | None) -> MapState:
+def map_state(request: Request, selection: dict | None, current_url: str | None,
+              inline_geometry: bool = False) -> MapState:
+    """The map for a selection. Geometry is named by URL, and only when the level shown changes (then any
+    inline geometry is cleared so that the URL is fetched); with `inline_geometry` it is also sent itself."""
     view = resolve_view(request, selection)
     indicator = request.catalog[view.indicator_key]
     parent = request.tree.frame.loc[view.map_parent_id]
     url = geometry_url(str(parent["code"]))
+    data = labels_data = None
     if url == current_url:
         # Same level (a refresh or another indicator): keep the geometry and the viewer's pan and zoom.
         url_out, labels, viewport = no_update, no_update, no_update
+        data = labels_data = no_update
     else:
         url_out, labels = url, labels_url(str(parent["code"]))
+        if inline_geometry:
+            data = json.loads(children_geojson(request.session, request.scope, view.map_parent_id))
+            labels_data = json.loads(children_labels_geojson(request.session, request.scope, view.map_parent_id))
         viewport = {"bounds": bounds_of(request.session, request.scope, view.map_parent_id),
                     "options": {"padding": [16, 16]}}
     children = children_readings(request.session, request.scope, request.catalog, request.ids,
@@ -46,7 +56,8 @@ def map_state(request: Request, selection: dict | None, current_url: str | None)
     name = parent["name_zh"] if request.language == "zh" else parent["name_en"]
     title = t("map_of", request.language, indicator=indicator.name(request.language), unit=name,
               level=level_name(child_level, request.language, plural=True) if child_level else "")
-    return MapState(url_out, labels, viewport, hideout, legend(indicator, child_level, request.language), title)
+    return MapState(url_out, labels, data, labels_data, viewport, hideout,
+                    legend(indicator, child_level, request.language), title)
 
 
 def first_map() -> MapState | None:
@@ -54,7 +65,7 @@ def first_map() -> MapState | None:
     cannot be read now: the page then still loads, and the first refresh draws the map."""
     try:
         with viewer_request() as request:
-            return map_state(request, None, None)
+            return map_state(request, None, None, inline_geometry=True)
     except Exception:  # noqa: BLE001 - a page without its first map beats no page at all
         log.exception("could not prepare the first map; the first refresh will draw it")
         return None
@@ -63,6 +74,8 @@ def first_map() -> MapState | None:
 @callback(
     Output(MapIds.UNITS, "url"),
     Output(MapIds.LABELS, "url"),
+    Output(MapIds.UNITS, "data"),
+    Output(MapIds.LABELS, "data"),
     Output(MapIds.MAP, "viewport"),
     Output(MapIds.UNITS, "hideout"),
     Output(MapIds.LEGEND, "children"),

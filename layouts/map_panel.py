@@ -2,6 +2,8 @@
 
 Geometry arrives by URL (cacheable, fetched once per drill level); colours arrive in `hideout` and are
 applied by a JavaScript style function (assets/map.js), so switching indicators sends no geometry.
+The one exception is the first level a page shows: its boundaries ride with the layout (`data`, a few kB
+compressed), so the first paint waits for no request; the layer's `url` names them all the same.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class MapState:
 
     url: Any            # the children's boundaries (GeoJSON URL)
     labels_url: Any     # where their names are written
+    data: Any           # the boundaries themselves, when sent inline (first level only), else None
+    labels_data: Any    # the label points, likewise
     viewport: Any       # {"bounds": [[s, w], [n, e]], "options": {...}} to fit the new level
     hideout: Any        # colours and tooltip text per unit (see map_hideout)
     legend: Any

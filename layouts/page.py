@@ -28,7 +28,7 @@ def placeholder(language: str, text: str = "loading") -> html.Div:
 
 def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None = None) -> html.Div:
     """The screen. With `first_map` (the first selection's map, read for the viewer by the caller) the map's
-    geometry URL, colours and bounds arrive with the layout, so the polygons need no callback to appear."""
+    boundaries, colours and bounds arrive with the layout, so the polygons need no request to appear."""
     language = settings.language
     city_name = settings.city_name_zh if language == "zh" else settings.city_name_en
     indicator = default_indicator(catalog)
@@ -36,8 +36,8 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
         if settings.tile_url else []
     first_units, first_labels, first_view = {"hideout": empty_hideout()}, {}, {"center": [31.2, 121.45], "zoom": 9}
     if first_map is not None:
-        first_units = {"url": first_map.url, "hideout": first_map.hideout}
-        first_labels = {"url": first_map.labels_url}
+        first_units = {"url": first_map.url, "data": first_map.data, "hideout": first_map.hideout}
+        first_labels = {"url": first_map.labels_url, "data": first_map.labels_data}
         # Bounds only: dash-leaflet re-applies `center` and `zoom` props after creating the map, over the fit.
         first_view = {"bounds": first_map.viewport["bounds"], "boundsOptions": first_map.viewport["options"]}
     screen = html.Div(className="screen", lang=language, children=[

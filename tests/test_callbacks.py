@@ -91,21 +91,22 @@ def test_kpis_for_a_forged_unit_fall_back_to_the_scope_root(app):
 def test_map_sends_geometry_only_when_the_level_changes(app):
     from callbacks.map import show_map
 
-    url, labels, viewport, hideout, _legend, title = in_callback(app, show_map, {"unit": CITY, "indicator": "aqi"},
-                                                                 0, None)
+    url, labels, data, labels_data, viewport, hideout, _legend, title = in_callback(
+        app, show_map, {"unit": CITY, "indicator": "aqi"}, 0, None)
     assert url == f"/geo/{CITY}/children.geojson" and labels == f"/geo/{CITY}/labels.geojson"
+    assert data is None and labels_data is None  # a new level clears any inline geometry: the URL is fetched
     assert viewport["bounds"] == [[0.0, 0.0], [2.0, 4.0]]
     assert set(hideout["units"]) == {"990101", "990102"}
     assert "空气质量指数" in title
     again = in_callback(app, show_map, {"unit": CITY, "indicator": "hotline_complaints"}, 1, url)
-    assert all(part is no_update for part in again[:3])  # another indicator: same geometry, same view
-    assert again[3]["units"]["990101"]["s"] in {"normal", "warning", "critical", "stale", "nodata"}
+    assert all(part is no_update for part in again[:5])  # another indicator: same geometry, same view
+    assert again[5]["units"]["990101"]["s"] in {"normal", "warning", "critical", "stale", "nodata"}
 
 
 def test_selecting_a_community_keeps_its_street_on_the_map(app):
     from callbacks.map import show_map
 
-    url, _labels, _viewport, hideout, _legend, _title = in_callback(
+    url, _labels, _data, _labels_data, _viewport, hideout, _legend, _title = in_callback(
         app, show_map, {"unit": COMMUNITY, "indicator": "hotline_complaints"}, 0, None)
     assert url == f"/geo/{STREET}/children.geojson"
     assert hideout["selected"] == COMMUNITY
@@ -143,6 +144,11 @@ def test_the_first_layout_carries_the_map_and_the_page_hints_what_it_needs(app):
     layout = client.get("/_dash-layout").get_json()
     units = _component(layout, "map-units")["props"]
     assert units["url"] == f"/geo/{CITY}/children.geojson"
+    # The first level's boundaries and labels ride with the layout: the first paint waits for no request.
+    assert sorted(f["properties"]["code"] for f in units["data"]["features"]) == ["990101", "990102"]
+    labels = _component(layout, "map-labels")["props"]
+    assert labels["url"] == f"/geo/{CITY}/labels.geojson"
+    assert {f["geometry"]["type"] for f in labels["data"]["features"]} == {"Point"}
     assert set(units["hideout"]["units"]) == {"990101", "990102"}  # coloured from the first paint
     assert _component(layout, "map")["props"]["bounds"] == [[0.0, 0.0], [2.0, 4.0]]
     assert _component(layout, "trend-graph") is None  # the charts (and plotly.js) come after the map

@@ -98,10 +98,19 @@ def test_switching_indicator_recolours_without_fetching_geometry(screen, screen_
     screen.page.on("request", lambda request: "/geo/" in request.url and geometry_requests.append(request.url))
     screen.open()
     screen.page.wait_for_timeout(500)
-    assert sorted(url.rsplit("/", 1)[1] for url in geometry_requests) == ["children.geojson", "labels.geojson"]
+    assert geometry_requests == []  # the first level's boundaries ride with the layout
     screen.page.locator('.kpi-card[data-indicator="aqi"]').click()
     screen.page.wait_for_function("document.querySelector('.kpi-card.selected')?.dataset.indicator === 'aqi'")
     screen.page.wait_for_function("document.querySelector('.map-panel .panel-title').innerText.includes('空气质量指数')")
+    screen.page.wait_for_timeout(500)
+    assert geometry_requests == [], geometry_requests
+    # A new level is fetched by URL, once; switching indicators there fetches nothing again.
+    drill_into_first_district(screen, screen_settings)
+    screen.page.wait_for_timeout(500)
+    assert sorted(url.rsplit("/", 1)[1] for url in geometry_requests) == ["children.geojson", "labels.geojson"]
+    screen.page.locator('.kpi-card[data-indicator="hotline_complaints"]').click()
+    screen.page.wait_for_function(
+        "document.querySelector('.kpi-card.selected')?.dataset.indicator === 'hotline_complaints'")
     screen.page.wait_for_timeout(500)
     assert len(geometry_requests) == 2, geometry_requests
     screen.assert_no_console_errors()
@@ -179,5 +188,5 @@ def test_indicator_selector_switches_indicator_without_fetching_geometry(screen,
     screen.page.wait_for_function("document.querySelector('.kpi-card.selected')?.dataset.indicator === 'aqi'")
     assert "空气质量指数" in screen.page.locator("#header-indicator").inner_text()
     screen.page.wait_for_timeout(500)
-    assert len(geometry_requests) == 2, geometry_requests
+    assert geometry_requests == []  # the first level rides with the layout; recolouring fetches nothing
     screen.assert_no_console_errors()
