@@ -61,11 +61,9 @@ class Observation(Base):
     value: Mapped[float] = mapped_column(Float)
     run_id: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (
-        # Roll-ups read one indicator over a time window across all units.
-        Index("ix_observations_indicator_time", "indicator_id", "observed_at"),
-        {"sqlite_with_rowid": False},
-    )
+    # No index beyond the key: roll-ups read one indicator's time window through the units at its level and
+    # this key (cityops.rollup), which beats an (indicator, time) index and spares every insert a second B-tree.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class CurrentValue(Base):

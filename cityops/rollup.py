@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog, Indicator, RollupRule
-from cityops.models import CurrentRollup, CurrentValue, Observation, RollupBacklog, RollupHistory
+from cityops.models import CurrentValue, Observation, RollupBacklog, Unit
 from cityops.status import STALE_GRACE
 from cityops.storage import _dialect_insert, fetch_frame
 from cityops.tree import UnitTree
@@ -29,38 +29,117 @@ def aggregate(values: pd.DataFrame, membership: pd.DataFrame, rule: RollupRule, 
     values: one row per leaf (and per `by` group, e.g. a time bucket) with `leaf_id` and `value`;
             population-weighted means need `weight`; ratios need `numerator` and `denominator` instead.
     membership: (leaf_id, ancestor_id) pairs.
-    Returns ancestor_id, *by, value, reported (leaves that contributed).
+    Returns ancestor_id, *by, value, reported (leaves that contributed), one row per group.
+
+    Written with array operations rather than a join and a group-by: a backfill rolls up hundreds of
+    thousands of leaf values per indicator, and this runs in ingest's time.
     """
     columns = ["ancestor_id", *by, "value", "reported"]
+    needed = ["numerator", "denominator"] if rule == RollupRule.RATIO else ["value"]
+    if not values.empty:
+        values = values.dropna(subset=needed)
     if values.empty:
         return pd.DataFrame(columns=columns)
-    joined = values.merge(membership, on="leaf_id", how="inner")
-    if rule == RollupRule.RATIO:
-        joined = joined.dropna(subset=["numerator", "denominator"])
+    rows, ancestor_code, ancestor_ids = _expand_to_ancestors(values["leaf_id"].to_numpy(dtype=np.int64), membership)
+    if not len(rows):
+        return pd.DataFrame(columns=columns)
+    # Group codes from small per-column codes: ancestors are a few hundred, buckets a few dozen, so the groups
+    # are cells of a dense grid, counted with bincount (no hashing of the expanded rows).
+    by_code, by_first = _row_codes([values[name].to_numpy() for name in by], len(values))
+    cells = len(ancestor_ids) * len(by_first)
+    cell = ancestor_code * len(by_first) + by_code[rows]
+    if cells <= 4 * len(cell) + 1024:
+        occupied = np.bincount(cell, minlength=cells)
+        present = np.flatnonzero(occupied)
+        lookup = np.empty(cells, dtype=np.int64)
+        lookup[present] = np.arange(len(present))
+        group = lookup[cell]
     else:
-        joined = joined.dropna(subset=["value"])
-    keys = ["ancestor_id", *by]
-    grouped = joined.groupby(keys, sort=False)
-    reported = grouped.size().rename("reported")
-    if rule == RollupRule.SUM:
-        value = grouped["value"].sum()
-    elif rule == RollupRule.MEAN:
-        value = grouped["value"].mean()
-    elif rule == RollupRule.MAX:
-        value = grouped["value"].max()
-    elif rule == RollupRule.POPULATION_WEIGHTED_MEAN:
-        joined = joined.assign(weighted=joined["value"] * joined["weight"])
-        sums = joined.groupby(keys, sort=False)[["weighted", "weight", "value"]].sum()
-        # A group whose units all have population 0 falls back to the plain mean rather than 0/0.
-        plain = joined.groupby(keys, sort=False)["value"].mean()
-        value = (sums["weighted"] / sums["weight"].replace(0, np.nan)).fillna(plain)
-    elif rule == RollupRule.RATIO:
-        sums = grouped[["numerator", "denominator"]].sum()
-        value = sums["numerator"] / sums["denominator"].replace(0, np.nan) * scale
-    else:  # pragma: no cover - the catalog validates rules
-        raise ValueError(f"unknown roll-up rule {rule}")
-    result = pd.concat([value.rename("value"), reported], axis=1).reset_index()
-    return result[columns]
+        group, present = pd.factorize(cell)
+        present = np.asarray(present)
+    groups = len(present)
+    reported = np.bincount(group, minlength=groups)
+
+    def total(column: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights=column, minlength=groups)
+
+    if rule == RollupRule.RATIO:
+        numerator = total(values["numerator"].to_numpy(dtype=float)[rows])
+        denominator = total(values["denominator"].to_numpy(dtype=float)[rows])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(denominator != 0, numerator / denominator, np.nan) * scale
+    else:
+        leaf_value = values["value"].to_numpy(dtype=float)[rows]
+        if rule == RollupRule.SUM:
+            value = total(leaf_value)
+        elif rule == RollupRule.MEAN:
+            value = total(leaf_value) / reported
+        elif rule == RollupRule.MAX:
+            order = np.argsort(group, kind="stable")
+            starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
+            value = np.empty(groups)
+            value[group[order][starts]] = np.maximum.reduceat(leaf_value[order], starts)
+        elif rule == RollupRule.POPULATION_WEIGHTED_MEAN:
+            weight = np.nan_to_num(values["weight"].to_numpy(dtype=float)[rows])
+            weights = total(weight)
+            plain = total(leaf_value) / reported
+            # A group whose units all have population 0 falls back to the plain mean rather than 0/0.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value = np.where(weights != 0, total(leaf_value * weight) / weights, plain)
+        else:  # pragma: no cover - the catalog validates rules
+            raise ValueError(f"unknown roll-up rule {rule}")
+    result = {"ancestor_id": ancestor_ids[present // len(by_first)]}
+    first_row = by_first[present % len(by_first)]
+    result.update({name: values[name].to_numpy()[first_row] for name in by})
+    result.update(value=value, reported=reported)
+    return pd.DataFrame(result, columns=columns)
+
+
+def _expand_to_ancestors(leaves: np.ndarray, membership: pd.DataFrame):
+    """The inner join of leaf values with (leaf, ancestor) pairs, as aligned arrays: for each value position
+    (`rows`), one entry per ancestor of its leaf, as a code into `ancestor_ids`. Unknown leaves drop out."""
+    known, first, counts, member_codes, ancestor_ids = _membership_index(membership)
+    position = np.searchsorted(known, leaves)
+    found = position < len(known)
+    found[found] = known[position[found]] == leaves[found]
+    matched = np.flatnonzero(found)
+    per_row = counts[position[matched]]
+    rows = np.repeat(matched, per_row)
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    return rows, member_codes[np.repeat(first[position[matched]], per_row) + within], ancestor_ids
+
+
+_MEMBERSHIP_INDEXES: dict[int, tuple[pd.DataFrame, tuple]] = {}
+
+
+def _membership_index(membership: pd.DataFrame) -> tuple:
+    """Membership pairs sorted by leaf, as arrays: (leaves, first pair of each, pairs per leaf, ancestor code of
+    each pair, ancestor ids). Kept per membership frame (the tree keeps those), since every roll-up asks."""
+    cached = _MEMBERSHIP_INDEXES.get(id(membership))
+    if cached is not None and cached[0] is membership:
+        return cached[1]
+    member_leaves = membership["leaf_id"].to_numpy(dtype=np.int64)
+    order = np.argsort(member_leaves, kind="stable")
+    ancestor_ids, member_codes = np.unique(membership["ancestor_id"].to_numpy(dtype=np.int64)[order],
+                                           return_inverse=True)
+    known, first, counts = np.unique(member_leaves[order], return_index=True, return_counts=True)
+    index = (known, first, counts, member_codes, ancestor_ids)
+    if len(_MEMBERSHIP_INDEXES) >= 16:
+        _MEMBERSHIP_INDEXES.clear()
+    # The frame is kept with its index, so its id cannot be reused by another frame while the entry lives.
+    _MEMBERSHIP_INDEXES[id(membership)] = (membership, index)
+    return index
+
+
+def _row_codes(columns: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """A code per row for the combination of `columns` (0..n-1), and the first row holding each code."""
+    code = np.zeros(length, dtype=np.int64)
+    for column in columns:
+        codes, uniques = pd.factorize(column)
+        # Re-numbered after each column, so the combined code stays below the row count (no overflow).
+        code, _ = pd.factorize(code * len(uniques) + codes)
+    _, first = np.unique(code, return_index=True)
+    return code, first
 
 
 def bucket_start(observed_at: int, interval_seconds: int, utc_offset_seconds: int = 0) -> int:
@@ -91,13 +170,14 @@ def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str,
     The caller commits.
     """
     written = 0
+    held = _HeldRows(recent) if recent is not None and not recent.empty else None
     for indicator in dependents(catalog, touched):
         sources = [indicator.numerator, indicator.denominator] if indicator.is_derived else [indicator.key]
         times = set().union(*(touched.get(key, set()) for key in sources))
         if not times:
             continue
         buckets = sorted({bucket_start(t, indicator.interval_seconds, utc_offset_seconds) for t in times})
-        written += _refresh_history(session, indicator, indicator_ids, tree, buckets, utc_offset_seconds, recent)
+        written += _refresh_history(session, indicator, indicator_ids, tree, buckets, utc_offset_seconds, held)
         if max(times) >= now - indicator.interval_seconds * STALE_GRACE:
             written += _refresh_current(session, indicator, indicator_ids, tree, now)
     return written
@@ -141,7 +221,7 @@ def process_backlog(session: Session, catalog: Catalog, indicator_ids: dict[str,
 
 def _leaf_frame(indicator: Indicator, tree: UnitTree) -> tuple[pd.DataFrame, pd.Series]:
     membership = tree.membership(indicator.level, include_self=indicator.is_derived)
-    expected = membership.groupby("ancestor_id").size().rename("expected")
+    expected = tree.leaf_counts(indicator.level, include_self=indicator.is_derived).rename("expected")
     return membership, expected
 
 
@@ -155,20 +235,40 @@ def _contiguous_runs(buckets: list[int], step: int) -> list[tuple[int, int]]:
     return runs
 
 
-def _read_window(session: Session, indicator_id: int, start: int, end: int) -> pd.DataFrame:
-    return fetch_frame(session, select(Observation.unit_id, Observation.observed_at, Observation.value).where(
-        and_(Observation.indicator_id == indicator_id, Observation.observed_at >= start,
-             Observation.observed_at < end)), ["leaf_id", "observed_at", "value"])
+def _window_clause(indicator_id: int, level: int, start: int, end: int):
+    """Observations of one indicator in [start, end), reached through the units at its level: one primary-key
+    range per unit, the fastest path to them (see migrations 0002)."""
+    return (select().select_from(Unit).join(Observation, and_(
+        Observation.unit_id == Unit.id, Observation.indicator_id == indicator_id,
+        Observation.observed_at >= start, Observation.observed_at < end)).where(Unit.level == level))
 
 
-def _memory_window(recent: pd.DataFrame):
-    """A `_read_window` over rows held in memory."""
-    def read(indicator_id: int, start: int, end: int) -> pd.DataFrame:
-        rows = recent[(recent["indicator_id"] == indicator_id) & (recent["observed_at"] >= start)
-                      & (recent["observed_at"] < end)]
-        return pd.DataFrame({"leaf_id": rows["unit_id"].to_numpy(), "observed_at": rows["observed_at"].to_numpy(),
-                             "value": rows["value"].to_numpy()})
-    return read
+def _read_window(session: Session, level: int, indicator_id: int, start: int, end: int) -> pd.DataFrame:
+    return fetch_frame(session, _window_clause(indicator_id, level, start, end).add_columns(
+        Observation.unit_id, Observation.observed_at, Observation.value), ["leaf_id", "observed_at", "value"])
+
+
+class _HeldRows:
+    """Committed rows held in memory, split by indicator once and sorted by time, so that each bucket window
+    is two binary searches rather than a scan of every row held."""
+
+    def __init__(self, recent: pd.DataFrame):
+        self._by_indicator = {
+            int(ident): (rows["observed_at"].to_numpy(dtype=np.int64), rows["unit_id"].to_numpy(),
+                         rows["value"].to_numpy())
+            for ident, rows in recent.sort_values("observed_at", kind="stable").groupby("indicator_id", sort=False)}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_indicator)
+
+    def times(self, indicator_id: int) -> np.ndarray:
+        return self._by_indicator.get(indicator_id, (np.empty(0, dtype=np.int64),))[0]
+
+    def window(self, indicator_id: int, start: int, end: int) -> pd.DataFrame:
+        """A `_read_window` over the rows held."""
+        times, units, values = self._by_indicator.get(indicator_id, (np.empty(0, dtype=np.int64),) * 3)
+        low, high = np.searchsorted(times, [start, end])
+        return pd.DataFrame({"leaf_id": units[low:high], "observed_at": times[low:high], "value": values[low:high]})
 
 
 def _bucket_counts(observed_at, step: int, offset: int) -> pd.Series:
@@ -176,26 +276,29 @@ def _bucket_counts(observed_at, step: int, offset: int) -> pd.Series:
     return pd.Series((np.asarray(observed_at, dtype=np.int64) + local) // step * step - local).value_counts()
 
 
-def _buckets_held_in(recent: pd.DataFrame | None, session: Session, sources: list[int], buckets: list[int],
-                     step: int, offset: int) -> set[int]:
+def _buckets_held_in(recent: _HeldRows | None, session: Session, sources: list[int], level: int,
+                     buckets: list[int], step: int, offset: int) -> set[int]:
     """The buckets whose stored rows, for every source indicator, are exactly the rows held in `recent`.
 
     Counting is enough: `recent` holds committed rows, so equal counts mean the same rows. Rows another
     run wrote into the same bucket make the counts differ, and that bucket is read from the database.
     """
-    if recent is None or recent.empty or not buckets:
+    if not recent or not buckets:
         return set()
     local = offset if step >= 86400 else 0
+    low, high = buckets[0], buckets[-1] + step
     held = set(buckets)
     for source in sources:
-        rows = recent.loc[recent["indicator_id"] == source, "observed_at"]
+        rows = recent.times(source)
         in_memory = _bucket_counts(rows, step, offset)
+        window = _window_clause(source, level, low, high)
+        # Stored rows include the ones held, so equal totals over the window mean equal counts in every bucket:
+        # one count answers for all of them (a backfill's case). Otherwise count bucket by bucket.
+        if session.scalar(window.add_columns(func.count())) == int(((rows >= low) & (rows < high)).sum()):
+            held = {b for b in held if b in in_memory.index}
+            continue
         bucket = (Observation.observed_at + local) // step
-        stored = dict(session.execute(
-            select(bucket, func.count()).where(Observation.indicator_id == source,
-                                               Observation.observed_at >= buckets[0],
-                                               Observation.observed_at < buckets[-1] + step)
-            .group_by(bucket)).all())
+        stored = dict(session.execute(window.add_columns(bucket, func.count()).group_by(bucket)).all())
         held = {b for b in held if b in in_memory.index
                 and stored.get((b + local) // step) == int(in_memory[b])}
     return held
@@ -203,7 +306,7 @@ def _buckets_held_in(recent: pd.DataFrame | None, session: Session, sources: lis
 
 def _latest_per_bucket(frame: pd.DataFrame, interval: int, offset: int) -> pd.DataFrame:
     if frame.empty:
-        return frame.assign(bucket_start=pd.Series(dtype="int64"))
+        return frame.drop(columns="observed_at").assign(bucket_start=pd.Series(dtype="int64"))
     local = offset if interval >= 86400 else 0
     frame = frame.assign(bucket_start=(frame["observed_at"] + local) // interval * interval - local)
     frame = frame.sort_values("observed_at").drop_duplicates(["leaf_id", "bucket_start"], keep="last")
@@ -229,15 +332,15 @@ def _leaf_values(session: Session, indicator: Indicator, ids: dict[str, int], tr
     return frame
 
 
-def _refresh_history(session, indicator, ids, tree, buckets, offset, recent=None) -> int:
+def _refresh_history(session, indicator, ids, tree, buckets, offset, recent: _HeldRows | None = None) -> int:
     membership, expected = _leaf_frame(indicator, tree)
     step = indicator.interval_seconds
     written = 0
     sources = [ids[indicator.numerator], ids[indicator.denominator]] if indicator.is_derived else [ids[indicator.key]]
-    in_memory = _buckets_held_in(recent, session, sources, buckets, step, offset)
+    in_memory = _buckets_held_in(recent, session, sources, int(indicator.level), buckets, step, offset)
     for start, end, reader in [
-        *((start, end, _memory_window(recent)) for start, end in _contiguous_runs(sorted(in_memory), step)),
-        *((start, end, partial(_read_window, session))
+        *((start, end, recent.window) for start, end in _contiguous_runs(sorted(in_memory), step)),
+        *((start, end, partial(_read_window, session, int(indicator.level)))
           for start, end in _contiguous_runs([b for b in buckets if b not in in_memory], step)),
     ]:
         values = _leaf_values(session, indicator, ids, tree,
@@ -276,25 +379,28 @@ def _refresh_current(session, indicator, ids, tree, now: int) -> int:
     # Fresh as in cityops.status.is_stale: a value is stale only when *older* than the grace period.
     fresh_from = now - indicator.interval_seconds * STALE_GRACE
     everything = _leaf_values(session, indicator, ids, tree, lambda ident: _read_current(session, ident))
-    latest = everything.merge(membership, on="leaf_id").groupby("ancestor_id")["observed_at"].max()
+    latest = aggregate(pd.DataFrame({"leaf_id": everything["leaf_id"].to_numpy(),
+                                     "value": everything["observed_at"].to_numpy(dtype=float)}),
+                       membership, RollupRule.MAX).set_index("ancestor_id")["value"]
     fresh = everything[everything["observed_at"] >= fresh_from].drop(columns="observed_at")
     rolled = aggregate(fresh, membership, indicator.rollup, indicator.scale).set_index("ancestor_id")
-    frame = expected.to_frame().join(rolled, how="left").join(latest.rename("latest"), how="left")
-    rows = [
-        {"unit_id": int(unit_id), "indicator_id": ids[indicator.key], "as_of": now,
-         "value": None if pd.isna(value) else float(value),
-         "reported": 0 if pd.isna(reported) else int(reported), "expected": int(count),
-         "latest_observed_at": None if pd.isna(last) else int(last)}
-        for unit_id, count, value, reported, last in frame[["expected", "value", "reported", "latest"]]
-        .itertuples(index=True)
-    ]
-    table = CurrentRollup.__table__
-    statement = _dialect_insert(session, table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["unit_id", "indicator_id"],
-        set_={name: getattr(statement.excluded, name)
-              for name in ("as_of", "value", "reported", "expected", "latest_observed_at")},
-        where=table.c.as_of <= statement.excluded.as_of,
-    )
-    session.execute(statement, rows)
+    units = expected.index
+    value = rolled["value"].reindex(units).to_numpy(dtype=float)
+    reported = rolled["reported"].reindex(units).fillna(0).to_numpy(dtype=np.int64)
+    last = latest.reindex(units).to_numpy(dtype=float)
+    rows = list(zip(units.astype("int64").tolist(), [ids[indicator.key]] * len(units), [now] * len(units),
+                    [None if v != v else v for v in value.tolist()], reported.tolist(),
+                    expected.to_numpy(dtype=np.int64).tolist(), [None if t != t else int(t) for t in last.tolist()]))
+    placeholder = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    session.connection().exec_driver_sql(_UPSERT_CURRENT_ROLLUP.format(p=placeholder), rows)
     return len(rows)
+
+
+_UPSERT_CURRENT_ROLLUP = (
+    "INSERT INTO current_rollups (unit_id, indicator_id, as_of, value, reported, expected, latest_observed_at) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (unit_id, indicator_id) DO UPDATE SET "
+    "as_of = excluded.as_of, value = excluded.value, reported = excluded.reported, expected = excluded.expected, "
+    "latest_observed_at = excluded.latest_observed_at "
+    # A slower run finishing after a newer one must not put older numbers back.
+    "WHERE current_rollups.as_of <= excluded.as_of"
+)

@@ -103,8 +103,11 @@ def upsert_observations(session: Session, rows: list[dict] | pd.DataFrame) -> Up
 
 def _driver_rows(frame: pd.DataFrame) -> list[tuple]:
     """Plain Python ints and floats (drivers reject numpy scalars), None for a missing run id."""
-    columns = [frame[name].astype(object).where(frame[name].notna(), None).tolist() if name == "run_id"
-               else frame[name].tolist() for name in OBSERVATION_COLUMNS]
+    columns = [frame[name].tolist() for name in OBSERVATION_COLUMNS[:-1]]
+    run_id = frame["run_id"]
+    # Usually one run id for every row: plain ints, without the slow object-dtype path for missing ones.
+    columns.append(run_id.astype("int64").tolist() if run_id.notna().all()
+                   else run_id.astype(object).where(run_id.notna(), None).tolist())
     return list(zip(*columns))
 
 

@@ -77,7 +77,14 @@ class UnitTree:
 
     def leaf_counts(self, leaf_level: Level, include_self: bool) -> pd.Series:
         """How many units at `leaf_level` sit under each ancestor: the M of 'N of M reported'."""
-        return self.membership(leaf_level, include_self).groupby("ancestor_id").size()
+        key = (Level(leaf_level), include_self)
+        if key not in self._leaf_counts:
+            self._leaf_counts[key] = self.membership(leaf_level, include_self).groupby("ancestor_id").size()
+        return self._leaf_counts[key]
+
+    @cached_property
+    def _leaf_counts(self) -> dict[tuple[Level, bool], pd.Series]:
+        return {}
 
 
 _COLUMNS = (Unit.id, Unit.code, Unit.name_zh, Unit.name_en, Unit.level, Unit.parent_id, Unit.population,
