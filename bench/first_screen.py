@@ -1,6 +1,6 @@
 """First screen: time until the city's district polygons are painted, against a bare Dash page, in chromium.
 
-    .venv/bin/python bench/first_screen.py            # 7 samples each after one warm-up
+    .venv/bin/python bench/first_screen.py            # 15 samples each after one warm-up
     .venv/bin/python bench/first_screen.py --quick    # 3 samples each, 6 h of history
 
 The real app is started as `make run` would start it, on a prepared database (the demo city, ~6,000
@@ -33,7 +33,7 @@ TARGET = 1.5
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=7, help="timed page loads of each (default %(default)s)")
+    parser.add_argument("--samples", type=int, default=15, help="timed page loads of each (default %(default)s)")
     parser.add_argument("--hours", type=float, default=24,
                         help="simulator history in the app's database, in hours (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a smaller run: 3 samples, 6 h of history")

@@ -138,6 +138,7 @@ class ConnectorRun(Base):
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     error_family: Mapped[str | None] = mapped_column(String(16))
     error_message: Mapped[str | None] = mapped_column(Text)
+    archive: Mapped[str | None] = mapped_column(String(255))  # the run's raw payloads (connectors/archive.py)
 
 
 class ConnectorCursor(Base):
@@ -161,3 +162,7 @@ class QuarantinedRecord(Base):
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str | None] = mapped_column(String(255))  # archived payload (and position) it came from
+    # Set when `onescreen quarantine reprocess` has run it again: accepted, or rejected with a new reason.
+    reprocessed_at: Mapped[int | None] = mapped_column(BigInteger)
+    outcome: Mapped[str | None] = mapped_column(String(16))

@@ -19,6 +19,8 @@ class Settings:
     database_url: str = f"sqlite:///{(PROJECT_ROOT / 'var' / 'onescreen.db').as_posix()}"
     catalog_path: Path = DATA_DIR / "indicators.yaml"
     connectors_path: Path = DATA_DIR / "connectors.yaml"
+    # Raw payloads of connector runs, compressed (connectors/archive.py); retention is set per connector.
+    archive_dir: Path = PROJECT_ROOT / "var" / "archive"
     city_name_zh: str = "海城市"
     city_name_en: str = "Haicheng"
     timezone: str = "Asia/Shanghai"
@@ -42,7 +44,8 @@ class Settings:
         values: dict = {}
         if env.get("DATABASE_URL"):
             values["database_url"] = env["DATABASE_URL"]
-        for name, attr in (("ONESCREEN_CATALOG", "catalog_path"), ("ONESCREEN_CONNECTORS", "connectors_path")):
+        for name, attr in (("ONESCREEN_CATALOG", "catalog_path"), ("ONESCREEN_CONNECTORS", "connectors_path"),
+                           ("ONESCREEN_ARCHIVE_DIR", "archive_dir")):
             if env.get(name):
                 values[attr] = Path(env[name])
         for name, attr in (

@@ -27,6 +27,8 @@ class Record:
     observed_at: datetime | str | int | float
     value: Any
     raw: Any = None  # the record as the source sent it, kept for quarantine and replay
+    problem: str | None = None  # set when the source row could not even be read (a missing field): quarantined
+    source: str | None = None  # where it came from: archived payload and position, e.g. "…/0001-page.json#17"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class RecordBatch:
 
     frame: pd.DataFrame
     cursor: str | None = None
+    # The source rows as they came (same index as `frame`; a wide row may give several records), quarantined
+    # with a record that fails; `source` names the archived payload, `positions` each row's place in it.
+    raw: pd.DataFrame | None = None
+    source: str | None = None
 
     COLUMNS = ("unit_code", "indicator", "observed_at", "value")
 
@@ -92,6 +98,7 @@ class ConnectorContext:
     now: float
     timezone: str = "Asia/Shanghai"
     extra: dict = field(default_factory=dict)
+    archive: Any = None  # connectors.archive.RunArchive of the current run (None outside a run: check, tests)
 
 
 class Connector(ABC):
@@ -100,11 +107,25 @@ class Connector(ABC):
     # True when fetch() yields records in non-decreasing cursor order, so the runner may commit the cursor
     # batch by batch; otherwise the cursor moves only when the whole run has been committed.
     ordered: ClassVar[bool] = False
+    # True for types that read other people's formats and need `mapping:` in connectors.yaml.
+    uses_mapping: ClassVar[bool] = False
 
-    def __init__(self, name: str, config: dict, context: ConnectorContext):
+    def __init__(self, name: str, config: dict, context: ConnectorContext, mapping=None):
         self.name = name
         self.config = config
         self.context = context
+        self.mapping = mapping
+
+    def archived(self, label: str, payload, media_type: str = "application/octet-stream") -> str | None:
+        """Keep a raw payload (bytes or a binary stream) in this run's archive before it is parsed; returns
+        its reference for records' `source` (None outside a run)."""
+        if self.context.archive is None:
+            return None
+        return self.context.archive.store(label, payload, media_type)
+
+    def replay(self, label: str, payload: bytes) -> Iterator[Record | RecordBatch]:
+        """Parse an archived payload again (after a mapping or catalog fix). Types that can, override."""
+        raise FatalError(f"connector type {self.type_name!r} cannot replay archived payloads")
 
     @abstractmethod
     def check(self) -> Health:

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import insert, select, update
@@ -24,7 +25,8 @@ from cityops.models import ConnectorCursor, ConnectorRun, QuarantinedRecord
 from cityops.rollup import process_backlog, queue_rollups
 from cityops.storage import _dialect_insert, sync_indicators, upsert_observations
 from cityops.tree import load_tree
-from connectors.base import REGISTRY, Connector, ConnectorContext, ConnectorError, Record, RecordBatch
+from connectors.archive import RunArchive, open_payload, purge
+from connectors.base import REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Record, RecordBatch
 from connectors.config import ConnectorInstance
 from connectors.validation import Rejected, Validator
 
@@ -44,6 +46,7 @@ class RunSummary:
     error_message: str | None = None
     seconds: float = 0.0
     rollup_seconds: float = 0.0  # of `seconds`, the roll-ups computed after the records were committed
+    archive: str | None = None  # where the run's raw payloads are kept (reference under the archive root)
 
 
 def utc_offset_seconds(zone_name: str, at: float) -> int:
@@ -54,13 +57,18 @@ def utc_offset_seconds(zone_name: str, at: float) -> int:
 
 
 def build_connector(instance: ConnectorInstance, context: ConnectorContext) -> Connector:
-    return REGISTRY[instance.type](instance.name, instance.config, context)
+    return REGISTRY[instance.type](instance.name, instance.config, context, instance.mapping)
 
 
 def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
                   now: float | None = None, since: str | None = None, batch_size: int = 200_000,
-                  progress=None) -> RunSummary:
-    """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts."""
+                  progress=None, archive_root: Path | None = None, replay: list[str] | None = None) -> RunSummary:
+    """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts.
+
+    With `archive_root`, the run's raw payloads are kept there (and older runs past the instance's retention
+    removed). With `replay` (payload references under `archive_root`), those payloads are parsed again instead
+    of fetching: the cursor does not move.
+    """
     now = time.time() if now is None else now
     started = time.perf_counter()
     with session_scope(database_url) as session:
@@ -70,7 +78,15 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
             connector=instance.name, started_at=int(now), status="running")).inserted_primary_key[0]
         stored_cursor = session.scalar(select(ConnectorCursor.cursor).where(ConnectorCursor.connector == instance.name))
     summary = RunSummary(run_id, instance.name, "running")
-    context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone)
+    archive = None
+    if archive_root is not None and replay is None:
+        try:
+            purge(Path(archive_root), instance.name, instance.retention_seconds, now)
+        except OSError:
+            log.exception("could not purge old payloads of %s", instance.name)
+        archive = RunArchive(Path(archive_root), instance.name, run_id, now)
+        summary.archive = archive.reference
+    context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone, archive=archive)
     validator = Validator.build(catalog, ids, tree, instance.levels, timezone, int(now))
     offset = utc_offset_seconds(timezone, now)
     batch = _Batch()
@@ -78,10 +94,12 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     try:
         # Inside the try: a connector may fail while being set up (bad credentials), and its run must still close.
         connector = build_connector(instance, context)
-        for item in connector.fetch(since if since is not None else stored_cursor):
+        items = (_replayed(connector, archive_root, replay) if replay is not None
+                 else connector.fetch(since if since is not None else stored_cursor))
+        for item in items:
             if isinstance(item, RecordBatch):
                 summary.fetched += len(item)
-                valid, rejected = validator.validate_frame(item.frame)
+                valid, rejected = validator.validate_batch(item)
                 batch.add_frame(valid, item.cursor)
                 batch.quarantine.extend(_quarantine_row(run_id, instance.name, reason, record, int(now))
                                         for reason, record in rejected)
@@ -95,14 +113,14 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                     batch.add(row, connector.cursor_of(item, row["observed_at"]))
             if batch.size + len(batch.quarantine) >= batch_size:
                 recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
-                                   advance=connector.ordered, run_id=run_id))
+                                   advance=connector.ordered and replay is None, run_id=run_id))
                 if recent.size >= RECENT_ROWS_LIMIT:
                     _roll_up(database_url, catalog, ids, tree, now, offset, recent)
                 batch = _Batch(cursor=batch.cursor)
                 if progress:
                     progress(summary)
-        recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name, advance=True,
-                           run_id=run_id))
+        recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
+                           advance=replay is None, run_id=run_id))
         summary.status = "partial" if summary.rejected else "ok"
     except ConnectorError as error:
         summary.status, summary.error_family, summary.error_message = "failed", error.family, str(error)
@@ -125,7 +143,8 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         session.execute(update(ConnectorRun).where(ConnectorRun.id == run_id).values(
             finished_at=int(time.time()), status=summary.status, fetched=summary.fetched,
             accepted=summary.accepted, rejected=summary.rejected, duplicates=summary.duplicates,
-            error_family=summary.error_family, error_message=summary.error_message))
+            error_family=summary.error_family, error_message=summary.error_message,
+            archive=summary.archive if archive is not None and archive.count else None))
     if progress:
         progress(summary)
     return summary
@@ -250,4 +269,19 @@ def _quarantine_row(run_id: int, connector: str, reason: str, record: Record, no
         text = json.dumps(raw, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         text = repr(raw)
-    return {"run_id": run_id, "connector": connector, "reason": reason, "raw": text, "created_at": now}
+    return {"run_id": run_id, "connector": connector, "reason": reason, "raw": text, "created_at": now,
+            "source": record.source[:255] if record.source else None}
+
+
+def _replayed(connector: Connector, root: Path | None, references: list[str]):
+    """The records of archived payloads, parsed again by the connector that fetched them."""
+    if root is None:
+        raise FatalError("replay needs the archive folder (ONESCREEN_ARCHIVE_DIR)")
+    for reference in references:
+        try:
+            with open_payload(Path(root), reference) as stream:
+                payload = stream.read()
+        except FileNotFoundError as error:
+            raise FatalError(str(error)) from None
+        label = reference.rsplit("/", 1)[-1].removesuffix(".gz").split("-", 1)[-1]
+        yield from connector.replay(label, payload)

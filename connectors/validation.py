@@ -41,7 +41,12 @@ class Validator:
         object.__setattr__(self, "_unit_levels", self.tree.frame["level"].to_dict())
         object.__setattr__(self, "_reported", {i.key: i for i in self.catalog if not i.is_derived})
 
-    def validate_frame(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, Record]]]:
+    def validate_batch(self, batch: RecordBatch) -> tuple[pd.DataFrame, list[tuple[str, Record]]]:
+        """`validate_frame` for a batch: quarantined records keep the source row and payload they came from."""
+        return self.validate_frame(batch.frame, batch.raw, batch.source)
+
+    def validate_frame(self, frame: pd.DataFrame, raw: pd.DataFrame | None = None,
+                       source: str | None = None) -> tuple[pd.DataFrame, list[tuple[str, Record]]]:
         """Validate a columnar batch: (rows for storage, [(reason, record)] for quarantine).
 
         The common case — every check passes — is decided with array operations. Rows that fail any
@@ -78,8 +83,10 @@ class Validator:
         valid = pd.DataFrame({"unit_id": unit_ids[ok].astype("int64"), "indicator_id": indicator_ids[ok].astype("int64"),
                               "observed_at": observed[ok], "value": values[ok]})
         rescued, rejected = [], []
-        for row in frame.loc[~ok, list(RecordBatch.COLUMNS)].itertuples(index=False, name=None):
-            record = Record(*row, raw=dict(zip(RecordBatch.COLUMNS, row)))
+        failing = frame.loc[~ok, list(RecordBatch.COLUMNS)]
+        for position, row in zip(failing.index, failing.itertuples(index=False, name=None)):
+            original = _source_row(raw, position) if raw is not None else dict(zip(RecordBatch.COLUMNS, row))
+            record = Record(*row, raw=original, source=f"{source}#{position}" if source else None)
             try:
                 rescued.append(self.validate(record))
             except Rejected as reason:
@@ -90,6 +97,8 @@ class Validator:
 
     def validate(self, record: Record) -> dict:
         """A row for storage {unit_id, indicator_id, observed_at, value}, or raise Rejected(reason)."""
+        if record.problem:
+            raise Rejected(record.problem)
         indicator = self._reported.get(record.indicator)
         if indicator is None:
             if record.indicator in self.catalog:
@@ -134,6 +143,14 @@ class Validator:
                 raw = raw.replace(tzinfo=self.zone)
             return int(raw.astimezone(timezone.utc).timestamp())
         raise Rejected(f"timestamp {raw!r} is not a time")
+
+
+def _source_row(raw: pd.DataFrame, position) -> dict:
+    """The source row at an index position, as plain values (one wide row may stand for several records)."""
+    row = raw.loc[position]
+    if isinstance(row, pd.DataFrame):
+        row = row.iloc[0]
+    return {str(k): (None if (isinstance(v, float) and v != v) else v) for k, v in row.items()}
 
 
 def _number(raw) -> float:

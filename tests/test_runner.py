@@ -74,7 +74,7 @@ class BrokenAtStartConnector(ListConnector):
 
     type_name = "test-broken-at-start"
 
-    def __init__(self, name, config, context):
+    def __init__(self, name, config, context, mapping=None):
         raise FatalError("the source rejected the API key")
 
 

@@ -1,0 +1,144 @@
+"""Which source field is the unit code, the indicator, the time and the value: one mapping for every source type.
+
+A source row says one of two things:
+- long form, one value per row: `indicator` and `value` name the fields holding the indicator and the value;
+- wide form, several indicators per row: `values` maps catalog keys to the fields holding their values.
+`indicator_names` translates the source's own indicator names to catalog keys ("热线投诉" → hotline_complaints).
+Field names may be dotted paths into nested JSON (`properties.code`, `readings.0.value`).
+
+Rows missing a mapped field are not dropped: they become records carrying a `problem`, which the runner
+quarantines with the row as it came.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import pandas as pd
+
+from connectors.base import Record
+
+_MISSING = object()
+
+
+class MappingError(ValueError):
+    """The mapping in connectors.yaml is unusable; the message says what to write instead."""
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    unit_code: str
+    observed_at: str
+    indicator: str | None = None
+    value: str | None = None
+    values: dict[str, str] = field(default_factory=dict)
+    indicator_names: dict[str, str] = field(default_factory=dict)
+
+    FIELDS = ("unit_code", "observed_at", "indicator", "value", "values", "indicator_names")
+    EXAMPLE = "{unit_code: code, observed_at: time, indicator: metric, value: value}"
+
+    @classmethod
+    def parse(cls, raw) -> "FieldMapping":
+        if not isinstance(raw, dict):
+            raise MappingError(f"mapping must be a mapping of source fields, e.g. {cls.EXAMPLE}")
+        unknown = sorted(set(raw) - set(cls.FIELDS))
+        if unknown:
+            raise MappingError(f"mapping: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(cls.FIELDS)}")
+        for required in ("unit_code", "observed_at"):
+            if not isinstance(raw.get(required), str) or not raw[required].strip():
+                raise MappingError(f"mapping: '{required}' must name the source field holding it, e.g. {cls.EXAMPLE}")
+        long_form = raw.get("indicator") is not None or raw.get("value") is not None
+        wide_form = bool(raw.get("values"))
+        if long_form == wide_form:
+            raise MappingError("mapping: give either 'indicator' and 'value' (one value per row) or 'values' "
+                               "(catalog key → field, several per row), not both and not neither")
+        if long_form and not (isinstance(raw.get("indicator"), str) and isinstance(raw.get("value"), str)):
+            raise MappingError("mapping: 'indicator' and 'value' must both name source fields")
+        values = raw.get("values") or {}
+        names = raw.get("indicator_names") or {}
+        for label, table in (("values", values), ("indicator_names", names)):
+            if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                      for k, v in table.items()):
+                raise MappingError(f"mapping: '{label}' must map names to names")
+        return cls(raw["unit_code"], raw["observed_at"], raw.get("indicator"), raw.get("value"), dict(values),
+                   {str(k): v for k, v in names.items()})
+
+    def check_catalog(self, catalog_keys) -> None:
+        """Every catalog key this mapping names must exist (a typo would quarantine every record)."""
+        named = set(self.values) | set(self.indicator_names.values())
+        unknown = sorted(named - set(catalog_keys))
+        if unknown:
+            raise MappingError(f"mapping names unknown indicator(s) {', '.join(unknown)}; "
+                               f"the catalog has {', '.join(sorted(catalog_keys))}")
+
+    # -- rows as dicts (JSON) --------------------------------------------------------------------------
+
+    def records(self, row: Any, source: str | None = None) -> Iterator[Record]:
+        """The records in one source row (a dict, possibly nested)."""
+        unit = lookup(row, self.unit_code)
+        observed = lookup(row, self.observed_at)
+        problems = [name for name, found in ((self.unit_code, unit), (self.observed_at, observed))
+                    if found is _MISSING]
+        if self.values:
+            for key, path in self.values.items():
+                value = lookup(row, path)
+                missing = problems + ([path] if value is _MISSING else [])
+                yield self._record(unit, key, observed, value, row, source, missing)
+            return
+        indicator, value = lookup(row, self.indicator), lookup(row, self.value)
+        missing = problems + [p for p, found in ((self.indicator, indicator), (self.value, value)) if found is _MISSING]
+        name = None if indicator is _MISSING else self.indicator_names.get(str(indicator), indicator)
+        yield self._record(unit, name, observed, value, row, source, missing)
+
+    @staticmethod
+    def _record(unit, indicator, observed, value, row, source, missing) -> Record:
+        def plain(found):
+            return None if found is _MISSING else found
+        problem = f"missing field {', '.join(repr(m) for m in missing)}" if missing else None
+        return Record(unit_code=plain(unit), indicator=plain(indicator), observed_at=plain(observed),
+                      value=plain(value), raw=row, problem=problem, source=source)
+
+    # -- tables (CSV, spreadsheets, query results) -----------------------------------------------------
+
+    def columns(self) -> list[str]:
+        return [self.unit_code, self.observed_at,
+                *([self.indicator, self.value] if not self.values else self.values.values())]
+
+    def missing_columns(self, table: pd.DataFrame) -> list[str]:
+        return [name for name in self.columns() if name not in table.columns]
+
+    def frame(self, table: pd.DataFrame) -> pd.DataFrame:
+        """A table's rows as the runner's columns (unit_code, indicator, observed_at, value), wide rows
+        unpivoted; the index keeps each value's source row. The caller checks `missing_columns` first."""
+        if self.values:
+            parts = [pd.DataFrame({"unit_code": table[self.unit_code], "indicator": key,
+                                   "observed_at": table[self.observed_at], "value": table[column]})
+                     for key, column in self.values.items()]
+            return pd.concat(parts) if parts else pd.DataFrame(columns=["unit_code", "indicator", "observed_at",
+                                                                        "value"])
+        indicator = table[self.indicator]
+        if self.indicator_names:
+            indicator = indicator.map(lambda name: self.indicator_names.get(str(name), name))
+        return pd.DataFrame({"unit_code": table[self.unit_code], "indicator": indicator,
+                             "observed_at": table[self.observed_at], "value": table[self.value]})
+
+
+def lookup(row: Any, path: str):
+    """The value at a dotted path (`a.b.0.c`) in nested dicts and lists; _MISSING when any step is absent."""
+    current = row
+    if isinstance(current, dict) and path in current:
+        return current[path]  # a flat field whose name contains dots
+    for step in path.split("."):
+        if isinstance(current, dict):
+            if step not in current:
+                return _MISSING
+            current = current[step]
+        elif isinstance(current, list):
+            try:
+                current = current[int(step)]
+            except (ValueError, IndexError):
+                return _MISSING
+        else:
+            return _MISSING
+    return current
