@@ -97,10 +97,12 @@ def create_app(settings: Settings | None = None) -> Dash:
     from callbacks.context import CONFIG_KEY, ScreenContext
     from callbacks.geometry import register_geometry_routes
     from callbacks.map import first_map
+    from cityops.sources import SourceConfig
     from connectors.config import load_connectors
     from layouts.page import build_page, validation_layout
 
-    intervals = {i.name: i.interval_seconds for i in load_connectors(settings.connectors_path) if i.enabled}
+    sources = tuple(SourceConfig(i.name, i.type, i.levels, i.interval_seconds, i.cron)
+                    for i in load_connectors(settings.connectors_path, catalog.keys, settings.timezone) if i.enabled)
     app = OneScreenDash(
         __name__,
         title=f"{settings.city_name_zh if settings.language == 'zh' else settings.city_name_en} · OneScreen",
@@ -109,7 +111,7 @@ def create_app(settings: Settings | None = None) -> Dash:
         serve_locally=True,
         compress=False,  # see compress_responses: compressed once per static file, not on every request
     )
-    app.server.config[CONFIG_KEY] = ScreenContext(settings, catalog, intervals)
+    app.server.config[CONFIG_KEY] = ScreenContext(settings, catalog, sources)
     compress_responses(app)
     register_geometry_routes(app.server)
     # Validation first: assigning a layout function without one would call it here, outside any request.

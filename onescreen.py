@@ -38,7 +38,7 @@ def _instances(settings: Settings):
     from connectors.config import ConnectorConfigError, load_connectors
 
     try:
-        return load_connectors(settings.connectors_path)
+        return load_connectors(settings.connectors_path, _catalog(settings).keys, settings.timezone)
     except ConnectorConfigError as error:
         raise click.ClickException(str(error)) from None
 
@@ -148,9 +148,21 @@ def list_connectors() -> None:
                                    .order_by(ConnectorRun.id.desc()).limit(1)).scalar_one_or_none()
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last.started_at)) if last else "never"
         status = f"{last.status}, {last.accepted} accepted, {last.rejected} rejected" if last else "-"
-        click.echo(f"{instance.name:24} {instance.type:12} every {instance.interval_seconds // 60:>3} min  "
+        if last is not None and last.error_message:
+            status += f" — {last.error_family}: {last.error_message}"
+            if last.error_family == "fatal":
+                status += " (the scheduler pauses it until connectors.yaml changes)"
+        schedule = f"cron {instance.cron}" if instance.cron else f"every {_duration(instance.interval_seconds)}"
+        click.echo(f"{instance.name:24} {instance.type:12} {schedule:18} "
                    f"{'healthy' if health.healthy else 'UNHEALTHY'}: {health.detail}\n"
                    f"{'':24} last run {when}: {status}")
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def _check(settings: Settings, instance):
@@ -204,6 +216,86 @@ def backfill_command(name: str, days: float) -> None:
                f"{summary.duplicates} duplicates in {summary.seconds:.1f}s")
 
 
+@cli.command("replay")
+@click.argument("name")
+@click.option("--run", "run_id", type=int, default=None, help="Replay every payload archived by this run.")
+@click.argument("references", nargs=-1)
+def replay_command(name: str, run_id: int | None, references: tuple[str, ...]) -> None:
+    """Parse archived payloads of connector NAME again (after fixing a mapping, the catalog or the units).
+
+    Give payload REFERENCES (as shown in quarantined records and run records) or --run RUN_ID. Storage is
+    idempotent: what was stored before is counted as duplicates; the connector's cursor does not move.
+    """
+    settings = _settings()
+    from cityops.db import migrate, session_scope
+    from cityops.models import ConnectorRun
+    from connectors.archive import run_payloads
+    from connectors.runner import run_connector
+
+    instance = _instance(settings, name)
+    migrate(settings.database_url)
+    refs = list(references)
+    if run_id is not None:
+        with session_scope(settings.database_url) as session:
+            run = session.get(ConnectorRun, run_id)
+        if run is None or run.connector != name:
+            raise click.ClickException(f"run {run_id} is not a run of {name}; `onescreen connectors` lists runs")
+        if not run.archive:
+            raise click.ClickException(f"run {run_id} archived no payload (it fetched nothing, or it was a replay)")
+        refs += run_payloads(settings.archive_dir, run.archive)
+    if not refs:
+        raise click.ClickException("nothing to replay: give payload references or --run RUN_ID")
+    summary = run_connector(settings.database_url, instance, _catalog(settings), timezone=settings.timezone,
+                            archive_root=settings.archive_dir, replay=refs)
+    click.echo(f"{summary.status}: {len(refs)} payload(s), {summary.fetched} records, {summary.accepted} accepted, "
+               f"{summary.rejected} rejected, {summary.duplicates} duplicates"
+               + (f" — {summary.error_family}: {summary.error_message}" if summary.error_message else ""))
+    sys.exit(0 if summary.status in ("ok", "partial") else 1)
+
+
+@cli.group("quarantine")
+def quarantine_group() -> None:
+    """Records that failed validation: list them, and re-process them after a fix."""
+
+
+@quarantine_group.command("list")
+@click.option("--connector", default=None, help="Only this connector's records.")
+@click.option("--all", "include_done", is_flag=True, help="Include records already re-processed.")
+@click.option("--limit", type=int, default=50, show_default=True)
+def quarantine_list(connector: str | None, include_done: bool, limit: int) -> None:
+    """The newest quarantined records with their reasons."""
+    settings = _settings()
+    from cityops.db import migrate
+    from connectors.quarantine import list_quarantine
+
+    migrate(settings.database_url)
+    entries = list_quarantine(settings.database_url, connector, include_done, limit)
+    if not entries:
+        click.echo("no quarantined records" + (f" for {connector}" if connector else ""))
+    for entry in entries:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created_at))
+        click.echo(f"#{entry.id} {when} {entry.connector} run {entry.run_id}"
+                   + (f" [{entry.outcome}]" if entry.outcome else "") + f"\n    {entry.reason}\n    {entry.raw[:300]}"
+                   + (f"\n    from {entry.source}" if entry.source else ""))
+
+
+@quarantine_group.command("reprocess")
+@click.argument("name")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these quarantined records (repeatable).")
+def quarantine_reprocess(name: str, ids: tuple[int, ...]) -> None:
+    """Run connector NAME's open quarantined records again: what now passes is stored."""
+    settings = _settings()
+    from cityops.db import migrate
+    from connectors.quarantine import reprocess
+
+    migrate(settings.database_url)
+    summary, outcomes = reprocess(settings.database_url, _instance(settings, name), _catalog(settings),
+                                  timezone=settings.timezone, ids=list(ids) or None)
+    click.echo(f"{summary.status}: {outcomes['accepted']} record(s) accepted now, {outcomes['rejected']} still "
+               f"rejected (see `onescreen quarantine list --connector {name}`)")
+    sys.exit(0 if summary.status in ("ok", "partial") else 1)
+
+
 def run_with_progress(settings: Settings, instance, since: str | None = None, days: float | None = None):
     """Run a connector with a progress bar sized from the catalog (an estimate for sources that stream)."""
     from tqdm import tqdm
@@ -229,7 +321,7 @@ def run_with_progress(settings: Settings, instance, since: str | None = None, da
 
     try:
         return run_connector(settings.database_url, instance, catalog, timezone=settings.timezone, since=since,
-                             progress=progress)
+                             progress=progress, archive_root=settings.archive_dir)
     finally:
         bar.close()
 

@@ -19,6 +19,7 @@ from cityops.catalog import Catalog
 from cityops.db import session_scope
 from cityops.scope import Scope, Viewer, viewer_scope
 from cityops.settings import Settings
+from cityops.sources import SourceConfig
 from cityops.storage import indicator_ids
 from cityops.tree import UnitTree, load_tree
 
@@ -29,7 +30,11 @@ CONFIG_KEY = "ONESCREEN"
 class ScreenContext:
     settings: Settings
     catalog: Catalog
-    connector_intervals: dict[str, int]  # configured connectors and their schedules, for source health
+    sources: tuple[SourceConfig, ...] = ()  # the configured connectors, for source health
+
+    @property
+    def connector_intervals(self) -> dict[str, int]:
+        return {source.name: source.interval_seconds for source in self.sources}
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,15 @@ class Connector(ABC):
         self.context = context
         self.mapping = mapping
 
+    def committed(self) -> None:
+        """Called once the run's records are all committed (not after replays or a failed run): a source that
+        hands work off (moves a file, acknowledges messages) finishes it here, never before."""
+
+    @classmethod
+    def validate_config(cls, config: dict) -> None:
+        """Raise ValueError naming what is wrong with a resolved `config:` (beyond its field types), so a typo
+        stops start-up with the file and entry named instead of failing every run."""
+
     def archived(self, label: str, payload, media_type: str = "application/octet-stream") -> str | None:
         """Keep a raw payload (bytes or a binary stream) in this run's archive before it is parsed; returns
         its reference for records' `source` (None outside a run)."""

@@ -93,6 +93,10 @@ def load_connectors(path: str | Path, catalog_keys=None, timezone: str = "Asia/S
             raise ConnectorConfigError(f"{where}: type {entry['type']} produces catalog records itself; "
                                        f"remove 'mapping:'")
         config = resolve_config(kind.config_schema, entry.get("config") or {}, where)
+        try:
+            kind.validate_config(config)
+        except ValueError as error:
+            raise ConnectorConfigError(f"{where}: config: {error}") from None
         instances.append(ConnectorInstance(entry["name"], entry["type"], levels, interval, config,
                                            float(timeout), bool(entry.get("enabled", True)), mapping, cron,
                                            retention))

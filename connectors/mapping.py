@@ -19,7 +19,7 @@ import pandas as pd
 
 from connectors.base import Record
 
-_MISSING = object()
+MISSING = object()  # what `lookup` returns for a path that is not there
 
 
 class MappingError(ValueError):
@@ -79,22 +79,22 @@ class FieldMapping:
         unit = lookup(row, self.unit_code)
         observed = lookup(row, self.observed_at)
         problems = [name for name, found in ((self.unit_code, unit), (self.observed_at, observed))
-                    if found is _MISSING]
+                    if found is MISSING]
         if self.values:
             for key, path in self.values.items():
                 value = lookup(row, path)
-                missing = problems + ([path] if value is _MISSING else [])
+                missing = problems + ([path] if value is MISSING else [])
                 yield self._record(unit, key, observed, value, row, source, missing)
             return
         indicator, value = lookup(row, self.indicator), lookup(row, self.value)
-        missing = problems + [p for p, found in ((self.indicator, indicator), (self.value, value)) if found is _MISSING]
-        name = None if indicator is _MISSING else self.indicator_names.get(str(indicator), indicator)
+        missing = problems + [p for p, found in ((self.indicator, indicator), (self.value, value)) if found is MISSING]
+        name = None if indicator is MISSING else self.indicator_names.get(str(indicator), indicator)
         yield self._record(unit, name, observed, value, row, source, missing)
 
     @staticmethod
     def _record(unit, indicator, observed, value, row, source, missing) -> Record:
         def plain(found):
-            return None if found is _MISSING else found
+            return None if found is MISSING else found
         problem = f"missing field {', '.join(repr(m) for m in missing)}" if missing else None
         return Record(unit_code=plain(unit), indicator=plain(indicator), observed_at=plain(observed),
                       value=plain(value), raw=row, problem=problem, source=source)
@@ -125,20 +125,20 @@ class FieldMapping:
 
 
 def lookup(row: Any, path: str):
-    """The value at a dotted path (`a.b.0.c`) in nested dicts and lists; _MISSING when any step is absent."""
+    """The value at a dotted path (`a.b.0.c`) in nested dicts and lists; MISSING when any step is absent."""
     current = row
     if isinstance(current, dict) and path in current:
         return current[path]  # a flat field whose name contains dots
     for step in path.split("."):
         if isinstance(current, dict):
             if step not in current:
-                return _MISSING
+                return MISSING
             current = current[step]
         elif isinstance(current, list):
             try:
                 current = current[int(step)]
             except (ValueError, IndexError):
-                return _MISSING
+                return MISSING
         else:
-            return _MISSING
+            return MISSING
     return current

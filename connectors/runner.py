@@ -8,9 +8,11 @@ and closes the run record with its counts and status. A failure ends only this c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,13 +64,16 @@ def build_connector(instance: ConnectorInstance, context: ConnectorContext) -> C
 
 def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
                   now: float | None = None, since: str | None = None, batch_size: int = 200_000,
-                  progress=None, archive_root: Path | None = None, replay: list[str] | None = None) -> RunSummary:
+                  progress=None, archive_root: Path | None = None, replay: list[str] | None = None,
+                  items: Iterable[Record | RecordBatch] | None = None) -> RunSummary:
     """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts.
 
     With `archive_root`, the run's raw payloads are kept there (and older runs past the instance's retention
     removed). With `replay` (payload references under `archive_root`), those payloads are parsed again instead
-    of fetching: the cursor does not move.
+    of fetching; with `items`, those records are run instead (quarantined records re-processed). Neither moves
+    the cursor.
     """
+    rerun = replay is not None or items is not None
     now = time.time() if now is None else now
     started = time.perf_counter()
     with session_scope(database_url) as session:
@@ -79,7 +84,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         stored_cursor = session.scalar(select(ConnectorCursor.cursor).where(ConnectorCursor.connector == instance.name))
     summary = RunSummary(run_id, instance.name, "running")
     archive = None
-    if archive_root is not None and replay is None:
+    if archive_root is not None and not rerun:
         try:
             purge(Path(archive_root), instance.name, instance.retention_seconds, now)
         except OSError:
@@ -94,8 +99,9 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     try:
         # Inside the try: a connector may fail while being set up (bad credentials), and its run must still close.
         connector = build_connector(instance, context)
-        items = (_replayed(connector, archive_root, replay) if replay is not None
-                 else connector.fetch(since if since is not None else stored_cursor))
+        if items is None:
+            items = (_replayed(connector, archive_root, replay) if replay is not None
+                     else connector.fetch(since if since is not None else stored_cursor))
         for item in items:
             if isinstance(item, RecordBatch):
                 summary.fetched += len(item)
@@ -113,14 +119,16 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                     batch.add(row, connector.cursor_of(item, row["observed_at"]))
             if batch.size + len(batch.quarantine) >= batch_size:
                 recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
-                                   advance=connector.ordered and replay is None, run_id=run_id))
+                                   advance=connector.ordered and not rerun, run_id=run_id))
                 if recent.size >= RECENT_ROWS_LIMIT:
                     _roll_up(database_url, catalog, ids, tree, now, offset, recent)
                 batch = _Batch(cursor=batch.cursor)
                 if progress:
                     progress(summary)
         recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
-                           advance=replay is None, run_id=run_id))
+                           advance=not rerun, run_id=run_id))
+        if not rerun:
+            connector.committed()
         summary.status = "partial" if summary.rejected else "ok"
     except ConnectorError as error:
         summary.status, summary.error_family, summary.error_message = "failed", error.family, str(error)
@@ -284,4 +292,13 @@ def _replayed(connector: Connector, root: Path | None, references: list[str]):
         except FileNotFoundError as error:
             raise FatalError(str(error)) from None
         label = reference.rsplit("/", 1)[-1].removesuffix(".gz").split("-", 1)[-1]
-        yield from connector.replay(label, payload)
+        for item in connector.replay(label, payload):
+            yield _from_archive(item, reference.removesuffix(".gz") + ".gz")
+
+
+def _from_archive(item: Record | RecordBatch, reference: str) -> Record | RecordBatch:
+    """A replayed item's source names the archived payload (a connector replaying only knows its label)."""
+    if isinstance(item, RecordBatch):
+        return dataclasses.replace(item, source=reference)
+    position = item.source.rpartition("#")[2] if item.source and "#" in item.source else None
+    return dataclasses.replace(item, source=f"{reference}#{position}" if position else reference)

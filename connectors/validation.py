@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -85,12 +86,14 @@ class Validator:
         rescued, rejected = [], []
         failing = frame.loc[~ok, list(RecordBatch.COLUMNS)]
         for position, row in zip(failing.index, failing.itertuples(index=False, name=None)):
-            original = _source_row(raw, position) if raw is not None else dict(zip(RecordBatch.COLUMNS, row))
-            record = Record(*row, raw=original, source=f"{source}#{position}" if source else None)
+            record = Record(*row, source=f"{source}#{position}" if source else None)
             try:
                 rescued.append(self.validate(record))
             except Rejected as reason:
-                rejected.append((str(reason), record))
+                # The source row is looked up only for the rejected few: for every row it would cost more than
+                # validating it.
+                original = _source_row(raw, position) if raw is not None else dict(zip(RecordBatch.COLUMNS, row))
+                rejected.append((str(reason), dataclasses.replace(record, raw=original)))
         if rescued:
             valid = pd.concat([valid, pd.DataFrame(rescued)], ignore_index=True)
         return valid, rejected

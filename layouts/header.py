@@ -57,7 +57,8 @@ def build_header(city_name: str, catalog: Catalog, indicator_key: str, language:
         html.Div(className="freshness", children=[
             html.Div(id=HeaderIds.CLOCK, className="clock"),
             html.Div(id=HeaderIds.LAST_UPDATE, className="last-update"),
-            html.Div(id=HeaderIds.SOURCES, className="sources"),
+            # Opens the sources panel (callbacks/sources.py).
+            html.Button(id=HeaderIds.SOURCES, className="sources", n_clicks=0, title=t("sources_title", language)),
         ]),
     ])
 

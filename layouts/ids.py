@@ -21,6 +21,17 @@ class HeaderIds(StrEnum):
     INDICATOR = "header-indicator"
 
 
+class SourceIds(StrEnum):
+    PANEL = "sources-panel"        # the drawer listing every connector (opened from HeaderIds.SOURCES)
+    CLOSE = "sources-close"
+    BODY = "sources-body"
+    SELECTED = "sources-selected"  # dcc.Store: name of the source whose details are shown
+
+
+def source_row_id(name: str) -> dict:
+    return {"type": "source-row", "name": name}
+
+
 class MapIds(StrEnum):
     MAP = "map"
     UNITS = "map-units"

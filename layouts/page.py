@@ -11,6 +11,7 @@ from layouts.header import build_header
 from layouts.ids import KpiIds, MapIds, PageIds, RankingIds, TrendIds
 from layouts.map_panel import HOVER_STYLE, ON_EACH_FEATURE, POINT_TO_LABEL, STYLE, MapState, empty_hideout
 from layouts.ranking import children_graph
+from layouts.sources import sources_panel
 from layouts.text import t
 from layouts.trend import trend_graph
 
@@ -79,6 +80,7 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
             html.H2(id=RankingIds.CHILDREN_TITLE, className="panel-title"),
             html.Div(placeholder(language, "chart_loading"), id=RankingIds.CHILDREN_BODY, className="chart-body"),
         ]),
+        sources_panel(language),
     ])
     return screen
 

@@ -33,6 +33,27 @@ TEXT = {
     "threshold_critical": ("告警线", "critical"),
     "completeness": ("上报率", "reported"),
     "loading": ("载入中…", "Loading…"),
+    "sources_title": ("数据源状态", "Data sources"),
+    "close": ("关闭", "Close"),
+    "source": ("数据源", "Source"),
+    "last_success": ("最近成功", "Last success"),
+    "schedule": ("计划", "Schedule"),
+    "last_run": ("最近一次运行", "Last run"),
+    "rejected_24h": ("24小时拒收", "Rejected 24 h"),
+    "open_quarantine": ("待处理隔离", "Quarantined"),
+    "every": ("每 {duration}", "every {duration}"),
+    "run_counts": ("收 {accepted} · 拒 {rejected} · 重复 {duplicates}",
+                   "{accepted} accepted · {rejected} rejected · {duplicates} duplicates"),
+    "last_error": ("最近错误", "Last error"),
+    "no_error": ("没有错误记录", "No error recorded"),
+    "quarantined_records": ("隔离记录（最新 {n} 条）", "Quarantined records (newest {n})"),
+    "no_quarantine": ("没有待处理的隔离记录", "Nothing in quarantine"),
+    "payload": ("原始数据", "raw payload"),
+    "run": ("运行", "run"),
+    "details_for_city": ("隔离记录的原始内容仅向全市权限用户显示", "Raw quarantined records are shown to city-wide viewers only"),
+    "select_source": ("点击数据源查看最近错误与隔离记录", "Select a source for its last error and quarantined records"),
+    "failed": ("失败", "failed"),
+    "paused_hint": ("配置或认证错误：已暂停，修改 connectors.yaml 后恢复", "configuration or authentication error: paused until connectors.yaml changes"),
     "chart_loading": ("图表载入中…", "Loading chart…"),
 }
 
@@ -43,6 +64,8 @@ STATUS_TEXT = {
     Status.STALE: ("数据过期", "stale"),
     Status.NO_DATA: ("无数据", "no data"),
 }
+
+FRESHNESS_TEXT = {"fresh": ("正常", "fresh"), "late": ("延迟", "late"), "silent": ("中断", "silent")}
 
 LEVEL_PLURAL_EN = {Level.DISTRICT: "Districts", Level.STREET: "Streets", Level.COMMUNITY: "Communities",
                    Level.CITY: "City"}
@@ -56,6 +79,21 @@ def t(key: str, language: str, **values) -> str:
 def status_text(status: Status | str, language: str) -> str:
     zh, en = STATUS_TEXT[Status(status)]
     return zh if language == "zh" else en
+
+
+def freshness_text(freshness: str, language: str) -> str:
+    zh, en = FRESHNESS_TEXT[freshness]
+    return zh if language == "zh" else en
+
+
+def format_duration(seconds: int, language: str) -> str:
+    """5 分钟 / 5 min, 2 小时 / 2 h, 1 天 / 1 d: schedules and ages as people say them."""
+    for size, zh, en in ((86400, "天", "d"), (3600, "小时", "h"), (60, "分钟", "min")):
+        if seconds >= size:
+            amount = seconds / size
+            text = f"{amount:.0f}" if amount >= 10 or amount == int(amount) else f"{amount:.1f}"
+            return f"{text} {zh}" if language == "zh" else f"{text} {en}"
+    return f"{seconds} 秒" if language == "zh" else f"{seconds} s"
 
 
 def level_name(level: Level, language: str, plural: bool = False) -> str:

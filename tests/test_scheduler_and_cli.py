@@ -7,7 +7,7 @@ from dataclasses import replace
 from click.testing import CliRunner
 
 from cityops.settings import Settings
-from connectors.scheduler import start_scheduler
+from connectors.scheduler import RELOAD_JOB, start_scheduler
 from onescreen import cli
 
 
@@ -17,7 +17,7 @@ def test_a_second_scheduler_in_the_same_deployment_does_not_start(tmp_path, monk
     first = start_scheduler(settings, first_run_delay=3600)
     try:
         assert first is not None and first.scheduler.running
-        assert [job.id for job in first.scheduler.get_jobs()] == ["city-simulator"]
+        assert [job.id for job in first.scheduler.get_jobs() if job.id != RELOAD_JOB] == ["city-simulator"]
         assert start_scheduler(settings, first_run_delay=3600) is None
     finally:
         first.shutdown()
@@ -70,3 +70,79 @@ def test_init_db_creates_the_database_folder_of_a_fresh_clone(tmp_path, monkeypa
     result = CliRunner().invoke(cli, ["init-db"])
     assert result.exit_code == 0, result.output
     assert database.exists() and "15 indicators registered" in result.output
+
+
+def _connectors_file(path, entries: str):
+    path.write_text("connectors:\n" + entries, encoding="utf-8")
+    import os
+    import time as clock
+    # Make sure the change is visible even on file systems with coarse modification times.
+    stamp = clock.time_ns() + 2_000_000_000
+    os.utime(path, ns=(stamp, stamp))
+
+
+SIMULATOR = ("  - name: {name}\n    type: simulator\n    levels: [community]\n"
+             "    schedule: {schedule}\n")
+
+
+def test_the_schedule_follows_the_connectors_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONESCREEN_LOCK_DIR", str(tmp_path))
+    path = tmp_path / "connectors.yaml"
+    _connectors_file(path, SIMULATOR.format(name="a", schedule="{interval: 5m}"))
+    settings = replace(Settings(), database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", connectors_path=path)
+    handle = start_scheduler(settings, first_run_delay=3600)
+    try:
+        def jobs():
+            return {job.id: job for job in handle.scheduler.get_jobs() if job.id != RELOAD_JOB}
+
+        assert set(jobs()) == {"a"}
+        _connectors_file(path, SIMULATOR.format(name="a", schedule="{interval: 10m}")
+                         + SIMULATOR.format(name="b", schedule='{cron: "*/15 * * * *"}'))
+        handle.jobs.load()
+        assert set(jobs()) == {"a", "b"}
+        assert jobs()["a"].trigger.interval.total_seconds() == 600
+        assert "*/15" in str(jobs()["b"].trigger)
+        assert handle.jobs.instances["b"].interval_seconds == 900  # the longest gap between cron runs
+        _connectors_file(path, "  - name: b\n    type: nonsense\n    levels: [community]\n    schedule: {interval: 5m}\n")
+        handle.jobs.load()  # a broken file keeps the running schedule
+        assert set(jobs()) == {"a", "b"}
+        _connectors_file(path, SIMULATOR.format(name="b", schedule="{interval: 5m}"))
+        handle.jobs.load()
+        assert set(jobs()) == {"b"}
+    finally:
+        handle.shutdown()
+
+
+def test_a_fatal_failure_pauses_the_connector_until_its_file_changes(tmp_path, monkeypatch):
+    from connectors.base import Connector, FatalError, Health, register
+
+    @register
+    class RefusingConnector(Connector):
+        type_name = "test-refusing"
+
+        def check(self):
+            return Health(False, "refused")
+
+        def fetch(self, since):
+            raise FatalError("the source rejected the API key")
+            yield  # pragma: no cover
+
+    monkeypatch.setenv("ONESCREEN_LOCK_DIR", str(tmp_path))
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    from cityops.db import migrate
+
+    migrate(database)
+    path = tmp_path / "connectors.yaml"
+    entry = "  - name: refusing\n    type: test-refusing\n    levels: [community]\n    schedule: {interval: 5m}\n"
+    _connectors_file(path, entry)
+    settings = replace(Settings(), database_url=database, connectors_path=path, archive_dir=tmp_path / "archive")
+    handle = start_scheduler(settings, first_run_delay=3600)
+    try:
+        handle.jobs.run("refusing")
+        assert handle.jobs.paused == {"refusing": "the source rejected the API key"}
+        assert handle.scheduler.get_job("refusing").next_run_time is None  # paused
+        _connectors_file(path, entry.replace("5m", "10m"))
+        handle.jobs.load()
+        assert handle.jobs.paused == {} and handle.scheduler.get_job("refusing").next_run_time is not None
+    finally:
+        handle.shutdown()

@@ -1,0 +1,646 @@
+"""Drop folder: CSV and Excel (.xlsx) files that street offices put in a shared folder.
+
+Each run reads the files waiting in the folder, oldest first, and yields their rows as `RecordBatch`es of
+`batch_rows` source rows (the `mapping:` names the columns; Chinese column names are fine). Nothing is held
+whole in memory: CSV is streamed with the csv module, .xlsx with openpyxl in read-only mode.
+
+    connectors:
+      - name: jiangning_street_offices
+        type: drop_folder
+        levels: [community, street]
+        schedule: {interval: 5m}
+        config:
+          folder: /srv/onescreen/drop/jiangning   # required
+          pattern: "*.csv,*.xlsx"                 # comma-separated, case-insensitive
+          encoding: auto                          # or utf-8, gbk, gb18030, ...
+          delimiter: ","
+          sheet: 报表                             # .xlsx sheet (default: the first)
+          batch_rows: 50000
+          settle_seconds: 10
+        mapping:
+          unit_code: 社区代码
+          observed_at: 时间
+          indicator: 指标
+          value: 数值
+          indicator_names: {热线投诉: hotline_complaints, 火警: fire_alarms}
+
+The folder is the queue, so the type is unordered and its cursor is not a time (see "Exactly once" below).
+
+Reading a file
+- The file is archived as it came (`self.archived`) before it is parsed; quarantined records carry the archived
+  payload's reference and the line, `…/0003-report.csv.gz#17`, and their raw row has `_file` and `_line` (the
+  1-based line of a CSV, the row number Excel shows for a sheet).
+- What a file is comes from its content, not its name: a zip is an .xlsx workbook, an old OLE2 workbook (.xls)
+  is refused with what to do, anything else is CSV text.
+- Encoding `auto`: a UTF-8 or UTF-16 byte-order mark decides; otherwise the first MiB must decode strictly as
+  UTF-8, else as GB18030 (a superset of GBK, which Chinese Excel writes when it saves "CSV").
+- The header is the first row, among the first 20 non-blank ones, that holds every mapped column, so a title
+  row above it ("江宁区 11 月报表") is skipped. Blank rows are skipped. Every cell is read as text: codes keep
+  their leading zeros and the validator converts values and times, with its own reasons.
+- Times stay text for the validator (ISO 8601; naive times are in the deployment's zone). Spreadsheet habits
+  are normalised first: `2026/11/26 9:00` and `2026-1-5` become `2026-11-26T09:00` and `2026-01-05`. Date
+  cells of a workbook become ISO text.
+
+Bad input
+- A row with the wrong number of fields becomes a quarantined record whose reason names the file and the line;
+  the rows before and after it are read as usual. Extra empty fields at the end of a row are ignored.
+- An empty value cell is quarantined by the validator ("value '' is not a number"), not skipped: an office that
+  forgot a value should see it.
+- A file that cannot be read as a table — no mapped column header, an undecodable encoding, a corrupt or
+  binary file, an empty file, a missing sheet — is moved to `failed/` with `<file>.reason.txt` next to it,
+  and one quarantined record with the same reason makes the run `partial`. A whole file is refused rather than
+  every row quarantined because the cause is one (a renamed column, a wrong export setting), an operator
+  fixes it once, and a million identical quarantine rows would bury everything else. Putting the fixed file
+  back into the folder reads it again; re-delivered rows are harmless (storage upserts).
+
+Nothing lost, nothing duplicated
+- A run first moves each file to `processing/<token>/`, then reads it. When the runner has committed the run's
+  records it calls `committed()`, and the files move to `processed/`.
+- A run that never got that far (a crash, a database failure) leaves its files claimed. The token is also the
+  cursor of every batch the run yields, saved with the run's last commit, so the next run's `since` tells a
+  committed claim (moved on to `processed/`) from an uncommitted one, which is read again first, moved to
+  `processing/<new token>/again/`. Records upsert, so re-reading duplicates nothing.
+- A file found in `again/` by a third run was read twice by runs that both failed before committing: it is
+  moved to `failed/` with a reason saying so, rather than retried forever. Nothing is dropped without a file in
+  `failed/` explaining why.
+- Files changed in the last `settle_seconds` are left for the next run: they may still be being copied in.
+  Hidden files and Excel's `~$` lock files are ignored. Names repeated in `processed/` or `failed/` get a
+  `-2`, `-3`... suffix, never overwriting an earlier file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import re
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as clock_time
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import BinaryIO, Generator, Iterator
+
+import pandas as pd
+
+from connectors.base import ConfigField, Connector, FatalError, Health, Record, RecordBatch, RetriableError, register
+
+PROCESSING, PROCESSED, FAILED, AGAIN = "processing", "processed", "failed", "again"
+SAMPLE_BYTES = 1 << 20  # how much of a CSV decides its encoding
+HEADER_SEARCH_ROWS = 20  # title rows above the header that are tolerated
+RESERVED = ("_file", "_line")  # columns added to each raw row
+
+XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ZIP_MAGIC = b"PK\x03\x04"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, and encrypted workbooks
+
+# Dates as spreadsheets write them: slashes and unpadded fields, optionally a time without an offset.
+LOOSE_TIME = re.compile(r"^(\d{4})[/-](\d{1,2})[/-](\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?)?$")
+
+
+class FileRejected(Exception):
+    """A file that cannot be read as a table; the message says what is wrong with it and what to do."""
+
+
+@dataclass(frozen=True)
+class DropSettings:
+    folder: Path
+    patterns: tuple[str, ...]
+    encoding: str
+    delimiter: str
+    sheet: str | None
+    batch_rows: int
+    settle_seconds: float
+
+
+@register
+class DropFolderConnector(Connector):
+    type_name = "drop_folder"
+    config_schema = (
+        ConfigField("folder", str, required=True, help="the folder the offices drop their CSV/XLSX files in"),
+        ConfigField("pattern", str, default="*.csv,*.xlsx",
+                    help="comma-separated file name patterns, matched case-insensitively"),
+        ConfigField("encoding", str, default="auto",
+                    help="auto (UTF-8 with or without BOM, UTF-16 with BOM, else GBK/GB18030) or a codec name"),
+        ConfigField("delimiter", str, default=",", help="the CSV field separator, one character"),
+        ConfigField("sheet", str, default=None, help="the .xlsx sheet to read (default: the first)"),
+        ConfigField("batch_rows", int, default=50_000, help="source rows per batch"),
+        ConfigField("settle_seconds", int, default=10,
+                    help="files changed more recently are left for the next run (they may still be copied in)"),
+    )
+    ordered = False
+    uses_mapping = True
+
+    # -- the contract ----------------------------------------------------------------------------------
+
+    def check(self) -> Health:
+        try:
+            settings = self.settings()
+        except FatalError as error:
+            return Health(False, str(error))
+        folder = settings.folder
+        problem = _folder_problem(folder)
+        if problem:
+            return Health(False, problem)
+        try:
+            waiting = self.waiting(settings, settle=False)
+            claimed = _claimed_count(folder / PROCESSING)
+            failed = sum(1 for path in _files_in(folder / FAILED) if not path.name.endswith(".reason.txt"))
+            oldest = (datetime.fromtimestamp(waiting[0].stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+                      if waiting else None)
+        except OSError as error:
+            return Health(False, f"cannot list drop folder {folder}: {error}")
+        detail = f"{len(waiting)} file(s) waiting in {folder}"
+        if oldest:
+            detail += f" (oldest from {oldest})"
+        if claimed:
+            detail += f"; {claimed} read, awaiting the next run's confirmation in {PROCESSING}/"
+        if failed:
+            detail += f"; {failed} refused in {FAILED}/ (see the .reason.txt files)"
+        return Health(True, detail)
+
+    def fetch(self, since: str | None) -> Iterator[Record | RecordBatch]:
+        """Read the files left by runs that did not commit, then the files waiting. `since` is the token of
+        the last committed run (see the module docstring), not a time."""
+        settings = self.settings()
+        folder = settings.folder
+        problem = _folder_problem(folder)
+        if problem:
+            raise FatalError(f"connector {self.name}: {problem}")
+        try:
+            for sub in (PROCESSING, PROCESSED, FAILED):
+                (folder / sub).mkdir(exist_ok=True)
+        except OSError as error:
+            raise FatalError(f"connector {self.name}: cannot create the subfolders of {folder}: {error}") from None
+        token = _new_token(folder / PROCESSING)
+        claim = folder / PROCESSING / token
+        self._claimed = (settings, claim)
+        yield from self._recover(settings, since, claim)
+        for path in self.waiting(settings):
+            claimed = _claim(path, claim)
+            if claimed is not None:
+                yield from self._read_claimed(claimed, settings, token)
+
+    def committed(self) -> None:
+        """The run's records are committed (the runner says so): its files are done and move to processed/.
+        Without this call (a crash, a failed commit) they stay claimed and the next run settles them."""
+        settings, claim = getattr(self, "_claimed", (None, None))
+        if claim is None or not claim.is_dir():
+            return
+        for path in _files_below(claim):
+            _move_unique(path, settings.folder / PROCESSED)
+        _remove_empty(claim)
+
+    def replay(self, label: str, payload: bytes) -> Iterator[Record | RecordBatch]:
+        """Parse an archived file again with the same code as fetch; nothing in the folder moves."""
+        settings = self.settings()
+        try:
+            yield from self.parse(label, io.BytesIO(payload), label, None, settings)
+        except FileRejected as rejected:
+            yield Record(None, None, None, None, raw={"_file": label}, problem=str(rejected), source=label)
+
+    # -- settings --------------------------------------------------------------------------------------
+
+    @classmethod
+    def validate_config(cls, config: dict) -> None:
+        problem = _config_problem(cls._with_defaults(config))
+        if problem:
+            raise ValueError(problem)
+
+    @classmethod
+    def _with_defaults(cls, config: dict) -> dict:
+        return {spec.name: config.get(spec.name, spec.default) for spec in cls.config_schema}
+
+    def settings(self) -> DropSettings:
+        """The configuration with defaults applied; FatalError when it cannot work."""
+        config = self._with_defaults(self.config)
+        problem = _config_problem(config)
+        if problem:
+            raise FatalError(f"connector {self.name}: config: {problem}")
+        if self.mapping is None:
+            raise FatalError(f"connector {self.name}: a drop folder needs 'mapping:' naming the columns of its files")
+        patterns = tuple(p.strip().lower() for p in config["pattern"].split(",") if p.strip())
+        return DropSettings(Path(config["folder"]), patterns, config["encoding"].strip().lower(), config["delimiter"],
+                            config["sheet"], config["batch_rows"], float(config["settle_seconds"]))
+
+    # -- the folder as a queue -------------------------------------------------------------------------
+
+    def waiting(self, settings: DropSettings, settle: bool = True) -> list[Path]:
+        """Files to read, oldest first; not those still being written (changed within settle_seconds)."""
+        cutoff = time.time() - settings.settle_seconds
+        found = []
+        for path in _files_in(settings.folder):
+            name = path.name.lower()
+            if name.startswith((".", "~$")) or not any(fnmatchcase(name, p) for p in settings.patterns):
+                continue
+            try:
+                changed = path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # taken meanwhile
+            if not settle or changed <= cutoff:
+                found.append((changed, path.name, path))
+        return [path for _, _, path in sorted(found)]
+
+    def _recover(self, settings: DropSettings, since: str | None, claim: Path) -> Iterator[Record | RecordBatch]:
+        """Settle what earlier runs left in processing/: committed → processed/, uncommitted → read again,
+        read twice without a commit → failed/."""
+        folder = settings.folder
+        for entry in sorted((folder / PROCESSING).iterdir(), key=_token_order):
+            if entry == claim:
+                continue
+            if entry.is_dir() and since is not None and entry.name == since:
+                for path in _files_below(entry):
+                    _move_unique(path, folder / PROCESSED)
+                _remove_empty(entry)
+                continue
+            if entry.is_dir():
+                first, second = list(_files_in(entry)), list(_files_in(entry / AGAIN))
+            else:
+                first, second = [entry], []  # put there by hand: read it as a first attempt
+            for path in second:
+                yield self._refuse(settings, path, None, (
+                    f"{path.name} was read twice and neither run was confirmed committed: either none of its "
+                    f"records passed validation (see `onescreen quarantine list --connector {self.name}`) or "
+                    f"both runs failed before committing"))
+            for path in first:
+                claimed = _claim(path, claim / AGAIN)
+                if claimed is not None:
+                    yield from self._read_claimed(claimed, settings, claim.name)
+            _remove_empty(entry)
+
+    def _read_claimed(self, path: Path, settings: DropSettings, token: str) -> Iterator[Record | RecordBatch]:
+        """Archive one claimed file, then yield its records; a file that cannot be read goes to failed/."""
+        source = None
+        try:
+            with path.open("rb") as stream:
+                source = self._archive(path.name, stream)
+                stream.seek(0)
+                yield from self.parse(path.name, stream, source or path.name, token, settings)
+        except FileRejected as rejected:
+            yield self._refuse(settings, path, source, str(rejected))
+        except OSError as error:
+            yield self._refuse(settings, path, source, f"{path.name}: cannot be read: {error}")
+
+    def _archive(self, name: str, stream: BinaryIO) -> str | None:
+        media = XLSX_MEDIA if stream.read(4) == ZIP_MAGIC else "text/csv"
+        stream.seek(0)
+        try:
+            return self.archived(name, stream, media)
+        except OSError as error:
+            raise RetriableError(f"connector {self.name}: could not archive {name} before reading it ({error}); "
+                                 f"it stays in {PROCESSING}/ and is read again on the next run") from None
+
+    def _refuse(self, settings: DropSettings, path: Path, source: str | None, reason: str) -> Record:
+        """Move a file to failed/ with its reason beside it; the record quarantines the reason."""
+        target = _move_unique(path, settings.folder / FAILED)
+        where = f"{FAILED}/{target.name}" if target is not None else f"{FAILED}/"
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        text = (f"{reason}\n\nMoved here by connector {self.name} at {stamp}. Fix the file (or the connector's "
+                f"mapping) and put it back in {settings.folder} to read it again.\n")
+        if target is not None:
+            target.with_name(target.name + ".reason.txt").write_text(text, encoding="utf-8")
+        return Record(None, None, None, None, raw={"_file": path.name, "moved_to": where},
+                      problem=f"{reason}; moved to {where}", source=source)
+
+    # -- reading a file --------------------------------------------------------------------------------
+
+    def parse(self, name: str, stream: BinaryIO, source: str, cursor: str | None,
+              settings: DropSettings) -> Iterator[Record | RecordBatch]:
+        """The records of one file (a seekable binary stream). Raises FileRejected when it is not a table."""
+        magic = stream.read(8)
+        stream.seek(0)
+        if not magic:
+            raise FileRejected(f"{name} is empty")
+        if magic.startswith(OLE2_MAGIC):
+            raise FileRejected(f"{name} is an old Excel 97-2003 (.xls) or password-protected workbook; "
+                               f"save it as .xlsx or CSV without a password")
+        if magic.startswith(ZIP_MAGIC):
+            rows, ragged = xlsx_rows(name, stream, settings.sheet), True
+        else:
+            rows, ragged = csv_rows(name, stream, settings.encoding, settings.delimiter), False
+        try:
+            yield from self._tabulate(name, rows, ragged, source, cursor, settings.batch_rows)
+        finally:
+            rows.close()  # now, while the stream is still open
+
+    def _tabulate(self, name: str, rows: Iterator[tuple[int, list]], ragged: bool, source: str,
+                  cursor: str | None, batch_rows: int) -> Iterator[Record | RecordBatch]:
+        header = self._header(name, rows)
+        width = len(header)
+        chunk: list[list] = []
+        lines: list[int] = []
+        for line, fields in rows:
+            if _blank(fields):
+                continue
+            if len(fields) != width:
+                fitted = _fit(fields, width, ragged)
+                if fitted is None:
+                    yield Record(None, None, None, None, raw={"_file": name, "_line": line, "_fields": fields},
+                                 problem=(f"{name} line {line}: {len(fields)} fields where the header has {width}; "
+                                          f"this row is skipped, the rest of the file is read"),
+                                 source=f"{source}#{line}")
+                    continue
+                fields = fitted
+            chunk.append(fields)
+            lines.append(line)
+            if len(chunk) >= batch_rows:
+                yield self._batch(name, header, chunk, lines, source, cursor)
+                chunk, lines = [], []
+        if chunk:
+            yield self._batch(name, header, chunk, lines, source, cursor)
+
+    def _header(self, name: str, rows: Iterator[tuple[int, list]]) -> list[str]:
+        """The column names: the first of the leading non-blank rows that holds every mapped column."""
+        needed = list(dict.fromkeys(self.mapping.columns()))
+        best: list[str] | None = None  # the row closest to a header, for the reason when none is complete
+        for _ in range(HEADER_SEARCH_ROWS):
+            line, fields = next(((line, f) for line, f in rows if not _blank(f)), (None, None))
+            if fields is None:
+                break
+            names = _column_names(fields)
+            if all(column in names for column in needed):
+                doubled = [column for column in needed if _occurrences(fields, column) > 1]
+                if doubled:
+                    raise FileRejected(f"{name} line {line}: column(s) {', '.join(doubled)} appear more than once "
+                                       f"in the header; which one to read is ambiguous")
+                return names
+            if best is None or _present(needed, names) > _present(needed, best):
+                best = names
+        if best is None:
+            raise FileRejected(f"{name} has no header row (no non-blank row)")
+        missing = [column for column in needed if column not in best]
+        shown = ", ".join(best[:30]) + (f" and {len(best) - 30} more" if len(best) > 30 else "")
+        hint = ""
+        if len(best) == 1 and any(mark in best[0] for mark in ",;\t|"):
+            hint = " (one column only: is config.delimiter right?)"
+        raise FileRejected(f"{name} has no column {', '.join(missing)} (the mapping reads "
+                           f"{', '.join(needed)}); its header row has {shown}{hint}")
+
+    def _batch(self, name: str, header: list[str], chunk: list[list], lines: list[int], source: str,
+               cursor: str | None) -> RecordBatch:
+        # The index is the line: the validator names a quarantined record's source `<payload>#<line>`.
+        table = pd.DataFrame(chunk, columns=header, index=pd.Index(lines), dtype=object)
+        table.insert(0, "_line", pd.Series(lines, index=table.index, dtype=object))  # plain ints for the JSON
+        table.insert(0, "_file", name)
+        return RecordBatch(frame=self._records(table), raw=table, source=source, cursor=cursor)
+
+    def _records(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The mapped columns tidied (codes and names stripped, spreadsheet dates made ISO), as records."""
+        mapping = self.mapping
+        mapped = table[list(dict.fromkeys(mapping.columns()))].copy()
+        for column in {mapping.unit_code, mapping.observed_at, mapping.indicator} - {None}:
+            mapped[column] = mapped[column].str.strip()
+        mapped[mapping.observed_at] = mapped[mapping.observed_at].str.replace(LOOSE_TIME, _iso, regex=True)
+        return mapping.frame(mapped)
+
+
+# -- rows of a CSV -----------------------------------------------------------------------------------------
+
+
+def detect_encoding(name: str, sample: bytes, whole: bool) -> str:
+    """The encoding of a CSV from its first bytes (`whole`: the sample is the entire file)."""
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in sample:
+        raise FileRejected(f"{name} is not text (it holds NUL bytes): export it as CSV or .xlsx")
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            codecs.getincrementaldecoder(encoding)().decode(sample, final=whole)
+            return encoding
+        except UnicodeDecodeError:
+            continue
+    raise FileRejected(f"{name} is neither UTF-8 nor GBK/GB18030 text: export it as CSV (UTF-8) or set "
+                       f"config.encoding")
+
+
+def csv_rows(name: str, stream: BinaryIO, encoding: str, delimiter: str) -> Generator[tuple[int, list], None, None]:
+    """(first line of the row, fields) for each row of a CSV stream, decoded as it is read."""
+    sample = stream.read(SAMPLE_BYTES)
+    stream.seek(0)
+    if encoding == "auto":
+        encoding = detect_encoding(name, sample, len(sample) < SAMPLE_BYTES)
+    elif codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"  # a BOM would otherwise become part of the first column's name
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    reader = csv.reader(text, delimiter=delimiter)
+    after = 0  # the physical line the previous row ended on (a quoted field may span lines)
+    try:
+        for fields in reader:
+            yield after + 1, fields
+            after = reader.line_num
+    except UnicodeDecodeError as error:
+        # Decoding runs ahead of the parser a few KiB at a time: the bad bytes are at this line or later.
+        raise FileRejected(f"{name}: bytes that are not {encoding} text at or after line {after + 1} ({error.reason}); "
+                           f"set config.encoding to the file's encoding or re-export it as UTF-8") from None
+    except csv.Error as error:
+        raise FileRejected(f"{name} line {after + 1}: not readable as CSV ({error})") from None
+    finally:
+        text.detach()  # leave the file to its owner's `with`
+
+
+# -- rows of a workbook ------------------------------------------------------------------------------------
+
+# What a damaged workbook raises from inside zipfile and the XML parser (lxml's errors are SyntaxErrors).
+BROKEN_ZIP = (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, TypeError, SyntaxError, OSError)
+
+
+def xlsx_rows(name: str, stream: BinaryIO, sheet: str | None) -> Generator[tuple[int, list], None, None]:
+    """(row number, cells as text) for each row of a workbook's sheet, streamed in read-only mode."""
+    from openpyxl import load_workbook  # here: CSV-only deployments need not install it
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    broken = (InvalidFileException, *BROKEN_ZIP)
+    try:
+        book = load_workbook(stream, read_only=True, data_only=True)
+    except broken as error:
+        raise FileRejected(f"{name} is not a readable .xlsx workbook ({type(error).__name__}: {error})") from None
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise FileRejected(f"{name} has no sheet {sheet!r} (it has {', '.join(book.sheetnames)}); "
+                               f"fix config.sheet")
+        if not book.worksheets:
+            raise FileRejected(f"{name} has no worksheet (only charts?)")
+        worksheet = book[sheet] if sheet is not None else book.worksheets[0]
+        # Generators often write a wrong <dimension>; read-only mode would stop at it.
+        worksheet.reset_dimensions()
+        try:
+            # Missing rows come as empty tuples, so the count is the row number Excel shows.
+            for number, cells in enumerate(worksheet.iter_rows(values_only=True), start=1):
+                yield number, _trimmed([_cell_text(cell) for cell in cells])
+        except broken as error:
+            raise FileRejected(f"{name} is a damaged .xlsx workbook ({type(error).__name__}: {error})") from None
+    finally:
+        book.close()
+
+
+def _cell_text(cell) -> str | None:
+    """A cell as the text a CSV export would hold (whole numbers without '.0', dates in ISO 8601)."""
+    if cell is None or isinstance(cell, str):
+        return cell
+    if isinstance(cell, bool):
+        return str(cell)
+    if isinstance(cell, float) and cell.is_integer() and abs(cell) < 1e16:
+        return str(int(cell))
+    if isinstance(cell, (datetime, date, clock_time)):
+        return cell.isoformat()
+    return str(cell)
+
+
+def _trimmed(cells: list) -> list:
+    """A sheet row without its trailing empty cells (sheets have no fixed width)."""
+    end = len(cells)
+    while end and cells[end - 1] is None:
+        end -= 1
+    return cells[:end]
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _blank(fields: list[str | None]) -> bool:
+    for field in fields:  # a loop, not all(): most rows stop at their first field
+        if field and not field.isspace():
+            return False
+    return True
+
+
+def _fit(fields: list, width: int, ragged: bool) -> list | None:
+    """A row of the header's width, or None when its fields cannot be placed (a broken row)."""
+    if len(fields) > width:
+        return fields[:width] if _blank(fields[width:]) else None
+    return fields + [None] * (width - len(fields)) if ragged else None
+
+
+def _column_names(fields: list) -> list[str]:
+    """Header cells as unique names: blanks become 'column N', repeats get ' (2)', ' (3)'..."""
+    names: list[str] = []
+    taken = set(RESERVED)
+    for position, field in enumerate(fields, start=1):
+        base = str(field).strip() if field is not None and str(field).strip() else f"column {position}"
+        name, repeat = base, 1
+        while name in taken:
+            repeat += 1
+            name = f"{base} ({repeat})"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _present(needed: list[str], names: list[str]) -> int:
+    return sum(1 for column in needed if column in names)
+
+
+def _occurrences(fields: list, column: str) -> int:
+    return sum(1 for field in fields if field is not None and str(field).strip() == column)
+
+
+def _iso(match: re.Match) -> str:
+    year, month, day, hour, minute, second = match.groups()
+    text = f"{year}-{int(month):02d}-{int(day):02d}"
+    if hour is not None:
+        text += f"T{int(hour):02d}:{minute}" + (f":{second}" if second else "")
+    return text
+
+
+def _config_problem(config: dict) -> str | None:
+    """What is wrong with a configuration (defaults applied), or None."""
+    if not isinstance(config["folder"], str) or not config["folder"].strip():
+        return "folder must name the drop folder"
+    if not isinstance(config["pattern"], str) or not config["pattern"].replace(",", "").strip():
+        return 'pattern names no file pattern (e.g. "*.csv,*.xlsx")'
+    encoding = str(config["encoding"]).strip().lower()
+    if encoding != "auto":
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            return f"encoding {encoding!r} is not a known encoding; use auto, utf-8, gbk or gb18030"
+    if not isinstance(config["delimiter"], str) or len(config["delimiter"]) != 1:
+        return f"delimiter must be one character, got {config['delimiter']!r}"
+    if not isinstance(config["batch_rows"], int) or config["batch_rows"] < 1:
+        return "batch_rows must be a positive number of rows"
+    if not isinstance(config["settle_seconds"], (int, float)) or config["settle_seconds"] < 0:
+        return "settle_seconds must be 0 or more"
+    return None
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why the drop folder cannot be used, or None."""
+    if not folder.is_dir():
+        return f"drop folder {folder} does not exist or is not a folder: create it or fix config.folder"
+    for path in (folder, *(folder / sub for sub in (PROCESSING, PROCESSED, FAILED))):
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            return f"{path} is not readable and writable by this process: fix its permissions"
+    return None
+
+
+def _files_in(folder: Path) -> Iterator[Path]:
+    if folder.is_dir():
+        yield from (path for path in folder.iterdir() if path.is_file())
+
+
+def _files_below(folder: Path) -> Iterator[Path]:
+    """The files of a claim folder: first attempts and those read again."""
+    yield from _files_in(folder)
+    yield from _files_in(folder / AGAIN)
+
+
+def _claimed_count(processing: Path) -> int:
+    """Files read by earlier runs and not yet confirmed (or put into processing/ by hand)."""
+    if not processing.is_dir():
+        return 0
+    return sum(1 if entry.is_file() else sum(1 for _ in _files_below(entry)) for entry in processing.iterdir())
+
+
+def _token_order(path: Path) -> tuple[float, str]:
+    try:
+        return float(path.name), path.name
+    except ValueError:
+        return float("inf"), path.name
+
+
+def _new_token(processing: Path) -> str:
+    """This run's claim folder name and cursor: its start time, unique among the claims present."""
+    moment = time.time()
+    while (processing / (token := f"{moment:.6f}")).exists():
+        moment += 1e-6
+    return token
+
+
+def _claim(path: Path, folder: Path) -> Path | None:
+    """Move a file into a claim folder (atomically, in the same file system); None when it has gone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None  # taken by another run meanwhile
+    return target
+
+
+def _move_unique(path: Path, folder: Path) -> Path | None:
+    """Move a file into a folder without overwriting: report.csv, report-2.csv, report-3.csv..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, suffix = path.stem, path.suffix
+    target, number = folder / path.name, 1
+    while target.exists() or target.with_name(target.name + ".reason.txt").exists():
+        number += 1
+        target = folder / f"{stem}-{number}{suffix}"
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
+def _remove_empty(folder: Path) -> None:
+    for path in (folder / AGAIN, folder):
+        try:
+            path.rmdir()
+        except OSError:
+            pass  # not empty (something unexpected is in it) or already gone: leave it
