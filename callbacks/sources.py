@@ -18,7 +18,7 @@ QUARANTINE_SHOWN = 20
 
 clientside_callback(
     """function(_open, _close) {
-        return window.dash_clientside.callback_context.triggered_id !== "%s";
+        return window.dash_clientside.callback_context.triggered_id === "%s";  // hidden only by Close
     }""" % SourceIds.CLOSE,
     Output(SourceIds.PANEL, "hidden"),
     Input(HeaderIds.SOURCES, "n_clicks"),

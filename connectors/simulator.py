@@ -4,6 +4,14 @@ Values are a deterministic function of (seed, indicator, unit, time): daily cycl
 slow district-level stress, noise, and occasional spikes that cross thresholds. Re-fetching a window yields the
 same values, so a replay or a crash-restart changes nothing. Each unit reports at its own offset within the
 indicator's interval, as 6,000 real communities would, so the screen moves on every run.
+
+Example connectors.yaml entry (the one `make run` starts with):
+
+    - name: city-simulator
+      type: simulator
+      levels: [district, street, community]
+      schedule: {interval: 5m}
+      config: {seed: 2026, backfill_days: 7}
 """
 
 from __future__ import annotations

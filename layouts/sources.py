@@ -10,7 +10,8 @@ from dash import dcc, html
 from cityops.sources import QuarantinedRow, RunInfo, SourceStatus
 from cityops.status import Status
 from layouts.ids import SourceIds, source_row_id
-from layouts.text import format_duration, format_time, format_value, freshness_text, level_name, t
+from layouts.text import (error_family_text, format_duration, format_time, format_value, freshness_text, level_name,
+                          run_status_text, t)
 
 FRESHNESS_STATUS = {"fresh": Status.NORMAL, "late": Status.WARNING, "silent": Status.CRITICAL}
 RAW_EXCERPT = 400
@@ -73,8 +74,7 @@ def _run_text(run: RunInfo | None, language: str, zone: str, now: int) -> list:
         return [t("never", language)]
     counts = t("run_counts", language, accepted=format_value(run.accepted, 0),
                rejected=format_value(run.rejected, 0), duplicates=format_value(run.duplicates, 0))
-    label = t("failed", language) if run.status == "failed" else run.status
-    return [html.Span(label, className=f"run-status run-{run.status}"),
+    return [html.Span(run_status_text(run.status, language), className=f"run-status run-{run.status}"),
             f" {format_time(run.started_at, zone, now)} · {counts}"]
 
 
@@ -86,7 +86,7 @@ def source_detail(status: SourceStatus, failure: RunInfo | None, records: list[Q
         error = html.P(t("no_error", language), className="muted")
     else:
         error = html.Div(className=f"source-error family-{failure.error_family}", children=[
-            html.Div([html.Span(failure.error_family or "", className="badge badge-critical"),
+            html.Div([html.Span(error_family_text(failure.error_family, language), className="badge badge-critical"),
                       f" {format_time(failure.started_at, zone, now)} · {t('run', language)} #{failure.id}"]),
             html.Pre(failure.error_message or "", className="error-message"),
             *([html.P(t("paused_hint", language), className="hint")] if failure.error_family == "fatal" else []),

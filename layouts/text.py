@@ -65,6 +65,12 @@ STATUS_TEXT = {
     Status.NO_DATA: ("无数据", "no data"),
 }
 
+RUN_STATUS_TEXT = {"ok": ("成功", "ok"), "partial": ("部分成功", "partial"), "failed": ("失败", "failed"),
+                   "running": ("运行中", "running")}
+ERROR_FAMILY_TEXT = {"fatal": ("致命：需人工处理", "fatal: needs an operator"),
+                     "retriable": ("可重试：下次运行自动重试", "retriable: the next run tries again"),
+                     "unexpected": ("意外错误", "unexpected")}
+
 FRESHNESS_TEXT = {"fresh": ("正常", "fresh"), "late": ("延迟", "late"), "silent": ("中断", "silent")}
 
 LEVEL_PLURAL_EN = {Level.DISTRICT: "Districts", Level.STREET: "Streets", Level.COMMUNITY: "Communities",
@@ -83,6 +89,16 @@ def status_text(status: Status | str, language: str) -> str:
 
 def freshness_text(freshness: str, language: str) -> str:
     zh, en = FRESHNESS_TEXT[freshness]
+    return zh if language == "zh" else en
+
+
+def run_status_text(status: str, language: str) -> str:
+    zh, en = RUN_STATUS_TEXT.get(status, (status, status))
+    return zh if language == "zh" else en
+
+
+def error_family_text(family: str | None, language: str) -> str:
+    zh, en = ERROR_FAMILY_TEXT.get(family or "", (family or "", family or ""))
     return zh if language == "zh" else en
 
 
