@@ -79,6 +79,13 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     with session_scope(database_url) as session:
         ids = sync_indicators(session, catalog)
         tree = load_tree(session)
+        # Runs of one connector never overlap (the scheduler's lock and max_instances), so a run still marked
+        # running is one whose process died: say so, rather than show it running forever.
+        session.execute(update(ConnectorRun).where(
+            ConnectorRun.connector == instance.name, ConnectorRun.status == "running").values(
+            status="failed", error_family="interrupted", finished_at=int(time.time()),
+            error_message="the run stopped before it finished (the process was killed or crashed); what it had "
+                          "committed is kept, and this run continued from its cursor"))
         run_id = session.execute(insert(ConnectorRun).values(
             connector=instance.name, started_at=int(now), status="running")).inserted_primary_key[0]
         stored_cursor = session.scalar(select(ConnectorCursor.cursor).where(ConnectorCursor.connector == instance.name))

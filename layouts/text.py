@@ -69,7 +69,8 @@ RUN_STATUS_TEXT = {"ok": ("成功", "ok"), "partial": ("部分成功", "partial"
                    "running": ("运行中", "running")}
 ERROR_FAMILY_TEXT = {"fatal": ("致命：需人工处理", "fatal: needs an operator"),
                      "retriable": ("可重试：下次运行自动重试", "retriable: the next run tries again"),
-                     "unexpected": ("意外错误", "unexpected")}
+                     "unexpected": ("意外错误", "unexpected"),
+                     "interrupted": ("运行中断：进程被终止", "interrupted: the process stopped")}
 
 FRESHNESS_TEXT = {"fresh": ("正常", "fresh"), "late": ("延迟", "late"), "silent": ("中断", "silent")}
 
