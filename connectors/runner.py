@@ -101,7 +101,8 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone, archive=archive)
     validator = Validator.build(catalog, ids, tree, instance.levels, timezone, int(now))
     offset = utc_offset_seconds(timezone, now)
-    batch = _Batch()
+    # A cursor only moves forward: late records, a backfill from further back or a replay never rewind it.
+    batch = _Batch(cursor=stored_cursor)
     recent = _RecentRows()
     try:
         # Inside the try: a connector may fail while being set up (bad credentials), and its run must still close.

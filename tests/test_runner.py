@@ -352,6 +352,20 @@ def test_unordered_connector_saves_its_cursor_after_the_whole_run(sqlite_city_db
     assert inst.config["seen_since"] == [None, str(NOW - 60)]
 
 
+def test_out_of_order_timestamps_are_all_kept_and_the_current_value_is_the_newest(sqlite_city_db):
+    """A late record (older than one already stored) joins the history and never replaces the newer value."""
+    community = COMMUNITIES[0]
+    run(sqlite_city_db, instance(records=[hotline(community, NOW - 600, 7), hotline(community, NOW - 3600, 2)]))
+    late = run(sqlite_city_db, instance(records=[hotline(community, NOW - 1800, 4)]))
+    assert (late.status, late.accepted) == ("ok", 1)
+    history = {at: value for (_code, _key, at), (value, _run) in stored(sqlite_city_db).items()}
+    assert history == {NOW - 3600: 2.0, NOW - 1800: 4.0, NOW - 600: 7.0}
+    current = fetch_all(sqlite_city_db, "SELECT c.observed_at, c.value FROM current_values c "
+                                        "JOIN units u ON u.id = c.unit_id WHERE u.code = :code", code=community)
+    assert [tuple(row) for row in current] == [(NOW - 600, 7.0)]
+    assert cursor_of(sqlite_city_db) == str(NOW - 600)  # the late record does not move the cursor back
+
+
 def test_rejected_records_do_not_move_the_cursor(sqlite_city_db):
     """A record quarantined for a far-future time must not push the cursor past data still to come."""
     records = [hotline(COMMUNITIES[0], NOW - 600, 1), hotline(COMMUNITIES[1], NOW + 86400, 1)]
