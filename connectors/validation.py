@@ -69,15 +69,16 @@ class Validator:
                                               dtype=np.int64)[key_index], index=frame.index)
         is_sum = pd.Series(np.array([k in known and known[k].rollup == RollupRule.SUM for k in keys],
                                     dtype=bool)[key_index], index=frame.index)
-        numeric = pd.api.types.is_numeric_dtype(frame["value"]) and not pd.api.types.is_bool_dtype(frame["value"])
-        values = frame["value"].astype(float) if numeric else pd.Series(np.nan, index=frame.index)
+        values = _numbers(frame["value"])
         times = frame["observed_at"]
         if pd.api.types.is_integer_dtype(times):
             observed = times.astype("int64")
             timed = pd.Series(True, index=frame.index)
+        elif pd.api.types.is_object_dtype(times) or pd.api.types.is_string_dtype(times):
+            observed, timed = _iso_times(times, self.zone)
         else:
             observed = pd.Series(0, index=frame.index, dtype="int64")
-            timed = pd.Series(False, index=frame.index)  # texts and datetimes take the careful path
+            timed = pd.Series(False, index=frame.index)  # datetimes and floats take the careful path
         ok = (unit_ids.notna() & indicator_ids.notna() & (unit_levels == indicator_levels)
               & unit_levels.isin([int(level) for level in self.levels]) & np.isfinite(values)
               & ~(is_sum & (values < 0)) & timed & (observed <= self.now + FUTURE_TOLERANCE_SECONDS))
@@ -146,6 +147,41 @@ class Validator:
                 raw = raw.replace(tzinfo=self.zone)
             return int(raw.astimezone(timezone.utc).timestamp())
         raise Rejected(f"timestamp {raw!r} is not a time")
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """Values as floats where they plainly are numbers (numbers, or texts such as " 12.5 "); NaN otherwise, which
+    sends the row to `validate` for its reason. Booleans are never numbers, not even as text."""
+    if pd.api.types.is_bool_dtype(values):
+        return pd.Series(np.nan, index=values.index)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    texts = values.map(lambda v: v if isinstance(v, str) else None if isinstance(v, bool) else v)
+    return pd.to_numeric(texts.astype("string").str.strip(), errors="coerce").astype(float)
+
+
+# An offset after a time of day ("…T10:00+08:00", "… 10:00Z"); a date alone ends in "-26", which is no offset.
+_ZONED = r"[T\s]\d{1,2}:\d{2}[^+\-zZ]*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def _iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
+    """ISO-8601 texts as epoch seconds, with array operations: (seconds, parsed). Texts with an offset are read
+    as they say, zone-less ones in the configured zone, as `timestamp` does; anything else — other types, other
+    formats, a local time that a clock change makes ambiguous or skip — is left unparsed for `timestamp`."""
+    texts = times.map(lambda v: v if isinstance(v, str) else None).astype("string").str.strip()
+    zoned = texts.str.contains(_ZONED, regex=True, na=False)
+    parsed = pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns, UTC]")
+    if zoned.any():
+        parsed[zoned] = pd.to_datetime(texts[zoned], format="ISO8601", utc=True, errors="coerce")
+    local = texts.notna() & ~zoned
+    if local.any():
+        naive = pd.to_datetime(texts[local], format="ISO8601", errors="coerce")
+        parsed[local] = naive.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    ok = parsed.notna()
+    seconds = pd.Series(0, index=times.index, dtype="int64")
+    seconds[ok] = ((parsed[ok] - _EPOCH) // pd.Timedelta(seconds=1)).astype("int64")
+    return seconds, ok
 
 
 def _source_row(raw: pd.DataFrame, position) -> dict:

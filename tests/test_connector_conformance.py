@@ -172,12 +172,40 @@ def sensorthings_source(tmp_path, monkeypatch, sensorthings_url) -> Source:
                   entry.replace("{url}", f"http://127.0.0.1:{_closed_port()}/v1.1"), 2)
 
 
+def mqtt_source(tmp_path, monkeypatch) -> Source:
+    """The two rows as retained messages on the real broker (expiring by themselves, like the session)."""
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    prefix = f"onescreen-conformance/{uuid.uuid4().hex}"
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    publisher.connect("127.0.0.1", 1883)
+    publisher.loop_start()
+    expiry = Properties(PacketTypes.PUBLISH)
+    expiry.MessageExpiryInterval = 120
+    for number, row in enumerate(ROWS):
+        publisher.publish(f"{prefix}/{number}", json.dumps(row), qos=1, retain=True,
+                          properties=expiry).wait_for_publish(10)
+    publisher.disconnect()
+    publisher.loop_stop()
+    entry = ("  - name: {name}\n    type: mqtt\n    levels: [community]\n    schedule: {{interval: 1m}}\n"
+             "    config: {{port: PORT, topics: [\"" + prefix + "/#\"], client_id: conformance-"
+             + uuid.uuid4().hex[:12] + ", idle_seconds: 0.3, session_expiry_seconds: 120}}\n"
+             "    mapping: " + MAPPING + "\n")
+    return Source(entry.replace("PORT", "1883"), entry.replace("PORT", str(_closed_port())), 2)
+
+
 SOURCES = {
     "simulator": simulator_source,
     "drop_folder": drop_folder_source,
     "sql_query": sql_query_source,
     "http_json": http_json_source,
     "sensorthings": sensorthings_source,
+    "mqtt": mqtt_source,
 }
 
 

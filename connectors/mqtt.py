@@ -1,0 +1,713 @@
+"""The `mqtt` connector type: sensor readings pushed to an MQTT broker, collected by scheduled runs, none lost.
+
+OneScreen's connectors are pulled on a schedule, while sensors push whenever they like. The broker bridges the
+two: the connector keeps a *persistent session* on the broker (a stable `client_id`, MQTT 5 with
+`clean_start` false and a session expiry of `session_expiry_seconds`, QoS 1 subscriptions), so messages
+published while no run is connected wait in the broker for the next run. Each run:
+
+1. connects, subscribes to `topics` (again: harmless, and a topic added to the config takes effect);
+2. listens for up to `drain_seconds`, stopping early once no message arrived for `idle_seconds` or after
+   `max_messages`;
+3. archives the messages in groups of up to 1000 as one JSON-lines payload (`messages.jsonl`, one line per
+   message: `{"topic", "payload"` — or `"payload_base64"` for bytes that are not UTF-8 — `, "qos",
+   "received_at"}`), then parses them; a record's source names the archived payload and the message's line,
+   `…/0002-messages.jsonl.gz#417`. Groups, not a file per message: a busy broker delivers tens of thousands of
+   small messages per run, and one gzip file each would cost an inode, a gzip header and a directory entry per
+   reading while a line still points at exactly the message;
+4. acknowledges the messages (PUBACK) only in `committed()`, once the runner has committed every record of the
+   run, waits until the broker has processed the acknowledgements (see `_Link.acknowledge`), then disconnects.
+
+Acknowledgement is manual, so until then the broker keeps every message of the run as unacknowledged in the
+session: a crash, a failed database commit or a lost connection leaves them there and the broker delivers them
+again to the next run (verified against mosquitto 2.0: unacknowledged QoS 1 messages of a disconnected
+persistent session are re-sent on reconnect, DUP set). Nothing is lost, and the re-delivered records upsert:
+the runner counts them as duplicates, never stores them twice. A run that fails while fetching disconnects at
+once; one whose commit fails disconnects, unacknowledged, when the runner lets go of the connector, or at the
+latest `UNCOMMITTED_GRACE_SECONDS` (300) after its last record (the runner does not report a failed commit to
+the connector). Until then a later run with the same `client_id` simply takes the session over. A run that
+finds no session on the broker (other than the first) logs a warning: the session expired or the broker lost
+it, and what was published since the last run is gone.
+
+Each message payload is a JSON object, or a JSON list of objects, mapped by `mapping:`. Every row also carries
+its topic under `topic_field` (default `_topic`; "" for none), and with `topic_pattern` (a regular expression
+matched against the whole topic) its named groups are merged into the row, so the unit code and the indicator
+may come from the topic: `city/(?P<unit_code>[0-9]{9})/air/(?P<indicator>[a-z0-9_]+)` reads
+`city/990101001/air/aqi` as unit 990101001, indicator aqi. The topic wins over a payload field of the same
+name: the broker's ACL controls who may publish to a topic, not what a payload claims. A payload that is not
+JSON, JSON that is not an object or a list of objects, or a topic the pattern does not match becomes one
+quarantined record with the reason, the topic and the payload text (truncated); the other messages of the
+run are stored.
+
+Example connectors.yaml entry (the password is read from the environment variable AIR_MQTT_PASSWORD):
+
+    connectors:
+      - name: air-sensors
+        type: mqtt
+        levels: [street]
+        schedule: {interval: 1m}
+        config:
+          host: mqtt.city.example.gov.cn
+          port: 8883
+          tls: true
+          topics: ["city/+/air/#"]
+          client_id: onescreen-air-sensors    # stable and unique: the broker keeps this session's messages
+          username: onescreen
+          password_env: AIR_MQTT_PASSWORD
+          topic_pattern: "city/(?P<unit_code>[0-9]{9})/air/(?P<indicator>[a-z0-9_]+)"
+          drain_seconds: 5
+          idle_seconds: 1
+        mapping: {unit_code: unit_code, indicator: indicator, observed_at: time, value: value}
+
+Sizing and the broker (what an operator must know; measured against mosquitto 2.0.11 as packaged)
+- mosquitto keeps at most `max_queued_messages` messages (default 1000) per disconnected session, and it counts
+  the unacknowledged in-flight messages of that session too. Above that it drops new messages silently (its log
+  says "Outgoing messages are being dropped for client <client_id>"). Measured: 1500 published between two
+  runs, 1000 delivered; after a crash that left 50 unacknowledged, 950 of the next 1500; after one that left
+  1000, none. With the default, more than 1000 readings between two runs — a burst, an outage or crash of
+  OneScreen — are lost. Set in mosquitto.conf
+      max_queued_messages 0
+      max_queued_bytes 268435456        # a memory bound instead of a count; size it for the longest outage
+  (with both set, the first limit reached applies, so the count limit must be lifted: `max_queued_bytes` alone
+  does not help). Also: `persistence true` (this host has it), and a shorter `autosave_interval` than the
+  default 1800 s, since messages queued after the last save are lost if the broker itself crashes.
+- Publishers must publish with QoS 1 or 2. A QoS 0 message is not queued for a disconnected session and cannot be
+  acknowledged; it is stored only if it arrives while a run is listening.
+- One run holds at most `max_messages` unacknowledged messages, and at most 65,535: MQTT's Receive Maximum,
+  which the connector sends so the broker delivers no more than one run will process (mosquitto otherwise
+  applies its `max_inflight_messages`, 20). More stay queued for the next run, so schedule runs often enough
+  for the sensors' rate.
+- `qos` must be 1. QoS 0 cannot be buffered; with QoS 2 the client acknowledges receipt (PUBREC) before the run
+  is committed, and the broker would not deliver a message again after a crash. Messages published with QoS 2
+  arrive at QoS 1.
+- Every instance needs its own `client_id`: two connections with one id take the session from each other (the
+  run fails; mosquitto 2.0 just closes the connection, and brokers that say "session taken over" fail it as
+  fatal). A topic removed from `topics` stays subscribed in the broker's session until the session expires or
+  the `client_id` is changed.
+- Retained messages are delivered once, when a subscription is new, not again at every run.
+
+Errors: a refused connection, a timeout, an unreachable or unresolvable host, a busy broker and a connection
+lost during the run fail the run as retriable (nothing was acknowledged, the next run receives it all); bad
+credentials, a refused subscription (ACL), a broker granting only QoS 0 and TLS failures as fatal.
+`check()` logs in with a throw-away client id and a clean session and subscribes to nothing, so it neither
+consumes nor acknowledges anything, nor disturbs a run in progress.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import queue
+import re
+import socket
+import ssl
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Record, RetriableError,
+                             register)
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 60
+GROUP_MESSAGES = 1000  # messages per archived payload
+GROUP_PAUSE_SECONDS = 0.05  # a group is archived when no further message comes within this pause
+RECEIVE_MAXIMUM = 65535  # MQTT 5's largest Receive Maximum: unacknowledged messages one connection may hold
+PAYLOAD_EXCERPT_CHARS = 2000  # of an unreadable payload, kept with its quarantined record
+ARCHIVE_LABEL = "messages.jsonl"
+# A run whose records were all yielded waits this long for committed(). The runner does not tell a connector that
+# its commit failed, so after this the connection is closed unacknowledged (the broker keeps the messages for the
+# next run); a commit slower than this only costs duplicates at the next run.
+UNCOMMITTED_GRACE_SECONDS = 300
+
+# CONNACK reason codes (MQTT 5): an operator must fix the login, or the broker is only busy now.
+LOGIN_REFUSED = {0x86, 0x87, 0x8C}  # bad user name or password, not authorized, bad authentication method
+BUSY = {0x80, 0x88, 0x89, 0x97, 0x9F}  # unspecified, server unavailable, busy, quota exceeded, rate exceeded
+SESSION_TAKEN_OVER = 0x8E
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int
+    topics: tuple[str, ...]
+    client_id: str
+    username: str | None
+    password: str | None
+    tls: bool
+    ca_file: str | None
+    timeout: float
+    session_expiry_seconds: int
+    drain_seconds: float
+    idle_seconds: float
+    max_messages: int
+    topic_field: str
+    topic_pattern: re.Pattern | None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Message:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: float  # epoch seconds, for the archive
+
+
+@register
+class MqttConnector(Connector):
+    type_name = "mqtt"
+    uses_mapping = True
+    # Messages arrive in no promised time order; the runner moves the cursor only once the run is committed.
+    ordered = False
+    config_schema = (
+        ConfigField("host", str, default="127.0.0.1", help="the MQTT broker's host name or address"),
+        ConfigField("port", int, default=1883, help="the broker's port (usually 1883, or 8883 with TLS)"),
+        ConfigField("topics", list, required=True,
+                    help="topic filters to subscribe to, e.g. [\"city/+/air/#\"] (+ one level, # the rest)"),
+        ConfigField("client_id", str, required=True,
+                    help="a stable id of this instance's session on the broker; never shared with another client"),
+        ConfigField("qos", int, default=1,
+                    help="subscription QoS; must be 1 (0 cannot be buffered, 2 is acknowledged before commit)"),
+        ConfigField("username", str, default=None, help="user name for the broker (leave out for anonymous)"),
+        ConfigField("password", str, secret=True, help="the broker password; give its environment variable as "
+                                                       "password_env"),
+        ConfigField("tls", bool, default=False, help="connect with TLS, verifying the broker's certificate"),
+        ConfigField("ca_file", str, default=None,
+                    help="PEM file of the CA that signed the broker's certificate (tls; default: the system's CAs)"),
+        ConfigField("timeout", float, default=10.0, help="seconds to wait for the broker to connect and answer"),
+        ConfigField("session_expiry_seconds", int, default=7 * 86400,
+                    help="how long the broker keeps the session (and its queued messages) while no run is "
+                         "connected"),
+        ConfigField("drain_seconds", float, default=5.0,
+                    help="how long one run listens for queued and new messages at most"),
+        ConfigField("idle_seconds", float, default=1.0, help="a run stops once no message arrived for this long"),
+        ConfigField("max_messages", int, default=RECEIVE_MAXIMUM,
+                    help="messages one run takes at most (at most 65535); the rest wait for the next run"),
+        ConfigField("topic_field", str, default="_topic",
+                    help="row field that receives the message's topic (\"\": none)"),
+        ConfigField("topic_pattern", str, default=None,
+                    help="regular expression matching the whole topic; its named groups (e.g. unit_code, "
+                         "indicator) are merged into each row"),
+    )
+
+    def __init__(self, name: str, config: dict, context, mapping=None):
+        # Instances built in code (tests, the CLI) may skip resolve_config: fill in the schema's defaults here.
+        defaults = {spec.name: spec.default for spec in self.config_schema}
+        super().__init__(name, {**defaults, **config}, context, mapping)
+        self._link: _Link | None = None
+        self._owed: list[tuple[int, int]] = []  # (mid, qos) of the messages this run parsed, in arrival order
+
+    # -- configuration -------------------------------------------------------------------------------
+
+    @classmethod
+    def validate_config(cls, config: dict) -> None:
+        config = {**{spec.name: spec.default for spec in cls.config_schema}, **config}
+        topics = config["topics"]
+        if not isinstance(topics, list) or not topics:
+            raise ValueError("topics must be a list of at least one topic filter, e.g. [\"city/+/air/#\"]")
+        for topic in topics:
+            problem = _filter_problem(topic)
+            if problem:
+                raise ValueError(f"topics: {problem}")
+        if not isinstance(config["client_id"], str) or not config["client_id"].strip() \
+                or config["client_id"] != config["client_id"].strip():
+            raise ValueError("client_id must be a non-empty name without surrounding spaces, e.g. "
+                             "onescreen-air-sensors (stable, so the broker keeps the session)")
+        if config["qos"] == 0:
+            raise ValueError("qos 0 cannot be buffered: the broker neither queues QoS 0 messages for the next run "
+                             "nor waits for an acknowledgement; use qos: 1")
+        if config["qos"] != 1:
+            raise ValueError(f"qos must be 1, not {config['qos']!r} (with QoS 2 the client acknowledges receipt "
+                             f"before the run is committed, so a crash would lose the messages)")
+        if not 1 <= config["port"] <= 65535:
+            raise ValueError(f"port must be between 1 and 65535, not {config['port']}")
+        if not isinstance(config["host"], str) or not config["host"].strip():
+            raise ValueError("host must name the broker")
+        if config.get("password") and not config["username"]:
+            raise ValueError("password_env is set but username is not: give the user name as username")
+        if config["ca_file"] and not config["tls"]:
+            raise ValueError("ca_file is only used with tls: true")
+        for field in ("timeout", "drain_seconds", "idle_seconds"):
+            if not config[field] > 0:
+                raise ValueError(f"{field} must be more than 0 seconds, not {config[field]}")
+        if not 1 <= config["max_messages"] <= RECEIVE_MAXIMUM:
+            raise ValueError(f"max_messages must be between 1 and {RECEIVE_MAXIMUM} (MQTT's Receive Maximum: a "
+                             f"run holds its messages unacknowledged until they are committed), not "
+                             f"{config['max_messages']}")
+        if not 1 <= config["session_expiry_seconds"] < 0xFFFFFFFF:
+            raise ValueError(f"session_expiry_seconds must be between 1 and {0xFFFFFFFF - 1}: without a session "
+                             f"the broker keeps nothing between runs")
+        if not isinstance(config["topic_field"], str):
+            raise ValueError("topic_field must be a field name, or \"\" for none")
+        pattern = config["topic_pattern"]
+        if pattern is not None:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"topic_pattern {pattern!r} is not a regular expression: {error}") from None
+            if not compiled.groupindex:
+                raise ValueError(f"topic_pattern {pattern!r} has no named group; name the parts to read, e.g. "
+                                 f"city/(?P<unit_code>[0-9]+)/(?P<indicator>[a-z0-9_]+)")
+
+    def settings(self) -> MqttSettings:
+        """The configuration with defaults applied; FatalError when it cannot work."""
+        try:
+            self.validate_config(self.config)
+        except ValueError as error:
+            raise FatalError(f"connector {self.name}: config: {error}") from None
+        if self.mapping is None:
+            raise FatalError(f"connector {self.name}: an mqtt connector needs 'mapping:' naming the payload fields")
+        config = self.config
+        pattern = re.compile(config["topic_pattern"]) if config["topic_pattern"] is not None else None
+        return MqttSettings(config["host"].strip(), config["port"], tuple(config["topics"]), config["client_id"],
+                            config["username"], config["password"], config["tls"], config["ca_file"],
+                            float(config["timeout"]), config["session_expiry_seconds"],
+                            float(config["drain_seconds"]), float(config["idle_seconds"]), config["max_messages"],
+                            config["topic_field"], pattern)
+
+    def _where(self, settings: MqttSettings) -> str:
+        return f"{self.name}: MQTT broker {settings.address}"
+
+    # -- the contract ----------------------------------------------------------------------------------
+
+    def check(self) -> Health:
+        try:
+            settings = self.settings()
+        except FatalError as error:
+            return Health(False, str(error))
+        # Another client id and a clean session: the instance's own session (and a run using it) is untouched.
+        probe = _Link(settings, f"{settings.client_id}-check-{uuid.uuid4().hex[:8]}", self._where(settings))
+        try:
+            probe.open(persistent=False)
+        except ConnectorError as error:
+            return Health(False, f"{error.family}: {error}")
+        finally:
+            probe.close()
+        return Health(True, f"broker {settings.address} reachable (MQTT 5{', TLS' if settings.tls else ''}), "
+                            f"{len(settings.topics)} topic(s): {', '.join(settings.topics)}")
+
+    def fetch(self, since: str | None) -> Iterator[Record]:
+        """The messages waiting in the session and those arriving while the run listens. `since` is not used:
+        the broker's session, not a cursor, says what is new."""
+        settings = self.settings()
+        self._release()  # a connector fetched twice without committing: the broker re-delivers the first
+        link = _Link(settings, settings.client_id, self._where(settings), settings.max_messages)
+        self._link, self._owed = link, []
+        # When the runner never calls committed() (a failed commit) and lets go of the connector, disconnect
+        # without acknowledging: the broker keeps the messages for the next run.
+        weakref.finalize(self, link.close)
+        finished = False
+        try:
+            link.open(persistent=True)
+            if not link.session_present:
+                log.warning("%s: the broker had no session for client_id %r: expected at the first run; otherwise "
+                            "the session expired (session_expiry_seconds) or the broker lost it (no persistence), "
+                            "and readings published since the last run are lost", link.where, settings.client_id)
+            link.subscribe(settings.topics)
+            for group in self._drain(link, settings):
+                reference = self.archived(ARCHIVE_LABEL, archive_lines(group), "application/x-ndjson")
+                for line, message in enumerate(group, start=1):
+                    yield from self._message_records(message.topic, message.payload,
+                                                     f"{reference or ARCHIVE_LABEL}#{line}", settings)
+                    if message.qos:
+                        self._owed.append((message.mid, message.qos))
+            finished = True
+            link.expire_after(UNCOMMITTED_GRACE_SECONDS)
+        finally:
+            if not finished:
+                self._release()
+
+    def committed(self) -> None:
+        """Every record of the run is committed: acknowledge its messages, so the broker forgets them, and
+        disconnect (the session stays for the next run)."""
+        link, owed = self._link, self._owed
+        self._link, self._owed = None, []
+        if link is None:
+            return
+        link.cancel_expiry()
+        if link.closed:
+            log.warning("%s: the commit came more than %d s after the last record; the connection had been closed "
+                        "with %d message(s) unacknowledged, which the broker delivers again at the next run "
+                        "(they count as duplicates)", link.where, UNCOMMITTED_GRACE_SECONDS, len(owed))
+            return
+        try:
+            unsent = link.acknowledge(owed)
+            if unsent:
+                log.warning("%s: %d of %d message(s) could not be acknowledged (%s); the broker delivers them "
+                            "again at the next run, where they count as duplicates", link.where, unsent,
+                            len(owed), link.lost or "not connected")
+        finally:
+            link.close()
+
+    def replay(self, label: str, payload: bytes) -> Iterator[Record]:
+        """Parse an archived group of messages again with the same code as fetch; the broker is not involved."""
+        settings = self.settings()
+        for number, line in enumerate(payload.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                topic = entry["topic"]
+                body = entry["payload"].encode("utf-8") if "payload" in entry \
+                    else base64.b64decode(entry["payload_base64"], validate=True)
+                if not isinstance(topic, str):
+                    raise TypeError("topic is not text")
+            except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+                raise FatalError(f"{self.name}: archived {label} line {number} is not a message as the mqtt "
+                                 f"connector type archives them; replay payloads of this connector's own "
+                                 f"runs") from None
+            yield from self._message_records(topic, body, f"{label}#{number}", settings)
+
+    # -- receiving -------------------------------------------------------------------------------------
+
+    def _drain(self, link: _Link, settings: MqttSettings) -> Iterator[list[Message]]:
+        """Groups of received messages, until the drain time is over, the broker is idle or max_messages."""
+        deadline = time.monotonic() + settings.drain_seconds
+        received = 0
+        while received < settings.max_messages:
+            link.raise_if_lost(received)
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            # Idle is measured from the last arrival, not the last read: messages that arrived while the
+            # runner was busy with earlier records are waiting in the inbox already.
+            first = link.next(max(0.0, min(deadline, link.last_arrival + settings.idle_seconds) - now))
+            if first is None:
+                if time.monotonic() >= link.last_arrival + settings.idle_seconds:
+                    break
+                continue
+            group = [first]
+            while len(group) < GROUP_MESSAGES and received + len(group) < settings.max_messages:
+                message = link.next(max(0.0, min(GROUP_PAUSE_SECONDS, deadline - time.monotonic())))
+                if message is None:
+                    break
+                group.append(message)
+            received += len(group)
+            yield group
+        link.raise_if_lost(received)
+        if received >= settings.max_messages:
+            log.info("%s: stopped at max_messages (%d); more may be waiting for the next run", link.where,
+                     settings.max_messages)
+
+    def _release(self) -> None:
+        """Disconnect without acknowledging anything: the broker delivers the run's messages again."""
+        link, self._link, self._owed = self._link, None, []
+        if link is not None:
+            link.close()
+
+    # -- parsing (fetch and replay) --------------------------------------------------------------------
+
+    def _message_records(self, topic: str, payload: bytes, source: str, settings: MqttSettings) -> Iterator[Record]:
+        try:
+            document = json.loads(payload)
+        except UnicodeDecodeError as error:
+            yield _unreadable(topic, payload, source, f"is not UTF-8 text ({error.reason} at byte {error.start})")
+            return
+        except ValueError as error:
+            yield _unreadable(topic, payload, source, f"is not JSON ({error})")
+            return
+        if isinstance(document, dict):
+            yield from self._row_records(topic, document, source, settings)
+        elif isinstance(document, list):
+            for position, row in enumerate(document):
+                if isinstance(row, dict):
+                    yield from self._row_records(topic, row, source, settings)
+                else:
+                    yield _unreadable(topic, payload, source,
+                                      f"holds {_kind(row)} at position {position} of its list, not an object")
+        else:
+            yield _unreadable(topic, payload, source, f"is {_kind(document)}, not a JSON object or list of objects")
+
+    def _row_records(self, topic: str, row: dict, source: str, settings: MqttSettings) -> Iterator[Record]:
+        row = dict(row)
+        if settings.topic_pattern is not None:
+            found = settings.topic_pattern.fullmatch(topic)
+            if found is None:
+                yield Record(None, None, None, None, raw={"topic": topic, "row": row}, source=source,
+                             problem=f"topic {topic!r} does not match topic_pattern "
+                                     f"{settings.topic_pattern.pattern!r}; fix the pattern or the topics")
+                return
+            row.update({name: value for name, value in found.groupdict().items() if value is not None})
+        if settings.topic_field:
+            row[settings.topic_field] = topic
+        yield from self.mapping.records(row, source=source)
+
+
+def _unreadable(topic: str, payload: bytes, source: str, what: str) -> Record:
+    """The record quarantining a message that holds no rows, with the topic and the payload as text."""
+    text = payload.decode("utf-8", errors="replace")
+    if len(text) > PAYLOAD_EXCERPT_CHARS:
+        text = text[:PAYLOAD_EXCERPT_CHARS - 1] + "…"
+    return Record(None, None, None, None, raw={"topic": topic, "payload": text}, source=source,
+                  problem=f"message on topic {topic!r} {what}; the publisher must send a JSON object or a list "
+                          f"of objects")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {json.dumps(value)}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return "a list" if isinstance(value, list) else type(value).__name__
+
+
+def archive_lines(group: list[Message]) -> bytes:
+    """A group of messages as the JSON-lines payload that is archived (and replayed)."""
+    lines = []
+    for message in group:
+        entry: dict[str, Any] = {"topic": message.topic}
+        try:
+            entry["payload"] = message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            entry["payload_base64"] = base64.b64encode(message.payload).decode("ascii")
+        entry.update(qos=message.qos, received_at=round(message.received_at, 3))
+        lines.append(json.dumps(entry, ensure_ascii=False))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _filter_problem(topic: Any) -> str | None:
+    """What is wrong with an MQTT topic filter, if anything."""
+    if not isinstance(topic, str) or not topic:
+        return f"each topic filter must be a non-empty text, not {topic!r}"
+    if "\x00" in topic:
+        return f"topic filter {topic!r} holds a NUL character"
+    levels = topic.split("/")
+    for position, level in enumerate(levels):
+        if "#" in level and (level != "#" or position != len(levels) - 1):
+            return f"topic filter {topic!r}: '#' must be the whole last level (e.g. city/#)"
+        if "+" in level and level != "+":
+            return f"topic filter {topic!r}: '+' must be a whole level (e.g. city/+/air)"
+    return None
+
+
+# -- the connection ------------------------------------------------------------------------------------
+
+
+class _Link:
+    """One MQTT 5 connection with its own network thread; delivered messages wait in an inbox.
+
+    Acknowledgements are manual: paho sends no PUBACK until `acknowledge`. The thread never reconnects by
+    itself: a connection lost mid-run ends the run, and the broker re-delivers what was not acknowledged.
+    `expire_after` bounds how long a connection waits for acknowledgements that may never come.
+    Callbacks reference only this object, never the connector, so a connector the runner lets go of is
+    collected (and its finalizer closes the link)."""
+
+    def __init__(self, settings: MqttSettings, client_id: str, where: str, receive_maximum: int = RECEIVE_MAXIMUM):
+        self.settings = settings
+        self.where = where
+        self.receive_maximum = receive_maximum
+        self.inbox: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self.last_arrival = time.monotonic()
+        self.lost: str | None = None
+        self._lost_code: int | None = None
+        self._closing = False
+        self._closed = False
+        self._expiry: threading.Timer | None = None
+        self._connack: ReasonCode | None = None
+        self.session_present = False
+        self._granted: list[ReasonCode] | None = None
+        self._answered = threading.Event()
+        self._subscribed = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                             reconnect_on_failure=False, manual_ack=True)
+        client.connect_timeout = settings.timeout
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self.client = client
+
+    # Callbacks run in the network thread.
+
+    def _on_connect(self, client, userdata, flags, reason: ReasonCode, properties) -> None:
+        self._connack = reason
+        self.session_present = bool(flags.session_present)
+        self._answered.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason: ReasonCode, properties) -> None:
+        # paho may report a loss twice: the broker's DISCONNECT (with its reason) and then the closed socket.
+        if not self._closing and self.lost is None:
+            self.lost = str(reason)
+            self._lost_code = reason.value if isinstance(reason, ReasonCode) else None
+            self.inbox.put(None)  # wakes a run waiting for messages: it ends now, not after idle_seconds
+        self._answered.set()
+        self._subscribed.set()
+
+    def _on_subscribe(self, client, userdata, mid, reasons: list[ReasonCode], properties) -> None:
+        self._granted = list(reasons)
+        self._subscribed.set()
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Message(message.mid, message.qos, message.topic, bytes(message.payload), time.time()))
+        self.last_arrival = time.monotonic()
+
+    # Called by the run.
+
+    def open(self, persistent: bool) -> None:
+        """Connect and wait for the broker's answer; ConnectorError (retriable or fatal) when refused."""
+        settings, client = self.settings, self.client
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password)
+        if settings.tls:
+            try:
+                client.tls_set(ca_certs=settings.ca_file)
+            except (OSError, ssl.SSLError) as error:
+                raise FatalError(f"{self.where}: cannot load the CA certificates of ca_file {settings.ca_file!r} "
+                                 f"({error}); check ca_file") from None
+        properties = Properties(PacketTypes.CONNECT)
+        if persistent:
+            properties.SessionExpiryInterval = settings.session_expiry_seconds
+            # Without it mosquitto sends only max_inflight_messages (20) unacknowledged messages per run.
+            properties.ReceiveMaximum = self.receive_maximum
+        try:
+            client.connect(settings.host, settings.port, keepalive=KEEPALIVE_SECONDS, clean_start=not persistent,
+                           properties=properties)
+        except socket.gaierror as error:
+            raise RetriableError(f"{self.where}: cannot resolve host {settings.host!r} ({error.strerror}); check "
+                                 f"config.host (trying again at the next run)") from None
+        except ConnectionRefusedError:
+            raise RetriableError(f"{self.where}: connection refused; is the broker running and listening on port "
+                                 f"{settings.port}? (trying again at the next run)") from None
+        except ssl.SSLError as error:
+            raise FatalError(f"{self.where}: the TLS handshake failed ({error.reason or error}); check tls, port "
+                             f"and ca_file, or the broker's certificate") from None
+        except (TimeoutError, socket.timeout):
+            raise RetriableError(f"{self.where}: no connection within {settings.timeout:g} s (timeout); trying "
+                                 f"again at the next run") from None
+        except OSError as error:
+            raise RetriableError(f"{self.where}: cannot connect ({error.strerror or error}); trying again at the "
+                                 f"next run") from None
+        client.loop_start()
+        if not self._answered.wait(settings.timeout):
+            raise RetriableError(f"{self.where}: connected, but no MQTT answer (CONNACK) within "
+                                 f"{settings.timeout:g} s; is it an MQTT broker, and is tls right? Trying again "
+                                 f"at the next run")
+        reason = self._connack
+        if reason is None:
+            raise RetriableError(f"{self.where}: the broker closed the connection without answering ({self.lost}); "
+                                 f"is it an MQTT 5 broker, and is tls right? Trying again at the next run")
+        if reason.is_failure:
+            raise _refused(self.where, reason, settings)
+
+    def subscribe(self, topics: tuple[str, ...]) -> None:
+        if not self._round_trip(topics):
+            self.raise_if_lost(0)
+            raise RetriableError(f"{self.where}: the broker did not confirm the subscription within "
+                                 f"{self.settings.timeout:g} s; trying again at the next run")
+        self.raise_if_lost(0)
+        for topic, reason in zip(topics, self._granted or []):
+            if reason.is_failure:
+                raise FatalError(f"{self.where}: the broker refused the subscription to {topic!r} ({reason}); "
+                                 f"check the topic filter and the broker's ACL for this user and client_id")
+            if reason.value == 0:
+                raise FatalError(f"{self.where}: the broker grants only QoS 0 for {topic!r}, which it cannot "
+                                 f"queue while no run is connected; allow QoS 1 (mosquitto: max_qos)")
+        self.last_arrival = max(self.last_arrival, time.monotonic())
+
+    def _round_trip(self, topics: tuple[str, ...]) -> bool:
+        """Subscribe and wait for the SUBACK; False when it did not come."""
+        self._subscribed.clear()
+        self._granted = None
+        # Retained messages only for a new subscription: subscribing again at every run (and after the acks)
+        # must not re-deliver them.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        result, _mid = self.client.subscribe([(topic, options) for topic in topics])
+        return (result == MQTTErrorCode.MQTT_ERR_SUCCESS and self._subscribed.wait(self.settings.timeout)
+                and self._granted is not None)
+
+    def next(self, timeout: float) -> Message | None:
+        try:
+            return self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return None
+
+    def raise_if_lost(self, received: int) -> None:
+        if self.lost is None:
+            return
+        if self._lost_code == SESSION_TAKEN_OVER:
+            raise FatalError(f"{self.where}: another client connected with client_id "
+                             f"{self.settings.client_id!r} and took the session over; every connector instance "
+                             f"(and every other program) needs its own client_id")
+        # mosquitto 2.0 closes a taken-over connection without saying why, so the hint is given here too.
+        raise RetriableError(f"{self.where}: the connection was lost during the run ({self.lost}) after "
+                             f"{received} message(s); none was acknowledged, so the broker delivers them again at "
+                             f"the next run. If this repeats, check that no other client uses client_id "
+                             f"{self.settings.client_id!r}")
+
+    def acknowledge(self, owed: list[tuple[int, int]]) -> int:
+        """Send the PUBACKs, in the order the messages arrived; returns how many could not be sent."""
+        if self.lost is not None or not self.client.is_connected():
+            return len(owed)
+        unsent = sum(self.client.ack(mid, qos) != MQTTErrorCode.MQTT_ERR_SUCCESS for mid, qos in owed)
+        # Wait until the broker has processed the PUBACKs before disconnecting. Once acknowledged messages leave
+        # the window, the broker sends the next ones at once; paho closes the socket right after writing
+        # DISCONNECT, with those unread, so the kernel resets the connection and the broker may lose the last
+        # PUBACKs (measured: some runs' last few messages came again). The broker answers a connection's packets in
+        # order, so a SUBACK (for the same, unchanged subscriptions) means every PUBACK before it was processed.
+        if owed and not self._round_trip(self.settings.topics):
+            return len(owed)
+        return unsent
+
+    def expire_after(self, seconds: float) -> None:
+        """Close the connection (unacknowledged) unless `acknowledge` comes first."""
+        self._expiry = threading.Timer(seconds, self.close)
+        self._expiry.daemon = True
+        self._expiry.start()
+
+    def cancel_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Disconnect normally (the session stays on the broker), then stop the thread. Safe to call twice,
+        from the finalizer or the expiry timer too."""
+        if self._closed:
+            return
+        self._closed = self._closing = True
+        self.cancel_expiry()
+        try:
+            self.client.disconnect()
+            self.client.loop_stop()
+        except Exception:  # noqa: BLE001 - closing must never hide the run's own outcome
+            log.exception("%s: could not disconnect cleanly", self.where)
+
+
+def _refused(where: str, reason: ReasonCode, settings: MqttSettings) -> ConnectorError:
+    code = reason.value
+    if code in LOGIN_REFUSED:
+        who = f"user {settings.username!r}" if settings.username else "anonymous clients"
+        return FatalError(f"{where}: the broker refused the login of {who} ({reason}); check username and "
+                          f"password_env (leave both out only if the broker allows anonymous clients)")
+    if code == 0x85:
+        return FatalError(f"{where}: the broker refused client_id {settings.client_id!r} ({reason}); choose "
+                          f"another client_id")
+    if code in BUSY:
+        return RetriableError(f"{where}: the broker is unavailable or busy ({reason}); trying again at the next "
+                              f"run")
+    return FatalError(f"{where}: the broker refused the connection ({reason}); check host, port, tls and the "
+                      f"broker's settings for MQTT 5 clients")
