@@ -1,7 +1,7 @@
 """Run every benchmark, each in its own subprocess (so memory and caches start clean), and print one table.
 
-    .venv/bin/python bench/run_all.py             # the full run (`make bench`), about 5 minutes
-    .venv/bin/python bench/run_all.py --quick     # smaller runs of each, about 2 minutes
+    .venv/bin/python bench/run_all.py             # the full run (`make bench`), about 7 minutes
+    .venv/bin/python bench/run_all.py --quick     # smaller runs of each, about 2.5 minutes
     .venv/bin/python bench/run_all.py ingest first_screen
 
 Each figure is a ratio against a baseline measured in the same run, at city scale (~6,000 communities).
@@ -25,6 +25,7 @@ import common  # noqa: E402
 
 BENCHMARKS = {
     "ingest": "ingest through the connector runner vs raw executemany",
+    "connector_types": "records/s through each connector type vs raw executemany, and peak memory as the source grows 10×",
     "latest_values": "latest value of every community, 28 d vs 7 d of history",
     "first_screen": "first screen in chromium vs a bare Dash page",
     "server_memory": "server peak RSS under a browser's load vs a bare Dash server",

@@ -5,7 +5,7 @@ Times are stored as integer epoch seconds (UTC): compact, index-friendly and fre
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -166,3 +166,42 @@ class QuarantinedRecord(Base):
     # Set when `onescreen quarantine reprocess` has run it again: accepted, or rejected with a new reason.
     reprocessed_at: Mapped[int | None] = mapped_column(BigInteger)
     outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+class Incident(Base):
+    """A case from another system (a service request, a grid event): the evidence behind incident counts, which
+    an alert's drill-down opens. Upserted by (source, external_id); `updated_at` only moves forward.
+
+    `unit_id` is the community whose boundary holds the point. It is not a foreign key, like observations'
+    unit ids: a boundary import replaces every unit row (keeping ids), which a foreign key would refuse.
+    Personal fields are never stored in clear: `contact_masked` holds them masked, and `raw` (the source's row)
+    has them removed (cityops.incidents).
+    """
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))  # the connector's name
+    external_id: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str | None] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16))  # open / closed
+    source_status: Mapped[str | None] = mapped_column(String(64))
+    opened_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    closed_at: Mapped[int | None] = mapped_column(BigInteger)
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    unit_id: Mapped[int] = mapped_column(Integer)  # indexed first in ix_incidents_unit_status
+    address: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    contact_masked: Mapped[str | None] = mapped_column(Text)  # JSON: {"phone": "138****5678", ...}
+    raw: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(Integer)  # the run that last changed it
+    first_seen_at: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_incidents_source_external_id"),
+        Index("ix_incidents_unit_status", "unit_id", "status"),  # a community's open incidents (drill-down)
+        Index("ix_incidents_source_status", "source", "status"),  # a connector's open incidents (counts)
+    )

@@ -1,7 +1,9 @@
 """The connector contract: a small plugin that says what it needs, whether it is healthy, and yields records.
 
 A connector holds no state of its own. The runner owns the cursor, validation, storage and the run record;
-a connector only knows how to talk to its source.
+a connector only knows how to talk to its source. Besides indicator values (`Record`, `RecordBatch`), a type may
+yield `Incident`s: cases in another system (service requests, grid events) that the runner stores as evidence
+and counts per community into the indicators the type names (`incident_counts`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,51 @@ class RecordBatch:
         return len(self.frame)
 
 
+@dataclass(frozen=True)
+class Incident:
+    """One case in another system (a service request, a grid event), as its source last described it.
+
+    The runner validates it (an id, readable times, a point inside the city), places it in the community whose
+    boundary holds its point, and upserts it by (connector, external_id): a newer `updated_at` wins, an older
+    delivery never overwrites it. Times take the forms `Record.observed_at` does.
+
+    `contact` holds the requester's personal fields (name, phone, email, device id...); they are stored only
+    masked (cityops.incidents.mask_contact). `raw` must not repeat them: a type drops its personal fields from
+    `raw` (the runner also removes `contact`'s keys and masks its values and phone numbers / e-mail addresses
+    wherever they appear in `raw`, `address` and `description` before anything is stored).
+    """
+
+    external_id: str
+    category: str | None
+    status: str  # "open" or "closed": the type maps the source's statuses onto these two
+    source_status: str | None  # the source's own word for the status
+    opened_at: datetime | str | int | float | None
+    updated_at: datetime | str | int | float | None  # when the source last changed it; None: opened_at
+    closed_at: datetime | str | int | float | None = None
+    lon: float | str | None = None
+    lat: float | str | None = None
+    address: str | None = None
+    description: str | None = None
+    contact: dict = field(default_factory=dict)
+    raw: Any = None  # the source's row without its personal fields, kept with the incident and for quarantine
+    source: str | None = None  # archived payload and position, as for `Record`
+    problem: str | None = None  # the source row could not even be read: quarantined with this reason
+
+
+@dataclass(frozen=True)
+class IncidentCounts:
+    """What a type's incidents feed after each run: per community, how many are open, and how many of those have
+    been open longer than `overdue_after` seconds (or their category's own limit in `overdue_by_category`).
+
+    Both indicators must be reported per community. Counts are the state at the run's time, stored in the
+    indicator's time bucket that holds it, for every community (0 where none is open)."""
+
+    open_indicator: str
+    overdue_indicator: str
+    overdue_after: int
+    overdue_by_category: dict[str, int] = field(default_factory=dict)
+
+
 class ConnectorError(Exception):
     family: ClassVar[str] = "fatal"
 
@@ -99,6 +146,9 @@ class ConnectorContext:
     timezone: str = "Asia/Shanghai"
     extra: dict = field(default_factory=dict)
     archive: Any = None  # connectors.archive.RunArchive of the current run (None outside a run: check, tests)
+    # For types that yield incidents: the external ids of this connector's incidents stored as still open, so a
+    # source that can only be asked by opening time can be asked again about those (their closing).
+    open_incidents: tuple[str, ...] = ()
 
 
 class Connector(ABC):
@@ -109,6 +159,8 @@ class Connector(ABC):
     ordered: ClassVar[bool] = False
     # True for types that read other people's formats and need `mapping:` in connectors.yaml.
     uses_mapping: ClassVar[bool] = False
+    # True for types that yield `Incident`s: the runner then reads their open incidents into the context.
+    yields_incidents: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict, context: ConnectorContext, mapping=None):
         self.name = name
@@ -132,7 +184,11 @@ class Connector(ABC):
             return None
         return self.context.archive.store(label, payload, media_type)
 
-    def replay(self, label: str, payload: bytes) -> Iterator[Record | RecordBatch]:
+    def incident_counts(self) -> IncidentCounts | None:
+        """Which indicators this connector's incidents are counted into after each run (None: not counted)."""
+        return None
+
+    def replay(self, label: str, payload: bytes) -> Iterator[Record | RecordBatch | Incident]:
         """Parse an archived payload again (after a mapping or catalog fix). Types that can, override."""
         raise FatalError(f"connector type {self.type_name!r} cannot replay archived payloads")
 
@@ -141,15 +197,16 @@ class Connector(ABC):
         """Whether the source can be reached and read now, and if not, why."""
 
     @abstractmethod
-    def fetch(self, since: str | None) -> Iterator[Record | RecordBatch]:
-        """Lazily yield records (one by one, or in columnar batches) whose cursor is at or after `since`
-        (None: from the configured start).
+    def fetch(self, since: str | None) -> Iterator[Record | RecordBatch | Incident]:
+        """Lazily yield records (one by one, or in columnar batches) or incidents whose cursor is at or after
+        `since` (None: from the configured start).
 
         Re-delivering a record is harmless (storage upserts), so `since` is inclusive.
         """
 
-    def cursor_of(self, record: Record, observed_at: int) -> str:
-        """The cursor value a committed record advances to; by default its observation time."""
+    def cursor_of(self, record: Record | Incident, observed_at: int) -> str:
+        """The cursor value a committed record advances to; by default its observation time (an incident's
+        `updated_at`)."""
         return str(observed_at)
 
 

@@ -4,6 +4,13 @@ For one run it: records the start; reads the cursor; streams the connector's rec
 commits good rows (upsert), quarantines bad ones with their reason, refreshes the roll-ups they touch and
 advances the cursor — all in one transaction per batch, so a crash loses nothing and duplicates nothing;
 and closes the run record with its counts and status. A failure ends only this connector's run.
+
+Incidents (connectors.base.Incident) go the same way: their personal data masked first (nothing personal is
+stored in clear, quarantine included), validated and placed in a community (cityops.incidents), upserted in
+their batch's transaction. After a run that did not fail, a connector that names incident indicators
+(`incident_counts()`) gets every community's open and overdue counts stored as observations at the run's time
+bucket, in one more transaction with their roll-ups queued. Counts are derived data, like roll-ups: the run's
+fetched / accepted / duplicates / rejected count what the connector delivered, not them.
 """
 
 from __future__ import annotations
@@ -23,14 +30,18 @@ from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog
 from cityops.db import session_scope
+from cityops.hierarchy import Level
+from cityops.incidents import (CommunityLocator, InvalidIncident, community_locator, count_open, incident_row,
+                               mask_incident, open_external_ids, upsert_incidents)
 from cityops.models import ConnectorCursor, ConnectorRun, QuarantinedRecord
-from cityops.rollup import process_backlog, queue_rollups
+from cityops.rollup import bucket_start, process_backlog, queue_rollups
 from cityops.storage import _dialect_insert, sync_indicators, upsert_observations
-from cityops.tree import load_tree
+from cityops.tree import UnitTree, load_tree
 from connectors.archive import RunArchive, open_payload, purge
-from connectors.base import REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Record, RecordBatch
+from connectors.base import (REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Incident,
+                             IncidentCounts, Record, RecordBatch)
 from connectors.config import ConnectorInstance
-from connectors.validation import Rejected, Validator
+from connectors.validation import FUTURE_TOLERANCE_SECONDS, Rejected, Validator
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +76,7 @@ def build_connector(instance: ConnectorInstance, context: ConnectorContext) -> C
 def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
                   now: float | None = None, since: str | None = None, batch_size: int = 200_000,
                   progress=None, archive_root: Path | None = None, replay: list[str] | None = None,
-                  items: Iterable[Record | RecordBatch] | None = None) -> RunSummary:
+                  items: Iterable[Record | RecordBatch | Incident] | None = None) -> RunSummary:
     """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts.
 
     With `archive_root`, the run's raw payloads are kept there (and older runs past the instance's retention
@@ -89,6 +100,8 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         run_id = session.execute(insert(ConnectorRun).values(
             connector=instance.name, started_at=int(now), status="running")).inserted_primary_key[0]
         stored_cursor = session.scalar(select(ConnectorCursor.cursor).where(ConnectorCursor.connector == instance.name))
+        kind = REGISTRY.get(instance.type)
+        open_incidents = open_external_ids(session, instance.name) if kind and kind.yields_incidents else ()
     summary = RunSummary(run_id, instance.name, "running")
     archive = None
     if archive_root is not None and not rerun:
@@ -98,8 +111,10 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
             log.exception("could not purge old payloads of %s", instance.name)
         archive = RunArchive(Path(archive_root), instance.name, run_id, now)
         summary.archive = archive.reference
-    context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone, archive=archive)
+    context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone, archive=archive,
+                               open_incidents=open_incidents)
     validator = Validator.build(catalog, ids, tree, instance.levels, timezone, int(now))
+    intake = _IncidentIntake(database_url, instance.name, validator, run_id, int(now))
     offset = utc_offset_seconds(timezone, now)
     # A cursor only moves forward: late records, a backfill from further back or a replay never rewind it.
     batch = _Batch(cursor=stored_cursor)
@@ -107,6 +122,9 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     try:
         # Inside the try: a connector may fail while being set up (bad credentials), and its run must still close.
         connector = build_connector(instance, context)
+        counting = connector.incident_counts()
+        if counting is not None:
+            _check_counting(counting, validator, tree, instance.name)
         if items is None:
             items = (_replayed(connector, archive_root, replay) if replay is not None
                      else connector.fetch(since if since is not None else stored_cursor))
@@ -117,6 +135,15 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                 batch.add_frame(valid, item.cursor)
                 batch.quarantine.extend(_quarantine_row(run_id, instance.name, reason, record, int(now))
                                         for reason, record in rejected)
+            elif isinstance(item, Incident):
+                summary.fetched += 1
+                safe = intake.masked(item)
+                try:
+                    row = intake.row(safe)
+                except (Rejected, InvalidIncident) as reason:
+                    batch.quarantine.append(_quarantine_row(run_id, instance.name, str(reason), safe, int(now)))
+                else:
+                    batch.add_incident(row, connector.cursor_of(safe, row["updated_at"]))
             else:
                 summary.fetched += 1
                 try:
@@ -137,6 +164,9 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                            advance=not rerun, run_id=run_id))
         if not rerun:
             connector.committed()
+        if counting is not None:
+            recent.add(_store_counts(database_url, counting, instance.name, catalog, ids, tree, int(now), offset,
+                                     run_id))
         summary.status = "partial" if summary.rejected else "ok"
     except ConnectorError as error:
         summary.status, summary.error_family, summary.error_message = "failed", error.family, str(error)
@@ -199,17 +229,23 @@ def _roll_up(database_url, catalog, ids, tree, now, offset, recent: _RecentRows)
 
 
 class _Batch:
-    """Valid rows (single records and columnar frames), quarantined ones, and the cursor they reach."""
+    """Valid rows (single records, columnar frames and incidents), quarantined ones, and the cursor they reach."""
 
     def __init__(self, cursor: str | None = None):
         self.rows: list[dict] = []
         self.frames: list[pd.DataFrame] = []
+        self.incidents: list[dict] = []
         self.quarantine: list[dict] = []
         self.cursor = cursor
         self.size = 0
 
     def add(self, row: dict, cursor: str) -> None:
         self.rows.append(row)
+        self.size += 1
+        self._reach(cursor)
+
+    def add_incident(self, row: dict, cursor: str) -> None:
+        self.incidents.append(row)
         self.size += 1
         self._reach(cursor)
 
@@ -257,6 +293,7 @@ def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offs
     rows, repeats = batch.unique_rows(run_id)
     with session_scope(database_url) as session:
         result = upsert_observations(session, rows)
+        stored = upsert_incidents(session, batch.incidents)
         if batch.quarantine:
             session.execute(insert(QuarantinedRecord), batch.quarantine)
         touched = {key_by_id[int(ident)]: times.to_numpy()
@@ -264,8 +301,8 @@ def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offs
         queue_rollups(session, catalog, ids, touched, offset)
         if advance and batch.cursor is not None:
             _save_cursor(session, name, batch.cursor, int(time.time()))
-    summary.accepted += result.written
-    summary.duplicates += result.unchanged + repeats
+    summary.accepted += result.written + stored.written
+    summary.duplicates += result.unchanged + repeats + stored.unchanged
     summary.rejected += len(batch.quarantine)
     return rows
 
@@ -277,16 +314,112 @@ def _save_cursor(session: Session, name: str, cursor: str, now: int) -> None:
                                                     set_={"cursor": cursor, "updated_at": now}))
 
 
-def _quarantine_row(run_id: int, connector: str, reason: str, record: Record, now: int) -> dict:
-    raw = record.raw if record.raw is not None else {
-        "unit_code": record.unit_code, "indicator": record.indicator,
-        "observed_at": str(record.observed_at), "value": record.value}
+def _quarantine_row(run_id: int, connector: str, reason: str, record: Record | Incident, now: int) -> dict:
+    """A quarantine row for a record, or for an incident whose personal data is already masked (`_IncidentIntake`)."""
+    raw = record.raw if record.raw is not None else _described(record)
     try:
         text = json.dumps(raw, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         text = repr(raw)
     return {"run_id": run_id, "connector": connector, "reason": reason, "raw": text, "created_at": now,
             "source": record.source[:255] if record.source else None}
+
+
+def _described(record: Record | Incident) -> dict:
+    """What a record without its source row says, to keep in quarantine."""
+    if isinstance(record, Incident):
+        fields = dataclasses.asdict(record)
+        return {name: value if isinstance(value, (dict, int, float, type(None))) else str(value)
+                for name, value in fields.items() if name not in ("raw", "source", "problem")}
+    return {"unit_code": record.unit_code, "indicator": record.indicator, "observed_at": str(record.observed_at),
+            "value": record.value}
+
+
+class _IncidentIntake:
+    """Incidents made safe to keep (personal data masked) and turned into rows: validated, placed in a community.
+
+    The community locator is built on the first incident, so runs without incidents never read boundaries."""
+
+    def __init__(self, database_url: str, name: str, validator: Validator, run_id: int, now: int):
+        self.database_url = database_url
+        self.name = name
+        self.validator = validator
+        self.run_id = run_id
+        self.now = now
+        self._locator: CommunityLocator | None = None
+
+    @staticmethod
+    def masked(item: Incident) -> Incident:
+        """The incident with `contact` masked and its values, phone numbers and e-mail addresses masked in `raw`,
+        `address` and `description` (and `contact`'s keys dropped from `raw`): all that is stored or quarantined."""
+        safe = mask_incident(item.contact, item.raw, item.address, item.description)
+        return dataclasses.replace(item, contact=safe.contact, raw=safe.raw, address=safe.address,
+                                   description=safe.description)
+
+    @property
+    def locator(self) -> CommunityLocator:
+        if self._locator is None:
+            with session_scope(self.database_url) as session:
+                self._locator = community_locator(session)
+        return self._locator
+
+    def row(self, item: Incident) -> dict:
+        """A row for cityops.incidents.upsert_incidents; Rejected or InvalidIncident with the reason."""
+        if item.problem:
+            raise Rejected(item.problem)
+        if item.opened_at is None:
+            raise Rejected("no opening time")
+        opened_at = self.validator.timestamp(item.opened_at)
+        updated_at = opened_at if item.updated_at is None else self.validator.timestamp(item.updated_at)
+        closed_at = None if item.closed_at is None else self.validator.timestamp(item.closed_at)
+        for what, given, seconds in (("opening", item.opened_at, opened_at), ("update", item.updated_at, updated_at)):
+            # A future update time would outrank every real update that follows it.
+            if seconds > self.now + FUTURE_TOLERANCE_SECONDS:
+                raise Rejected(f"{what} time {given} is in the future "
+                               f"(more than {FUTURE_TOLERANCE_SECONDS // 60} min ahead of the server clock)")
+        return incident_row(self.locator, source=self.name, external_id=item.external_id, category=item.category,
+                            status=item.status, source_status=item.source_status, opened_at=opened_at,
+                            updated_at=updated_at, closed_at=closed_at, lon=item.lon, lat=item.lat,
+                            address=item.address, description=item.description, contact_masked=item.contact,
+                            raw=item.raw, run_id=self.run_id, now=self.now)
+
+
+def _check_counting(counting: IncidentCounts, validator: Validator, tree: UnitTree, name: str) -> None:
+    """Fail before fetching when incident counts could not be stored (an indicator unknown, not reported per
+    community, or a connector not configured for communities), rather than after every run's fetch."""
+    communities = tree.at_level(Level.COMMUNITY)
+    if communities.empty:
+        return
+    code = str(communities["code"].iloc[0])
+    for key in (counting.open_indicator, counting.overdue_indicator):
+        try:
+            validator.validate(Record(code, key, validator.now, 0))
+        except Rejected as reason:
+            raise FatalError(f"{name}: incident counts cannot be stored as {key!r}: {reason}. Check "
+                             f"open_indicator / overdue_indicator (catalog indicators reported per community) and "
+                             f"that the connector's levels include community") from None
+
+
+def _store_counts(database_url: str, counting: IncidentCounts, name: str, catalog: Catalog, ids: dict[str, int],
+                  tree: UnitTree, now: int, offset: int, run_id: int) -> pd.DataFrame:
+    """Every community's open and overdue counts, stored at the bucket of each indicator's interval holding
+    `now` (so runs within one bucket refine one value), with their roll-ups queued. Returns the rows stored.
+
+    All communities, not only those whose incidents changed: overdue counts grow with time alone, and a
+    community whose last incident closed must read 0 rather than keep its old count until it goes stale."""
+    communities = tree.at_level(Level.COMMUNITY).index
+    with session_scope(database_url) as session:
+        counts = count_open(session, name, communities, now, counting.overdue_after, counting.overdue_by_category)
+        frames = [pd.DataFrame({"unit_id": counts.index.to_numpy(dtype="int64"), "indicator_id": ids[key],
+                                "observed_at": bucket_start(now, catalog[key].interval_seconds, offset),
+                                "value": counts[column].to_numpy(dtype=float), "run_id": run_id})
+                  for key, column in ((counting.open_indicator, "open"), (counting.overdue_indicator, "overdue"))]
+        rows = pd.concat(frames, ignore_index=True)
+        upsert_observations(session, rows)
+        queue_rollups(session, catalog, ids, {key: frame["observed_at"].to_numpy() for key, frame in
+                                              zip((counting.open_indicator, counting.overdue_indicator), frames)},
+                      offset)
+    return rows
 
 
 def _replayed(connector: Connector, root: Path | None, references: list[str]):
@@ -304,7 +437,7 @@ def _replayed(connector: Connector, root: Path | None, references: list[str]):
             yield _from_archive(item, reference.removesuffix(".gz") + ".gz")
 
 
-def _from_archive(item: Record | RecordBatch, reference: str) -> Record | RecordBatch:
+def _from_archive(item: Record | RecordBatch | Incident, reference: str) -> Record | RecordBatch | Incident:
     """A replayed item's source names the archived payload (a connector replaying only knows its label)."""
     if isinstance(item, RecordBatch):
         return dataclasses.replace(item, source=reference)

@@ -1,0 +1,375 @@
+"""Incidents (cityops.incidents): masking, placement in communities, upserts, open/overdue counts, the schema, and the
+runner's handling of `Incident` items from any connector type (a small list type registered here).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from shapely.geometry import box
+from sqlalchemy import text
+
+from cityops.boundaries import replace_units
+from cityops.hierarchy import Level, UnitRecord
+from cityops.incidents import (CommunityLocator, InvalidIncident, Unplaced, community_locator, count_open,
+                               incident_row, mask_contact, mask_email, mask_incident, mask_name, mask_other,
+                               mask_personal, mask_phone, mask_text, mask_value, open_external_ids, scrub,
+                               upsert_incidents)
+from cityops.models import Base
+from city_factory import tiny_city
+from connectors.base import Connector, Health, Incident, IncidentCounts, register
+from connectors.config import ConnectorInstance
+from connectors.runner import run_connector
+
+ZONE = "Asia/Shanghai"
+SHANGHAI = ZoneInfo(ZONE)
+NOW = int(datetime(2026, 11, 26, 10, 30, tzinfo=SHANGHAI).timestamp())
+HOUR = 3600
+A1, A2 = "990101001001", "990101001002"  # boxes (0,0)-(1,1) and (1,0)-(2,1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Masking
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key, clear, masked", [
+    ("phone", "13812345678", "138****5678"),
+    ("mobile", "+86 138-1234-5678", "+86 138-****-5678"),
+    ("tel", "021-6234 5678", "021-**** 5678"),
+    ("phone", "12345", "***45"),
+    ("email", "zhang.san@example.com", "z***@example.com"),
+    ("contact_email", "not-an-address", "****ress"),
+    ("name", "张三", "张*"),
+    ("first_name", "欧阳修", "欧**"),
+    ("last_name", "Zhang", "Z****"),
+    ("device_id", "a1b2c3d4e5f6", "****e5f6"),
+    ("account_id", "77", "****"),
+    ("other", "13912345678", "139****5678"),      # a phone by its form
+    ("other", "li@example.com", "l***@example.com"),  # an e-mail by its form
+])
+def test_personal_values_are_masked_by_kind_and_masking_a_mask_changes_nothing(key, clear, masked):
+    assert mask_value(key, clear) == masked
+    assert mask_value(key, masked) == masked
+    assert clear not in masked
+
+
+def test_mask_functions_on_their_own():
+    assert mask_phone("13812345678") == "138****5678" and mask_email("a@b.cn") == "a***@b.cn"
+    assert mask_name("李") == "李" and mask_other("1234567") == "****"
+    assert mask_contact({"phone": 13812345678, "email": "", "name": None, "x": "  "}) == {"phone": "138****5678"}
+
+
+def test_free_text_loses_given_values_mobile_numbers_and_email_addresses():
+    given = [("张三", "张*"), ("Li", "L*")]
+    assert mask_text("张三说: 打 13812345678, 或 +86 139 1234 5678, 写 a.b@example.com", given) == \
+        "张*说: 打 138****5678, 或 +86 139 **** 5678, 写 a***@example.com"
+    # Latin values only as whole words; numbers that are not mobiles stay.
+    assert mask_text("Li lives on Lingling Road, order 20261126001", given) == \
+        "L* lives on Lingling Road, order 20261126001"
+    once = mask_text("call 13812345678 or a@b.cn")
+    assert mask_text(once) == once
+
+
+def test_scrub_drops_personal_keys_at_any_depth_and_masks_every_text():
+    row = {"id": 7, "Phone": "13812345678", "notes": ["ring 13812345678"],
+           "person": {"email": "x@y.cn", "title": "x@y.cn"}}
+    assert scrub(row, contact={"phone": "13812345678"}, drop_keys=["phone", "EMAIL"]) == \
+        {"id": 7, "notes": ["ring 138****5678"], "person": {"title": "x***@y.cn"}}
+
+
+def test_mask_personal_keeps_personal_fields_masked_for_the_archive():
+    row = {"service_request_id": "1", "PHONE": "13812345678", "first_name": "李雷", "email": None,
+           "device_id": {"nested": "value"}, "description": "李雷 13812345678"}
+    assert mask_personal(row, ["phone", "first_name", "email", "device_id"]) == {
+        "service_request_id": "1", "PHONE": "138****5678", "first_name": "李*", "email": None, "device_id": "****",
+        "description": "李* 138****5678"}
+    assert mask_personal(mask_personal(row, ["phone", "first_name"]), ["phone", "first_name"]) == \
+        mask_personal(row, ["phone", "first_name"])
+    assert mask_personal(["13812345678"], ["phone"]) == ["138****5678"]
+
+
+def test_mask_incident_masks_contact_and_everything_that_may_repeat_it():
+    masked = mask_incident({"name": "王五", "phone": "13700001111"},
+                           {"name": "王五", "text": "王五 13700001111", "id": 1}, "王五家门口", "王五来电")
+    assert masked.contact == {"name": "王*", "phone": "137****1111"}
+    assert masked.raw == {"text": "王* 137****1111", "id": 1}
+    assert (masked.address, masked.description) == ("王*家门口", "王*来电")
+
+
+# ------------------------------------------------------------------------------------------------
+# Placement
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_point_is_placed_in_the_community_holding_it_or_the_lower_id_on_a_border():
+    locator = CommunityLocator([7, 3], [box(0, 0, 1, 1), box(1, 0, 2, 1)], box(0, 0, 2, 1))
+    assert locator.place(0.5, 0.5) == 7 and locator.place(1.5, 0.2) == 3
+    assert locator.place(1.0, 0.5) == 3  # on the shared border: both hold it, the lower id wins
+
+
+def test_a_point_in_a_gap_goes_to_the_nearest_community_within_the_tolerance():
+    # A gap 0.001° (about 111 m) wide between two communities, at the equator.
+    locator = CommunityLocator([1, 2], [box(0, 0, 1, 1), box(1.001, 0, 2, 1)], box(0, 0, 2, 1))
+    assert locator.place(1.0002, 0.5) == 1       # 22 m from 1, 89 m from 2
+    assert locator.place(1.0008, 0.5) == 2       # 89 m from 1, 22 m from 2
+    with pytest.raises(Unplaced, match=r"inside the city but outside every community \(none within 50 m\)"):
+        locator.place(1.0005, 0.5)               # 56 m from both
+
+
+def test_the_tolerance_is_in_metres_whatever_the_latitude():
+    # 0.0007° of longitude is 78 m at the equator but 39 m at 60° north.
+    north = CommunityLocator([1], [box(0, 59.5, 1, 60.5)], box(0, 59.5, 2, 60.5))
+    assert north.place(1.0007, 60.0) == 1
+    equator = CommunityLocator([1], [box(0, -0.5, 1, 0.5)], box(0, -0.5, 2, 0.5))
+    with pytest.raises(Unplaced):
+        equator.place(1.0007, 0.0)
+
+
+def test_a_point_outside_the_city_says_so_and_notices_swapped_coordinates():
+    locator = CommunityLocator([1], [box(120, 30, 122, 32)], box(120, 30, 122, 32))
+    with pytest.raises(Unplaced, match=r"^point \(0, 0\) is outside the city$"):
+        locator.place(0, 0)
+    with pytest.raises(Unplaced, match="lat and long look swapped"):
+        locator.place(31, 121)
+
+
+def test_the_stored_communities_are_located_and_the_locator_is_rebuilt_when_boundaries_change(sqlite_city_db):
+    with sqlite_city_db.session() as session:
+        locator = community_locator(session)
+        assert community_locator(session) is locator  # built once per unit table
+    ids = sqlite_city_db.unit_ids
+    assert locator.place(0.5, 0.5) == ids[A1] and locator.place(3.5, 1.5) == ids["990102002002"]
+    # Community A1 redrawn to (0,0)-(0.5,1): the rest of its old box now lies in no community.
+    moved = [UnitRecord(r.code, r.name_zh, r.name_en, r.level, r.parent_code, r.population,
+                        box(0, 0, 0.5, 1) if r.code == A1 else r.geometry) for r in tiny_city()]
+    with sqlite_city_db.session() as session:
+        replace_units(session, moved)
+    with sqlite_city_db.session() as session:
+        redrawn = community_locator(session)
+    assert redrawn is not locator and redrawn.place(0.25, 0.5) == ids[A1]
+    with pytest.raises(Unplaced, match="outside every community"):
+        redrawn.place(0.75, 0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rows and upserts
+# ------------------------------------------------------------------------------------------------
+
+
+def row_of(locator, ident="r1", status="open", opened=NOW - 2 * HOUR, updated=None, lon=0.5, lat=0.5, now=NOW,
+           contact=None, category="道路破损", run_id=1, **fields) -> dict:
+    return incident_row(locator, source="src", external_id=ident, category=category, status=status,
+                        source_status=fields.pop("source_status", status), opened_at=opened,
+                        updated_at=opened if updated is None else updated, closed_at=fields.pop("closed_at", None),
+                        lon=lon, lat=lat, address=fields.pop("address", None),
+                        description=fields.pop("description", None), contact_masked=contact or {},
+                        raw={"id": ident}, run_id=run_id, now=now)
+
+
+def stored(db) -> dict[str, dict]:
+    with db.session() as session:
+        return {r._mapping["external_id"]: dict(r._mapping) for r in session.execute(text("SELECT * FROM incidents"))}
+
+
+@pytest.fixture
+def locator(city_db):
+    with city_db.session() as session:
+        return community_locator(session)
+
+
+def test_incident_row_checks_the_id_status_and_point(city_db, locator):
+    row = row_of(locator, ident=" 42 ", category="x" * 300, source_status="受理中")
+    assert (row["external_id"], len(row["category"]), row["unit_id"], row["closed_at"]) == \
+        ("42", 120, city_db.unit_ids[A1], None)
+    assert row_of(locator, status="closed", updated=NOW - HOUR)["closed_at"] == NOW - HOUR
+    odd = row_of(locator, address=12, description={"text": "路灯"})  # whatever a source sends, text is stored
+    assert (odd["address"], odd["description"]) == ("12", '{"text": "路灯"}')
+    assert row_of(locator, status="closed", closed_at=NOW - 90)["closed_at"] == NOW - 90
+    for fields, reason in (({"ident": ""}, "no id"), ({"ident": "x" * 200}, "longer than 128"),
+                           ({"status": "pending"}, "neither open nor closed"),
+                           ({"lon": "east"}, "no readable location"), ({"lat": float("nan")}, "no readable location"),
+                           ({"lon": 9, "lat": 9}, "outside the city")):
+        with pytest.raises(InvalidIncident, match=reason):
+            row_of(locator, **fields)
+
+
+def test_upserts_keep_the_newest_state_and_count_what_changed_on_sqlite_and_postgresql(city_db, locator):
+    with city_db.session() as session:
+        first = upsert_incidents(session, [row_of(locator, contact={"phone": "138****5678"}),
+                                           row_of(locator, ident="r2")])
+    assert (first.written, first.unchanged) == (2, 0)
+    with city_db.session() as session:
+        # Closed later (without contact fields: the stored mask stays), and the same state delivered again.
+        closed = upsert_incidents(session, [row_of(locator, status="closed", updated=NOW - HOUR, now=NOW + 60,
+                                                   run_id=2),
+                                            row_of(locator, ident="r2", now=NOW + 60, run_id=2)])
+    assert (closed.written, closed.unchanged) == (1, 1)
+    r1, r2 = stored(city_db)["r1"], stored(city_db)["r2"]
+    assert (r1["status"], r1["closed_at"], r1["run_id"], r1["first_seen_at"], r1["last_seen_at"]) == \
+        ("closed", NOW - HOUR, 2, NOW, NOW + 60)
+    assert json.loads(r1["contact_masked"]) == {"phone": "138****5678"}
+    assert (r2["run_id"], r2["last_seen_at"]) == (1, NOW + 60)
+    with city_db.session() as session:
+        # A late, older delivery changes nothing; a newer one reopens (closed_at cleared), the newest of a batch wins.
+        late = upsert_incidents(session, [row_of(locator, status="open", updated=NOW - 90 * 60, now=NOW + 120)])
+        reopened = upsert_incidents(session, [
+            row_of(locator, status="open", updated=NOW - 10 * 60, now=NOW + 180, lon=1.5),
+            row_of(locator, status="open", updated=NOW - 20 * 60, now=NOW + 180)])
+    assert (late.written, reopened.written, reopened.unchanged) == (0, 1, 1)
+    r1 = stored(city_db)["r1"]
+    assert (r1["status"], r1["closed_at"], r1["updated_at"], r1["unit_id"]) == \
+        ("open", None, NOW - 10 * 60, city_db.unit_ids[A2])
+    with city_db.session() as session:
+        assert sorted(open_external_ids(session, "src")) == ["r1", "r2"]
+        assert open_external_ids(session, "other") == ()
+        assert upsert_incidents(session, []).written == 0
+
+
+def test_open_and_overdue_counts_per_community_with_zeros_and_category_limits(city_db, locator):
+    ids = city_db.unit_ids
+    rows = [row_of(locator, ident="fresh", opened=NOW - HOUR),
+            row_of(locator, ident="old", opened=NOW - 100 * HOUR),
+            row_of(locator, ident="lamp", opened=NOW - 2 * HOUR, category="路灯故障"),
+            row_of(locator, ident="shut", opened=NOW - 100 * HOUR, status="closed"),
+            row_of(locator, ident="east", opened=NOW - 80 * HOUR, lon=1.5)]
+    with city_db.session() as session:
+        upsert_incidents(session, rows)
+        upsert_incidents(session, [{**row_of(locator, ident="elsewhere"), "source": "other"}])
+        communities = [ids[A1], ids[A2], ids["990101002001"]]
+        plain = count_open(session, "src", communities, NOW, 72 * HOUR)
+        limited = count_open(session, "src", communities, NOW, 72 * HOUR, {"路灯故障": HOUR})
+    assert plain.to_dict("index") == {ids[A1]: {"open": 3, "overdue": 1}, ids[A2]: {"open": 1, "overdue": 1},
+                                      ids["990101002001"]: {"open": 0, "overdue": 0}}
+    assert limited.loc[ids[A1]].to_dict() == {"open": 3, "overdue": 2}
+
+
+def test_the_migration_builds_the_incidents_table_the_models_describe(sqlite_url):
+    from cityops.db import engine_for
+
+    with engine_for(sqlite_url).connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in differences if "incidents" in repr(d)] == []
+
+
+# ------------------------------------------------------------------------------------------------
+# The runner with incidents from any type
+# ------------------------------------------------------------------------------------------------
+
+
+@register
+class IncidentListConnector(Connector):
+    """Yields config["items"]; counts into the catalog's incident indicators unless config["counts"] is False."""
+
+    type_name = "test-incidents"
+    yields_incidents = True
+
+    def check(self) -> Health:
+        return Health(True, "test")
+
+    def fetch(self, since):
+        self.config.setdefault("open_seen", []).append(self.context.open_incidents)
+        yield from self.config["items"]
+        if self.config.get("error") is not None:
+            raise self.config["error"]
+
+    def incident_counts(self) -> IncidentCounts | None:
+        if self.config.get("counts") is False:
+            return None
+        return IncidentCounts("grid_incidents_open", "grid_incidents_overdue", 72 * HOUR, {})
+
+
+def incident(ident, lon=0.5, lat=0.5, opened=NOW - HOUR, updated=None, status="open", **fields) -> Incident:
+    return Incident(ident, "道路破损", status, status, opened, updated, lon=lon, lat=lat, **fields)
+
+
+def run(db, items, now=NOW, batch_size=200_000, **config):
+    inst = ConnectorInstance(name="grid", type="test-incidents", levels=(Level.COMMUNITY,), interval_seconds=600,
+                             config={"items": items, **config})
+    return run_connector(db.url, inst, db.catalog, timezone=ZONE, now=now, batch_size=batch_size), inst
+
+
+def query(db, sql: str, **params) -> list:
+    with db.session() as session:
+        return session.execute(text(sql), params).all()
+
+
+def test_the_runner_masks_clear_personal_data_from_any_type_before_storing_or_quarantining(sqlite_city_db):
+    contact = {"phone": "13811112222", "name": "赵六"}
+    raw = {"id": "x1", "phone": "13811112222", "name": "赵六", "memo": "赵六 asked to call 13811112222"}
+    summary, _ = run(sqlite_city_db, [
+        incident("x1", contact=contact, raw=raw, description="赵六: 13811112222", address="赵六家"),
+        incident("x2", lon=7, lat=7, contact=contact, raw=raw),                # quarantined: outside
+        incident("x3", lon=7, lat=7, contact=contact, description="13811112222"),  # quarantined, no raw
+    ])
+    assert (summary.accepted, summary.rejected) == (1, 2)
+    ((masked, stored_raw, description, address),) = query(
+        sqlite_city_db, "SELECT contact_masked, raw, description, address FROM incidents")
+    assert json.loads(masked) == {"phone": "138****2222", "name": "赵*"}
+    assert json.loads(stored_raw) == {"id": "x1", "memo": "赵* asked to call 138****2222"}
+    assert (description, address) == ("赵*: 138****2222", "赵*家")
+    quarantined = [json.loads(r) for (r,) in query(sqlite_city_db, "SELECT raw FROM quarantine ORDER BY id")]
+    assert quarantined[0] == {"id": "x1", "memo": "赵* asked to call 138****2222"}
+    assert quarantined[1]["contact"] == {"phone": "138****2222", "name": "赵*"}
+    assert quarantined[1]["description"] == "138****2222" and quarantined[1]["external_id"] == "x3"
+    dump = "\n".join(str(value) for table in ("incidents", "quarantine")
+                     for row in query(sqlite_city_db, f"SELECT * FROM {table}") for value in row)
+    assert "13811112222" not in dump and "赵六" not in dump
+
+
+def test_unreadable_incidents_are_quarantined_with_their_reason(sqlite_city_db):
+    summary, _ = run(sqlite_city_db, [
+        incident("ok"),
+        incident("p", problem="row 3 is not an object"),
+        incident("t", opened="soon"),
+        incident("n", opened=None),
+        incident("f", updated=NOW + 3600),
+        incident("s", status="pending"),
+    ])
+    assert (summary.status, summary.accepted, summary.rejected) == ("partial", 1, 5)
+    reasons = [reason for (reason,) in query(sqlite_city_db, "SELECT reason FROM quarantine ORDER BY id")]
+    assert reasons[0] == "row 3 is not an object" and "'soon' is not ISO 8601" in reasons[1]
+    assert reasons[2] == "no opening time" and reasons[3].startswith("update time ")
+    assert "is in the future" in reasons[3] and reasons[4] == "status 'pending' is neither open nor closed"
+
+
+def test_the_runner_hands_open_incidents_to_the_type_and_counts_after_each_run(sqlite_city_db):
+    _, first = run(sqlite_city_db, [incident("a"), incident("b", lon=1.5, opened=NOW - 100 * HOUR)])
+    assert first.config["open_seen"] == [()]
+    summary, second = run(sqlite_city_db, [incident("a", updated=NOW, status="closed")], now=NOW + 60)
+    assert sorted(second.config["open_seen"][0]) == ["a", "b"] and summary.accepted == 1
+    values = dict(query(sqlite_city_db, "SELECT u.code || ' ' || i.key, o.value FROM observations o "
+                                        "JOIN units u ON u.id = o.unit_id JOIN indicators i ON i.id = o.indicator_id "
+                                        "WHERE o.observed_at = :t AND u.code IN (:a, :b)", t=NOW - 30 * 60, a=A1, b=A2))
+    assert values == {f"{A1} grid_incidents_open": 0, f"{A1} grid_incidents_overdue": 0,
+                      f"{A2} grid_incidents_open": 1, f"{A2} grid_incidents_overdue": 1}
+
+
+def test_a_failed_run_keeps_its_incidents_but_refreshes_no_counts(sqlite_city_db):
+    from connectors.base import RetriableError
+
+    summary, _ = run(sqlite_city_db, [incident("a"), incident("b")], batch_size=1,
+                     error=RetriableError("the source went away"))
+    assert (summary.status, summary.accepted) == ("partial", 2)
+    assert len(stored(sqlite_city_db)) == 2
+    assert query(sqlite_city_db, "SELECT count(*) FROM observations")[0][0] == 0
+
+
+def test_a_type_without_counts_stores_incidents_only(sqlite_city_db):
+    summary, _ = run(sqlite_city_db, [incident("a")], counts=False)
+    assert summary.accepted == 1 and query(sqlite_city_db, "SELECT count(*) FROM observations")[0][0] == 0
+
+
+def test_incidents_given_as_items_are_run_again_without_moving_the_cursor(sqlite_city_db):
+    run(sqlite_city_db, [incident("a", updated=NOW - 60)])
+    inst = ConnectorInstance(name="grid", type="test-incidents", levels=(Level.COMMUNITY,), interval_seconds=600,
+                             config={"items": []})
+    again = run_connector(sqlite_city_db.url, inst, sqlite_city_db.catalog, timezone=ZONE, now=NOW + 60,
+                          items=[incident("b", lon=1.5, updated=NOW)])
+    assert again.accepted == 1 and set(stored(sqlite_city_db)) == {"a", "b"}
+    assert query(sqlite_city_db, "SELECT cursor FROM connector_cursors")[0][0] == str(NOW - 60)
