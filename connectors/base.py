@@ -46,8 +46,8 @@ class RecordBatch:
     cursor: str | None = None
     # The source rows as they came (same index as `frame`; a wide row may give several records), quarantined
     # with a record that fails; `source` names the archived payload, `positions` each row's place in it.
-    raw: pd.DataFrame | None = None
-    source: str | None = None
+    raw: pd.DataFrame | list | None = None
+    source: str | list[str] | None = None  # one payload, or (with `raw` a list) one per raw row
 
     COLUMNS = ("unit_code", "indicator", "observed_at", "value")
 

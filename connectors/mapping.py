@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 
-from connectors.base import Record
+from connectors.base import Record, RecordBatch
 
 MISSING = object()  # what `lookup` returns for a path that is not there
 
@@ -90,6 +91,53 @@ class FieldMapping:
         missing = problems + [p for p, found in ((self.indicator, indicator), (self.value, value)) if found is MISSING]
         name = None if indicator is MISSING else self.indicator_names.get(str(indicator), indicator)
         yield self._record(unit, name, observed, value, row, source, missing)
+
+    def batch(self, rows: list, source: str | list[str] | None = None) -> Iterator[Record | RecordBatch]:
+        """The records of many rows (a page of JSON) as one columnar batch, validated with array operations.
+
+        The batch's index is each value's row position and `raw` the rows themselves, so a rejected record is
+        quarantined with its row and "source#position" (or `source[position]` when rows from several payloads
+        come with one source each). A row missing a mapped field comes out as its own record with the problem
+        named, as `records` gives it.
+        """
+        def column(path: str) -> list:
+            # A flat field name (the common case) is one dict lookup per row, in a comprehension.
+            if "." not in path:
+                return [row.get(path, MISSING) if isinstance(row, dict) else MISSING for row in rows]
+            return [lookup(row, path) for row in rows]
+
+        units, times = column(self.unit_code), column(self.observed_at)
+        if self.values:
+            pairs = [(key, None, column(path)) for key, path in self.values.items()]
+        else:
+            pairs = [(None, column(self.indicator), column(self.value))]
+        missing = {position for values in (units, times, *(c for _, i, c in pairs for c in (i, c) if c is not None))
+                   for position, value in enumerate(values) if value is MISSING}
+        for position in sorted(missing):
+            where = source[position] if isinstance(source, list) else f"{source}#{position}" if source else None
+            yield from self.records(rows[position], source=where)
+        def objects(values: list) -> np.ndarray:
+            # Through pandas: numpy would turn a column of lists (a nested value) into a 2-D array.
+            return pd.Series(values, dtype=object).to_numpy()
+
+        keep = np.ones(len(rows), dtype=bool)
+        keep[list(missing)] = False
+        positions = np.flatnonzero(keep)
+        if not len(positions):
+            return
+        parts = []
+        for key, indicators, values in pairs:
+            if indicators is None:
+                indicator = np.full(len(positions), key, dtype=object)
+            else:
+                indicator = objects(indicators)[positions]
+                if self.indicator_names:
+                    indicator = np.array([self.indicator_names.get(str(i), i) for i in indicator], dtype=object)
+            parts.append(pd.DataFrame({"unit_code": objects(units)[positions], "indicator": indicator,
+                                       "observed_at": objects(times)[positions], "value": objects(values)[positions]},
+                                      index=pd.Index(positions)))
+        frame = parts[0] if len(parts) == 1 else pd.concat(parts)
+        yield RecordBatch(frame=frame, raw=rows, source=source)
 
     @staticmethod
     def _record(unit, indicator, observed, value, row, source, missing) -> Record:

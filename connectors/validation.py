@@ -46,8 +46,8 @@ class Validator:
         """`validate_frame` for a batch: quarantined records keep the source row and payload they came from."""
         return self.validate_frame(batch.frame, batch.raw, batch.source)
 
-    def validate_frame(self, frame: pd.DataFrame, raw: pd.DataFrame | None = None,
-                       source: str | None = None) -> tuple[pd.DataFrame, list[tuple[str, Record]]]:
+    def validate_frame(self, frame: pd.DataFrame, raw: pd.DataFrame | list | None = None,
+                       source: str | list[str] | None = None) -> tuple[pd.DataFrame, list[tuple[str, Record]]]:
         """Validate a columnar batch: (rows for storage, [(reason, record)] for quarantine).
 
         The common case — every check passes — is decided with array operations. Rows that fail any
@@ -87,7 +87,8 @@ class Validator:
         rescued, rejected = [], []
         failing = frame.loc[~ok, list(RecordBatch.COLUMNS)]
         for position, row in zip(failing.index, failing.itertuples(index=False, name=None)):
-            record = Record(*row, source=f"{source}#{position}" if source else None)
+            where = source[position] if isinstance(source, list) else f"{source}#{position}" if source else None
+            record = Record(*row, source=where)
             try:
                 rescued.append(self.validate(record))
             except Rejected as reason:
@@ -156,8 +157,12 @@ def _numbers(values: pd.Series) -> pd.Series:
         return pd.Series(np.nan, index=values.index)
     if pd.api.types.is_numeric_dtype(values):
         return values.astype(float)
-    texts = values.map(lambda v: v if isinstance(v, str) else None if isinstance(v, bool) else v)
-    return pd.to_numeric(texts.astype("string").str.strip(), errors="coerce").astype(float)
+    kind = pd.api.types.infer_dtype(values, skipna=True)  # one C pass; the per-value map only for mixtures
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return pd.to_numeric(values, errors="coerce").astype(float)
+    if kind != "string":
+        values = values.map(lambda v: v if isinstance(v, str) else None if isinstance(v, bool) else v)
+    return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype(float)
 
 
 # An offset after a time of day ("…T10:00+08:00", "… 10:00Z"); a date alone ends in "-26", which is no offset.
@@ -169,7 +174,9 @@ def _iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
     """ISO-8601 texts as epoch seconds, with array operations: (seconds, parsed). Texts with an offset are read
     as they say, zone-less ones in the configured zone, as `timestamp` does; anything else — other types, other
     formats, a local time that a clock change makes ambiguous or skip — is left unparsed for `timestamp`."""
-    texts = times.map(lambda v: v if isinstance(v, str) else None).astype("string").str.strip()
+    if pd.api.types.infer_dtype(times, skipna=True) != "string":
+        times = times.map(lambda v: v if isinstance(v, str) else None)
+    texts = times.astype("string").str.strip()
     zoned = texts.str.contains(_ZONED, regex=True, na=False)
     parsed = pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns, UTC]")
     if zoned.any():
@@ -184,8 +191,11 @@ def _iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
     return seconds, ok
 
 
-def _source_row(raw: pd.DataFrame, position) -> dict:
-    """The source row at an index position, as plain values (one wide row may stand for several records)."""
+def _source_row(raw, position) -> dict:
+    """The source row at an index position, as plain values (one wide row may stand for several records).
+    `raw` is a table (files, queries) or the list of rows itself (JSON pages)."""
+    if not isinstance(raw, pd.DataFrame):
+        return raw[position]
     row = raw.loc[position]
     if isinstance(row, pd.DataFrame):
         row = row.iloc[0]

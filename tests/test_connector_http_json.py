@@ -643,7 +643,8 @@ def test_replay_of_an_archived_page_that_is_not_json_is_fatal(sqlite_city_db, ap
     with sqlite_city_db.session() as session:
         context = ConnectorContext(sqlite_city_db.catalog, load_tree(session), NOW, ZONE)
     connector = build_connector(instance(api), context)
-    assert [r.value for r in connector.replay("page-1.json", json.dumps(rows(2)).encode())] == [0, 1]
+    [batch] = connector.replay("page-1.json", json.dumps(rows(2)).encode())
+    assert batch.frame["value"].tolist() == [0, 1]
     with pytest.raises(FatalError, match="archived page-1.json: the source answered with an HTML page"):
         list(connector.replay("page-1.json", GATEWAY_PAGE))
 
