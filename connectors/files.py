@@ -2,7 +2,8 @@
 
 Each run reads the files waiting in the folder, oldest first, and yields their rows as `RecordBatch`es of
 `batch_rows` source rows (the `mapping:` names the columns; Chinese column names are fine). Nothing is held
-whole in memory: CSV is streamed with the csv module, .xlsx with openpyxl in read-only mode.
+whole in memory: CSV is streamed in blocks of lines (read exactly as the csv module reads them: see `CsvRows`),
+.xlsx with openpyxl in read-only mode.
 
     connectors:
       - name: jiangning_street_offices
@@ -39,7 +40,9 @@ Reading a file
   their leading zeros and the validator converts values and times, with its own reasons.
 - Times stay text for the validator (ISO 8601; naive times are in the deployment's zone). Spreadsheet habits
   are normalised first: `2026/11/26 9:00` and `2026-1-5` become `2026-11-26T09:00` and `2026-01-05`. Date
-  cells of a workbook become ISO text.
+  cells of a workbook become ISO text. When every time of a batch reads (and none is in the future), and then
+  every value is a finite number, they are handed over read — by the validator's own array functions, once
+  per distinct text — so the validator takes its fast path; otherwise they stay text, for its reasons.
 
 Bad input
 - A row with the wrong number of fields becomes a quarantined record whose reason names the file and the line;
@@ -72,6 +75,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import os
 import re
@@ -82,15 +86,23 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as clock_time
 from fnmatch import fnmatchcase
+from itertools import compress, islice, repeat
 from pathlib import Path
-from typing import BinaryIO, Generator, Iterator
+from typing import BinaryIO, Callable, Generator, Iterator, Sequence
+from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from connectors.base import ConfigField, Connector, FatalError, Health, Record, RecordBatch, RetriableError, register
+from connectors.validation import FUTURE_TOLERANCE_SECONDS, _iso_times, _numbers
 
 PROCESSING, PROCESSED, FAILED, AGAIN = "processing", "processed", "failed", "again"
 SAMPLE_BYTES = 1 << 20  # how much of a CSV decides its encoding
+BLOCK_BYTES = 1 << 20  # how much of a CSV is decoded and split into lines at once
+# Encodings in which a 0x0A byte is always a line feed, never part of another character: a CSV in one of them
+# can be cut into blocks of whole lines before decoding.
+LINE_SAFE_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "gb18030", "gbk", "gb2312", "ascii", "iso8859-1", "cp1252"})
 HEADER_SEARCH_ROWS = 20  # title rows above the header that are tolerated
 RESERVED = ("_file", "_line")  # columns added to each raw row
 
@@ -319,39 +331,42 @@ class DropFolderConnector(Connector):
             raise FileRejected(f"{name} is an old Excel 97-2003 (.xls) or password-protected workbook; "
                                f"save it as .xlsx or CSV without a password")
         if magic.startswith(ZIP_MAGIC):
-            rows, ragged = xlsx_rows(name, stream, settings.sheet), True
+            rows, ragged = SheetRows(xlsx_rows(name, stream, settings.sheet)), True
         else:
-            rows, ragged = csv_rows(name, stream, settings.encoding, settings.delimiter), False
+            rows, ragged = CsvRows(name, stream, settings.encoding, settings.delimiter), False
         try:
             yield from self._tabulate(name, rows, ragged, source, cursor, settings.batch_rows)
         finally:
             rows.close()  # now, while the stream is still open
 
-    def _tabulate(self, name: str, rows: Iterator[tuple[int, list]], ragged: bool, source: str,
-                  cursor: str | None, batch_rows: int) -> Iterator[Record | RecordBatch]:
+    def _tabulate(self, name: str, rows: "CsvRows | SheetRows", ragged: bool, source: str, cursor: str | None,
+                  batch_rows: int) -> Iterator[Record | RecordBatch]:
         header = self._header(name, rows)
         width = len(header)
-        chunk: list[list] = []
+        # Blank rows are found through this column: a row whose unit code is not blank is not blank.
+        probe = header.index(self.mapping.unit_code)
         lines: list[int] = []
-        for line, fields in rows:
-            if _blank(fields):
-                continue
-            if len(fields) != width:
-                fitted = _fit(fields, width, ragged)
-                if fitted is None:
-                    yield Record(None, None, None, None, raw={"_file": name, "_line": line, "_fields": fields},
-                                 problem=(f"{name} line {line}: {len(fields)} fields where the header has {width}; "
-                                          f"this row is skipped, the rest of the file is read"),
-                                 source=f"{source}#{line}")
-                    continue
-                fields = fitted
-            chunk.append(fields)
-            lines.append(line)
-            if len(chunk) >= batch_rows:
-                yield self._batch(name, header, chunk, lines, source, cursor)
-                chunk, lines = [], []
-        if chunk:
-            yield self._batch(name, header, chunk, lines, source, cursor)
+        columns: list[list] = [[] for _ in header]
+        # No more rows are read before a batch is yielded than the batch holds, as if row by row: what the
+        # runner has committed when a file turns out unreadable does not depend on how rows are read.
+        while chunk := rows.take(batch_rows - len(lines), width):
+            if chunk.columns is not None:
+                (taken_lines, taken), broken = _without_blank(chunk.lines, chunk.columns, probe), []
+            else:
+                taken_lines, taken, broken = _usable(chunk.lines, chunk.rows, width, ragged, probe)
+            for line, fields in broken:
+                yield Record(None, None, None, None, raw={"_file": name, "_line": line, "_fields": fields},
+                             problem=(f"{name} line {line}: {len(fields)} fields where the header has {width}; "
+                                      f"this row is skipped, the rest of the file is read"),
+                             source=f"{source}#{line}")
+            lines.extend(taken_lines)
+            for column, cells in zip(columns, taken):
+                column.extend(cells)
+            if len(lines) >= batch_rows:
+                yield self._batch(name, header, columns, lines, source, cursor)
+                lines, columns = [], [[] for _ in header]
+        if lines:
+            yield self._batch(name, header, columns, lines, source, cursor)
 
     def _header(self, name: str, rows: Iterator[tuple[int, list]]) -> list[str]:
         """The column names: the first of the leading non-blank rows that holds every mapped column."""
@@ -380,22 +395,54 @@ class DropFolderConnector(Connector):
         raise FileRejected(f"{name} has no column {', '.join(missing)} (the mapping reads "
                            f"{', '.join(needed)}); its header row has {shown}{hint}")
 
-    def _batch(self, name: str, header: list[str], chunk: list[list], lines: list[int], source: str,
+    def _batch(self, name: str, header: list[str], columns: list[list], lines: list[int], source: str,
                cursor: str | None) -> RecordBatch:
         # The index is the line: the validator names a quarantined record's source `<payload>#<line>`.
-        table = pd.DataFrame(chunk, columns=header, index=pd.Index(lines), dtype=object)
+        table = pd.DataFrame({column: np.array(cells, dtype=object) for column, cells in zip(header, columns)},
+                             index=pd.Index(lines), dtype=object)
         table.insert(0, "_line", pd.Series(lines, index=table.index, dtype=object))  # plain ints for the JSON
         table.insert(0, "_file", name)
         return RecordBatch(frame=self._records(table), raw=table, source=source, cursor=cursor)
 
     def _records(self, table: pd.DataFrame) -> pd.DataFrame:
-        """The mapped columns tidied (codes and names stripped, spreadsheet dates made ISO), as records."""
+        """The mapped columns tidied (codes and names stripped, spreadsheet dates made ISO), as records.
+        Each distinct text is tidied once: a file repeats a few thousand codes, a dozen names and a few hours."""
         mapping = self.mapping
         mapped = table[list(dict.fromkeys(mapping.columns()))].copy()
-        for column in {mapping.unit_code, mapping.observed_at, mapping.indicator} - {None}:
-            mapped[column] = mapped[column].str.strip()
-        mapped[mapping.observed_at] = mapped[mapping.observed_at].str.replace(LOOSE_TIME, _iso, regex=True)
+        for column in {mapping.unit_code, mapping.indicator} - {None, mapping.observed_at}:
+            mapped[column] = _each_distinct(mapped[column], lambda texts: texts.str.strip())
+        mapped[mapping.observed_at] = _each_distinct(
+            mapped[mapping.observed_at], lambda texts: texts.str.strip().str.replace(LOOSE_TIME, _iso, regex=True))
+        if mapping.indicator_names and not mapping.values and mapping.indicator not in (
+                mapping.unit_code, mapping.observed_at, mapping.value):
+            # The mapping's own translation, once per distinct name rather than per row.
+            names = mapping.indicator_names
+            mapped[mapping.indicator] = _each_distinct(
+                mapped[mapping.indicator], lambda texts: texts.map(lambda text: names.get(str(text), text)))
+            mapping = dataclasses.replace(mapping, indicator_names={})
+        self._read_ahead(mapped)
         return mapping.frame(mapped)
+
+    def _read_ahead(self, mapped: pd.DataFrame) -> None:
+        """Times as epoch seconds and values as numbers, read by the validator's own array functions once per
+        distinct text, when every one of the batch reads (times not in the future, values finite): the validator
+        then takes its fast path with the same results. Otherwise the texts stay, for the validator's reasons."""
+        mapping = self.mapping
+        values = list(dict.fromkeys(mapping.values.values() if mapping.values else [mapping.value]))
+        others = {mapping.unit_code, mapping.indicator}
+        if mapping.observed_at in others.union(values) or others.intersection(values):
+            return  # one column mapped twice: leave it as it is
+        times = _epoch_seconds(mapped[mapping.observed_at], ZoneInfo(self.context.timezone),
+                               int(self.context.now) + FUTURE_TOLERANCE_SECONDS)
+        if times is None:
+            return
+        mapped[mapping.observed_at] = times
+        # Only with the times read: a row the array path fails for its time would be validated one by one, and
+        # read its value as text there.
+        numbers = {column: _finite_numbers(mapped[column]) for column in values}
+        if all(column is not None for column in numbers.values()):
+            for column, read in numbers.items():
+                mapped[column] = read
 
 
 # -- rows of a CSV -----------------------------------------------------------------------------------------
@@ -419,29 +466,148 @@ def detect_encoding(name: str, sample: bytes, whole: bool) -> str:
                        f"config.encoding")
 
 
-def csv_rows(name: str, stream: BinaryIO, encoding: str, delimiter: str) -> Generator[tuple[int, list], None, None]:
-    """(first line of the row, fields) for each row of a CSV stream, decoded as it is read."""
-    sample = stream.read(SAMPLE_BYTES)
-    stream.seek(0)
-    if encoding == "auto":
-        encoding = detect_encoding(name, sample, len(sample) < SAMPLE_BYTES)
-    elif codecs.lookup(encoding).name == "utf-8":
-        encoding = "utf-8-sig"  # a BOM would otherwise become part of the first column's name
-    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
-    reader = csv.reader(text, delimiter=delimiter)
-    after = 0  # the physical line the previous row ended on (a quoted field may span lines)
-    try:
-        for fields in reader:
-            yield after + 1, fields
-            after = reader.line_num
-    except UnicodeDecodeError as error:
-        # Decoding runs ahead of the parser a few KiB at a time: the bad bytes are at this line or later.
-        raise FileRejected(f"{name}: bytes that are not {encoding} text at or after line {after + 1} ({error.reason}); "
-                           f"set config.encoding to the file's encoding or re-export it as UTF-8") from None
-    except csv.Error as error:
-        raise FileRejected(f"{name} line {after + 1}: not readable as CSV ({error})") from None
-    finally:
-        text.detach()  # leave the file to its owner's `with`
+@dataclass
+class Chunk:
+    """Consecutive rows of a file: as columns when every row has the header's width, else as lists of fields."""
+
+    lines: Sequence[int]  # the line each row starts on
+    columns: list[list] | None = None
+    rows: list[list] | None = None
+
+
+class CsvRows:
+    """The rows of a CSV stream, decoded as it is read: `(first line of the row, fields)` one at a time, or
+    many at once with `take`.
+
+    Parsed exactly as the csv module parses them. Blocks of whole lines without a quote (most exports) are split
+    at their delimiters with string operations, many rows at once; from the first block that holds a quote, a
+    lone carriage return, a NUL, an overlong line or bytes that do not decode, the rest of the file goes through
+    the csv module itself (a quoted field may span lines, and its errors are the ones reported)."""
+
+    def __init__(self, name: str, stream: BinaryIO, encoding: str, delimiter: str):
+        sample = stream.read(SAMPLE_BYTES)
+        stream.seek(0)
+        if encoding == "auto":
+            encoding = detect_encoding(name, sample, len(sample) < SAMPLE_BYTES)
+        elif codecs.lookup(encoding).name == "utf-8":
+            encoding = "utf-8-sig"  # a BOM would otherwise become part of the first column's name
+        self.name, self.stream, self.encoding, self.delimiter = name, stream, encoding, delimiter
+        self.after = 0  # the physical line the previous row ended on (a quoted field may span lines)
+        self.block: list[str] = []  # the lines of the current block (split mode)
+        self.position = 0  # how many of them are read
+        self.offset = 0  # where in the stream the next block starts
+        self.rest = b""  # bytes read past the current block's last line break
+        self.text: io.TextIOWrapper | None = None
+        self.reader = None  # the csv module's reader, once it reads the rest of the file
+        if codecs.lookup(encoding).name in LINE_SAFE_ENCODINGS and delimiter not in "\"\r\n":
+            self.decoder = codecs.getincrementaldecoder(encoding)()
+        else:
+            self._read_with_csv()
+
+    def __iter__(self) -> "CsvRows":
+        return self
+
+    def __next__(self) -> tuple[int, list[str]]:
+        chunk = self.take(1, 0)
+        if chunk is None:
+            raise StopIteration
+        return chunk.lines[0], chunk.rows[0]
+
+    def take(self, count: int, width: int) -> Chunk | None:
+        """Up to `count` rows (fewer at the end of a block or of the file), as columns when all of them have
+        `width` fields; None at the end of the file."""
+        if self.reader is None and self.position == len(self.block):
+            self._next_block()
+        if self.reader is not None:
+            return self._take_with_csv(count)
+        if not self.block:
+            return None
+        lines = self.block[self.position:self.position + count]
+        self.position += len(lines)
+        numbers = range(self.after + 1, self.after + 1 + len(lines))
+        self.after += len(lines)
+        delimiter = self.delimiter
+        if width and list(map(str.count, lines, repeat(delimiter, len(lines)))).count(width - 1) == len(lines):
+            cells = delimiter.join(lines).split(delimiter)
+            return Chunk(numbers, columns=[cells[column::width] for column in range(width)])
+        # The csv module reads an empty line as no field at all.
+        return Chunk(numbers, rows=[line.split(delimiter) if line else [] for line in lines])
+
+    def close(self) -> None:
+        if self.text is not None:
+            self.text.detach()  # leave the file to its owner's `with`
+
+    def _next_block(self) -> None:
+        """The next block of whole lines, split; or the csv module from here when the block needs it."""
+        read = self.stream.read(BLOCK_BYTES)
+        data = self.rest + read
+        cut = data.rfind(b"\n") + 1 if read else len(data)
+        if not data:
+            self.block, self.position = [], 0  # the end of the file
+            return
+        if not cut:  # one line longer than a block: the csv module reads it
+            self._read_with_csv(self.offset)
+            return
+        start, self.offset, self.rest = self.offset, self.offset + cut, data[cut:]
+        try:
+            text = self.decoder.decode(data[:cut], final=not read)
+        except UnicodeDecodeError:
+            text = None
+        if text is None or any(mark in text for mark in ('"', "\x00")) or (
+                "\r" in text and text.count("\r") != text.count("\r\n")):
+            self._read_with_csv(start)
+            return
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        lines = text.split("\n")
+        if text.endswith("\n"):
+            lines.pop()  # the end of the last line, not another line
+        if lines and max(map(len, lines)) > csv.field_size_limit():
+            self._read_with_csv(start)  # it may hold a field the csv module refuses
+            return
+        self.block, self.position = lines, 0
+
+    def _read_with_csv(self, start: int = 0) -> None:
+        """Read the rest of the file, from byte `start` (where a line begins), with the csv module."""
+        self.block, self.position = [], 0
+        self.stream.seek(start)
+        # The byte-order mark can only be at the start.
+        encoding = "utf-8" if start and self.encoding == "utf-8-sig" else self.encoding
+        self.text = io.TextIOWrapper(self.stream, encoding=encoding, newline="")
+        self.reader = csv.reader(self.text, delimiter=self.delimiter)
+        self.base = self.after  # the lines before `start`
+
+    def _take_with_csv(self, count: int) -> Chunk | None:
+        rows: list[list[str]] = []
+        start = self.after
+        try:
+            rows.extend(islice(self.reader, count))
+        except UnicodeDecodeError as error:
+            # Decoding runs ahead of the parser a few KiB at a time: the bad bytes are at this line or later.
+            line = _row_lines(start, rows)[1] + 1
+            raise FileRejected(f"{self.name}: bytes that are not {self.encoding} text at or after line {line} "
+                               f"({error.reason}); set config.encoding to the file's encoding or re-export it as "
+                               f"UTF-8") from None
+        except csv.Error as error:
+            line = _row_lines(start, rows)[1] + 1
+            raise FileRejected(f"{self.name} line {line}: not readable as CSV ({error})") from None
+        if not rows:
+            return None
+        self.after = self.base + self.reader.line_num
+        if self.after - start == len(rows):
+            return Chunk(range(start + 1, self.after + 1), rows=rows)  # one line per row
+        return Chunk(_row_lines(start, rows)[0], rows=rows)
+
+
+def _row_lines(after: int, rows: list[list[str]]) -> tuple[list[int], int]:
+    """The line each row starts on, and the line the last one ends on, when a quoted field holds line breaks
+    (the csv module counts lines as the text reader splits them: at \\n, \\r and \\r\\n)."""
+    starts = []
+    for fields in rows:
+        starts.append(after + 1)
+        after += 1 + sum(field.count("\n") + field.count("\r") - field.count("\r\n")
+                         for field in fields if "\n" in field or "\r" in field)
+    return starts, after
 
 
 # -- rows of a workbook ------------------------------------------------------------------------------------
@@ -500,7 +666,68 @@ def _trimmed(cells: list) -> list:
     return cells[:end]
 
 
+class SheetRows:
+    """A workbook's `(row number, cells)` rows, one at a time or many at once, as `CsvRows` gives a CSV's."""
+
+    def __init__(self, rows: Generator[tuple[int, list], None, None]):
+        self.rows = rows
+
+    def __iter__(self) -> "SheetRows":
+        return self
+
+    def __next__(self) -> tuple[int, list]:
+        return next(self.rows)
+
+    def take(self, count: int, width: int) -> Chunk | None:
+        taken = list(islice(self.rows, count))
+        if not taken:
+            return None
+        return Chunk([line for line, _ in taken], rows=[cells for _, cells in taken])
+
+    def close(self) -> None:
+        self.rows.close()
+
+
 # -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _distinct_texts(column: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
+    """(codes, distinct texts) of a column of texts, None when it holds anything else."""
+    values = column.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=False) != "string":
+        return None
+    codes, distinct = pd.factorize(values)
+    return codes, pd.Series(distinct, dtype=object)
+
+
+def _epoch_seconds(column: pd.Series, zone: ZoneInfo, latest: int) -> pd.Series | None:
+    """ISO texts as epoch seconds, as the validator reads them; None unless every one reads and is at most
+    `latest`."""
+    found = _distinct_texts(column)
+    if found is None:
+        return None
+    codes, distinct = found
+    seconds, read = _iso_times(distinct, zone)
+    if not read.all() or (seconds > latest).any():
+        return None
+    return pd.Series(seconds.to_numpy(dtype=np.int64)[codes], index=column.index)
+
+
+def _finite_numbers(column: pd.Series) -> pd.Series | None:
+    """Number texts as the validator reads them; None unless every one is a finite number (and every negative one
+    reads the same as the validator's one-by-one path would name it in a reason)."""
+    found = _distinct_texts(column)
+    if found is None:
+        return None
+    codes, distinct = found
+    numbers = _numbers(distinct).to_numpy(dtype=float)
+    if not np.isfinite(numbers).all():
+        return None
+    negative = numbers < 0
+    if negative.any() and any(float(text.strip()) != number
+                              for text, number in zip(distinct[negative], numbers[negative])):
+        return None
+    return pd.Series(numbers[codes], index=column.index)
 
 
 def _blank(fields: list[str | None]) -> bool:
@@ -508,6 +735,44 @@ def _blank(fields: list[str | None]) -> bool:
         if field and not field.isspace():
             return False
     return True
+
+
+def _usable(lines: Sequence[int], rows: list[list], width: int, ragged: bool,
+            probe: int) -> tuple[Sequence[int], list[list], list[tuple[int, list]]]:
+    """The rows to tabulate as columns (blank rows dropped, rows fitted to the header's width) with their lines,
+    and the broken rows with theirs."""
+    if list(map(len, rows)).count(width) == len(rows):
+        return *_without_blank(lines, [list(cells) for cells in zip(*rows)], probe), []
+    kept_lines, kept, broken = [], [], []
+    for line, fields in zip(lines, rows):
+        if _blank(fields):
+            continue
+        if len(fields) != width:
+            fitted = _fit(fields, width, ragged)
+            if fitted is None:
+                broken.append((line, fields))
+                continue
+            fields = fitted
+        kept_lines.append(line)
+        kept.append(fields)
+    return kept_lines, [list(cells) for cells in zip(*kept)] if kept else [[] for _ in range(width)], broken
+
+
+def _without_blank(lines: Sequence[int], columns: list[list], probe: int) -> tuple[Sequence[int], list[list]]:
+    """Rows as columns without the blank ones, looked at one by one only when the `probe` column has a blank."""
+    if not any(not cell or cell.isspace() for cell in set(columns[probe])):
+        return lines, columns
+    keep = [not _blank(fields) for fields in zip(*columns)]
+    return list(compress(lines, keep)), [list(compress(cells, keep)) for cells in columns]
+
+
+def _each_distinct(column: pd.Series, tidy: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`tidy(column)` for an element-wise `tidy`, computed once per distinct text."""
+    found = _distinct_texts(column)
+    if found is None:
+        return tidy(column)  # empty cells of a workbook: rare and small, tidied as they are
+    codes, distinct = found
+    return pd.Series(tidy(distinct).to_numpy(dtype=object)[codes], index=column.index, dtype=object)
 
 
 def _fit(fields: list, width: int, ragged: bool) -> list | None:

@@ -55,6 +55,7 @@ import math
 import re
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
 from typing import Iterator, Sequence
 from zoneinfo import ZoneInfo
@@ -62,7 +63,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from sqlalchemy import create_engine, event, exc, make_url, text
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from connectors.base import (ConfigField, Connector, ConnectorContext, FatalError, Health, RecordBatch,
@@ -159,17 +160,12 @@ class SqlQueryConnector(Connector):
         floor = self._cursor_seconds(since) if since is not None else self.start
         engine = self._engine()
         try:
-            with self._translated("connect"):
+            with self._translated("connect", engine):
                 connection = engine.connect()
-            with connection, self._translated("query"):
-                streaming = connection.execution_options(stream_results=True, yield_per=self.batch_rows)
-                result = streaming.execute(text(self._sql(engine, bounded=floor is not None)),
-                                           {} if floor is None else {"since": self._bound(engine, floor)})
-                columns = list(result.keys())
+            with connection, self._translated("query", engine), self._rows(engine, connection, floor) as (
+                    columns, chunks):
                 self._require(columns)
-                number = 0
-                while rows := result.fetchmany(self.batch_rows):
-                    number += 1
+                for number, rows in enumerate(chunks, start=1):
                     payload = _csv_bytes(columns, rows)
                     reference = self.archived(f"rows-{number}.csv", payload, "text/csv")
                     table, seconds = self._read_chunk(payload)
@@ -235,6 +231,38 @@ class SqlQueryConnector(Connector):
         # New lines around the query: a trailing `-- comment` in it must not swallow the wrapper.
         return f"SELECT * FROM (\n{self.query}\n) AS src{where}\nORDER BY {column}"
 
+    @contextmanager
+    def _rows(self, engine: Engine, connection: Connection, floor: float | None):
+        """(the query's column names, its rows `batch_rows` at a time), streamed from the source.
+
+        Read from the driver's own cursor where this type knows how to make it stream (SQLite's cursors step
+        through the result; psycopg's named cursors are PostgreSQL server-side cursors): SQLAlchemy's result rows
+        would cost as much again as the driver's. Other drivers stream through SQLAlchemy."""
+        sql = self._sql(engine, bounded=floor is not None)
+        parameters = {} if floor is None else {"since": self._bound(engine, floor)}
+        cursor = _streaming_cursor(engine, connection.connection.dbapi_connection)
+        if cursor is None:
+            streaming = connection.execution_options(stream_results=True, yield_per=self.batch_rows)
+            with streaming.execute(text(sql), parameters) as result:
+                yield list(result.keys()), iter(lambda: result.fetchmany(self.batch_rows), [])
+            return
+        # The statement as SQLAlchemy would send it: the driver's parameter style, bound values processed.
+        state = text(sql).compile(dialect=engine.dialect).construct_expanded_state(parameters)
+        values = {name: state.processors[name](value) if name in state.processors else value
+                  for name, value in state.parameters.items()}
+        arguments = tuple(values[name] for name in state.positiontup) if state.positiontup is not None else values
+        try:
+            cursor.execute(state.statement, arguments)
+            first = cursor.fetchmany(self.batch_rows)  # a named cursor describes its columns once it has fetched
+            columns = [column[0] for column in cursor.description]
+            rest = iter(lambda: cursor.fetchmany(self.batch_rows), [])
+            yield columns, chain([first] if first else [], rest)
+        finally:
+            try:
+                cursor.close()
+            except engine.dialect.loaded_dbapi.Error:
+                pass  # a cursor of a failed transaction: the connection is closed next anyway
+
     def _bound(self, engine: Engine, floor: float):
         """The cursor as a value of the time column's kind."""
         if self.time_format == "epoch":
@@ -256,24 +284,38 @@ class SqlQueryConnector(Connector):
         return seconds
 
     @contextmanager
-    def _translated(self, stage: str):
-        """Driver errors as the runner's families, with what an operator should do."""
+    def _translated(self, stage: str, engine: Engine | None = None):
+        """Driver errors as the runner's families, with what an operator should do. Errors of a driver's cursor
+        used directly are first wrapped as SQLAlchemy would wrap them."""
         try:
             yield
         except exc.DBAPIError as error:
-            reason = _reason(error)
-            if _is_fatal(error, reason):
-                if stage == "connect":
-                    raise FatalError(f"{self.where}: cannot connect to {self._shown_url}: {reason}. Check the URL "
-                                     f"in the environment variable named by url_env (host, port, database, user, "
-                                     f"password)") from error
-                raise FatalError(f"{self.where}: the query failed on {self._shown_url}: {reason}. Fix config.query, "
-                                 f"time_column ({self.time_column}) or time_format ({self.time_format}), or the "
-                                 f"mapping, in connectors.yaml") from error
-            doing = "cannot reach" if stage == "connect" else "reading failed from"
-            raise RetriableError(f"{self.where}: {doing} {self._shown_url}: {reason}; retrying later") from error
+            self._raise_translated(stage, error)
         except exc.SQLAlchemyError as error:
             raise FatalError(f"{self.where}: {self._shown_url}: {error}") from error
+        except Exception as error:
+            dbapi = getattr(engine.dialect, "loaded_dbapi", None) if engine is not None else None
+            if dbapi is None or not isinstance(error, dbapi.Error):
+                raise
+            try:
+                invalidated = bool(engine.dialect.is_disconnect(error, None, None))
+            except Exception:  # noqa: BLE001 - a dialect that needs the connection to tell: not known lost
+                invalidated = False
+            self._raise_translated(stage, exc.DBAPIError.instance(None, None, error, dbapi.Error,
+                                                                   connection_invalidated=invalidated))
+
+    def _raise_translated(self, stage: str, error: exc.DBAPIError):
+        reason = _reason(error)
+        if _is_fatal(error, reason):
+            if stage == "connect":
+                raise FatalError(f"{self.where}: cannot connect to {self._shown_url}: {reason}. Check the URL "
+                                 f"in the environment variable named by url_env (host, port, database, user, "
+                                 f"password)") from error
+            raise FatalError(f"{self.where}: the query failed on {self._shown_url}: {reason}. Fix config.query, "
+                             f"time_column ({self.time_column}) or time_format ({self.time_format}), or the "
+                             f"mapping, in connectors.yaml") from error
+        doing = "cannot reach" if stage == "connect" else "reading failed from"
+        raise RetriableError(f"{self.where}: {doing} {self._shown_url}: {reason}; retrying later") from error
 
     # -- chunks --------------------------------------------------------------------------------------------
 
@@ -364,6 +406,17 @@ def _single_select(query: str) -> str:
                          f"this connector only reads; put the SELECT whose rows carry unit, time and value in "
                          f"config.query")
     return statement
+
+
+def _streaming_cursor(engine: Engine, dbapi_connection):
+    """A cursor of the driver that reads the result as it is fetched, or None for drivers this type leaves to
+    SQLAlchemy."""
+    backend, driver = engine.dialect.name, engine.dialect.driver
+    if backend == "sqlite" and driver == "pysqlite":
+        return dbapi_connection.cursor()
+    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+        return dbapi_connection.cursor(name="onescreen_sql_query")  # a server-side cursor, in the transaction
+    return None
 
 
 def _csv_bytes(columns: list[str], rows: Sequence) -> bytes:

@@ -435,3 +435,99 @@ def test_the_documented_yaml_example_loads(tmp_path, catalog):
     assert (loaded.type, loaded.config["folder"], loaded.config["sheet"]) == \
         ("drop_folder", "/srv/onescreen/drop/jiangning", "报表")
     assert loaded.mapping.indicator_names == {"热线投诉": "hotline_complaints", "火警": "fire_alarms"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading CSV fast, exactly as the csv module reads it
+# ------------------------------------------------------------------------------------------------
+
+
+def csv_module_rows(content: bytes, encoding: str) -> list[tuple[int, list[str]]]:
+    """(first line, fields) of each row as the csv module reads the file: what CsvRows must give."""
+    import csv
+    import io
+
+    text = io.TextIOWrapper(io.BytesIO(content), encoding=encoding, newline="")
+    reader, rows, after = csv.reader(text), [], 0
+    for fields in reader:
+        rows.append((after + 1, fields))
+        after = reader.line_num
+    return rows
+
+
+def csv_rows_read(content: bytes, encoding: str, count: int, width: int) -> list[tuple[int, list[str]]]:
+    import io
+
+    from connectors.files import CsvRows
+
+    reader, rows = CsvRows("test.csv", io.BytesIO(content), encoding, ","), []
+    try:
+        while chunk := reader.take(count, width):
+            found = [list(fields) for fields in zip(*chunk.columns)] if chunk.columns is not None else chunk.rows
+            assert len(found) == len(chunk.lines)
+            rows += zip(chunk.lines, found)
+    finally:
+        reader.close()
+    return rows
+
+
+@pytest.mark.parametrize("block", [16, 64, 1 << 20])
+@pytest.mark.parametrize("name, text", [
+    ("plain", "a,b,c\n1,2,3\n4,5,6\n"),
+    ("crlf and no final newline", "a,b,c\r\n1,2,3\r\n\r\n4,5,6"),
+    ("blank, spaces and ragged rows", "a,b,c\n\n   \n1,2\n1,2,3,4\n1,2,3,,\n,,\n7,8,9\n"),
+    ("a quote late in the file", "a,b,c\n" + "1,2,3\n" * 12 + '4,"five\nlines\r\nlater",6\n' + "7,8,9\n" * 5),
+    ("lone carriage returns", "a,b,c\r1,2,3\r4,5,6\r"),
+    ("doubled quotes and a NUL", 'a,b,c\n1,"x""y",3\n4,5\x006,7\n8,9,10\n'),
+    ("chinese text", "社区代码,时间,数值\n990101001001,2026/11/26 9:00,3\n990101001002,2026/11/26 9:00,4\n"),
+])
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gb18030"])
+def test_csv_rows_are_the_csv_modules_rows_with_their_lines(monkeypatch, block, name, text, encoding):
+    import connectors.files as files
+
+    monkeypatch.setattr(files, "BLOCK_BYTES", block)  # small blocks: cuts everywhere in the file
+    content = (b"\xef\xbb\xbf" if encoding == "utf-8-sig" else b"") + text.encode(encoding.replace("-sig", ""))
+    expected = csv_module_rows(content, encoding)
+    for count, width in ((1, 3), (4, 3), (1000, 3), (1000, 4)):
+        assert csv_rows_read(content, encoding, count, width) == expected, (count, width)
+
+
+def test_blocks_without_quotes_and_blocks_with_them_read_the_same_records(sqlite_city_db, tmp_path, monkeypatch):
+    """CRLF lines, blank lines, a quoted note spanning lines after the first blocks, a broken row after it."""
+    import connectors.files as files
+
+    monkeypatch.setattr(files, "BLOCK_BYTES", 100)
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    rows = ["社区代码,时间,指标,数值,备注"]
+    rows += [line for hour in range(4)
+             for line in (f"{C1},2026-11-26 0{hour}:00,热线投诉,{hour},", "", f"{C2},2026/11/26 {hour}:00,火警,{hour},  ")]
+    rows += [f'{C3},2026-11-26 05:00,热线投诉,5,"两行\r\n的备注"', f"{C3},2026-11-26 06:00,热线投诉,6,x,y",
+             f"{C3},2026-11-26 07:00,热线投诉,7,,"]
+    (folder / "办.csv").write_bytes("\r\n".join(rows).encode("utf-8") + b"\r\n")
+    summary = run(sqlite_city_db, drop(folder, batch_rows=3), tmp_path / "archive")
+    assert (summary.status, summary.fetched, summary.accepted, summary.rejected) == ("partial", 11, 10, 1)
+    expected = {(C1, "hotline_complaints", at(hour)): float(hour) for hour in range(4)}
+    expected |= {(C2, "fire_alarms", at(hour)): float(hour) for hour in range(4)}
+    expected |= {(C3, "hotline_complaints", at(5)): 5.0, (C3, "hotline_complaints", at(7)): 7.0}
+    assert stored(sqlite_city_db) == expected
+    [(reason, raw, source)] = quarantined(sqlite_city_db)
+    assert reason.startswith("办.csv line 16: 6 fields where the header has 5")  # the note took lines 14-15
+    assert raw["_line"] == 16 and source.endswith("#16")
+
+
+def test_a_batch_with_a_time_in_the_future_or_a_bad_value_keeps_the_validators_reasons(sqlite_city_db, tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    write_csv(folder / "a.csv", [HEADER, [C1, "2026/11/26 9:00", "热线投诉", "1"],
+                                 [C2, "2026/11/26 12:00", "热线投诉", "2"]])
+    write_csv(folder / "b.csv", [HEADER, [C1, "2026/11/26 8:00", "热线投诉", "1"],
+                                 [C2, "2026/11/26 8:00", "热线投诉", "inf"], [C3, "2026/11/26 8:00", "火警", "-1"]])
+    for position, path in enumerate(sorted(folder.iterdir())):
+        os.utime(path, (NOW + position, NOW + position))
+    summary = run(sqlite_city_db, drop(folder), tmp_path / "archive")
+    assert (summary.accepted, summary.rejected) == (2, 3)
+    assert stored(sqlite_city_db) == {(C1, "hotline_complaints", at(9)): 1.0, (C1, "hotline_complaints", at(8)): 1.0}
+    assert [reason for reason, _raw, _source in quarantined(sqlite_city_db)] == [
+        "timestamp 2026-11-26T12:00 is in the future (more than 5 min ahead of the server clock)",
+        "value 'inf' is not a finite number", "negative count -1.0 for fire_alarms"]

@@ -439,6 +439,55 @@ def test_chunks_smaller_than_the_table_commit_the_cursor_one_by_one(postgresql_s
     assert len(run_payloads(tmp_path / "archive", summary.archive)) == 6
 
 
+@pytest.mark.parametrize("time_format", ["epoch", "text"])
+def test_fetch_and_replay_of_its_archived_chunks_give_identical_batches(any_source, sqlite_city_db, tmp_path,
+                                                                       time_format):
+    """Fetch reads the driver's rows and replay the archived CSV: the batches must not differ in any cell or type."""
+    import pandas as pd
+
+    from connectors.archive import RunArchive
+
+    execute(any_source, "CREATE TABLE readings (code TEXT, metric TEXT, at TEXT, value DOUBLE PRECISION, "
+                        "note TEXT, amount BIGINT, part DOUBLE PRECISION)")
+    stamp = {"epoch": str, "text": lambda at: datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    rows = [(code, metric, stamp[time_format](NOW - HOUR + 60 * n), value, note, amount, part)
+            for n, (code, metric, value, note, amount, part) in enumerate([
+                (COMMUNITIES[0], "hotline_complaints", 3.0, "a, \"quoted\"\nnote", 7, 0.1),
+                (COMMUNITIES[1], "hotline_complaints", None, "", None, None),
+                (COMMUNITIES[2], "热线投诉", -2.5, "NA", 2 ** 40, float("inf")),
+                ("990199999999", "hotline_complaints", float("nan"), None, -1, 1e16),
+                (COMMUNITIES[3], None, 1e-7, "nan", 0, -0.0),
+                (None, "hotline_complaints", 12345678.123456789, " x ", 3, 2.5),
+                (COMMUNITIES[4], "hotline_complaints", 0.30000000000000004, "日本", 5, 1.0)])]
+    rows.append((COMMUNITIES[5], "hotline_complaints", "yesterday", 1.0, "late", 1, 1.0))
+    if time_format == "epoch":
+        rows = [(c, m, None if at == "yesterday" else int(at), *rest) for c, m, at, *rest in rows]
+    execute(any_source, "INSERT INTO readings VALUES (:code, :metric, :at, :value, :note, :amount, :part)",
+            rows=[dict(zip(["code", "metric", "at", "value", "note", "amount", "part"], row)) for row in rows])
+    if time_format == "epoch" and "postgresql" in any_source:
+        execute(any_source, "ALTER TABLE readings ALTER COLUMN at TYPE BIGINT USING at::bigint")
+    with sqlite_city_db.session() as session:
+        tree = load_tree(session)
+    archive = RunArchive(tmp_path / "archive", "grid", 1, NOW)
+    context = ConnectorContext(catalog=sqlite_city_db.catalog, tree=tree, now=NOW, timezone=ZONE, archive=archive)
+    connector = build_connector(instance(any_source, time_format=time_format, batch_rows=3,
+                                         query="SELECT * FROM readings"), context)
+
+    fetched = list(connector.fetch(None))
+    assert sum(len(batch.raw) for batch in fetched) == 8
+    references = run_payloads(tmp_path / "archive", archive.reference)
+    assert len(references) == len(fetched) == 3
+    for batch, reference in zip(fetched, references):
+        with open_payload(tmp_path / "archive", reference) as stream:
+            # The label as the runner gives it (it sets `source` itself).
+            label = reference.rsplit("/", 1)[-1].removesuffix(".gz").split("-", 1)[-1]
+            [replayed] = connector.replay(label, stream.read())
+        assert batch.source == reference
+        pd.testing.assert_frame_equal(batch.frame, replayed.frame, check_exact=True)
+        pd.testing.assert_frame_equal(batch.raw, replayed.raw, check_exact=True)
+        assert batch.cursor == replayed.cursor
+
+
 def test_replay_parses_archived_chunks_again_with_a_fixed_mapping(sqlite_source, sqlite_city_db, tmp_path):
     readings_table(sqlite_source)
     insert_readings(sqlite_source, [(code, "热线投诉", at, value) for code, _key, at, value in hotline([NOW - HOUR])])
