@@ -21,10 +21,11 @@ import json
 import random
 import re
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -282,3 +283,39 @@ def _connection_reason(error: requests.ConnectionError) -> str:
         if marker in text:
             return reason
     return type(error).__name__
+
+
+def client_for(name: str, config: dict, attempts: int, noun: str = "source") -> HttpClient:
+    """The HttpClient a connector's config asks for: timeout, retries, size limit, and `auth` none / bearer /
+    header with the secret `token` (in `header_name`, by default Authorization for bearer, X-API-Key for header)."""
+    header = config.get("header_name") or ("Authorization" if config["auth"] == "bearer" else "X-API-Key")
+    secrets = {}
+    if config["auth"] == "bearer":
+        secrets[header] = f"Bearer {config['token']}"
+        hint = f"check token_env: it must name an environment variable holding a token the {noun} accepts " \
+               f"(sent as {header}: Bearer …)"
+    elif config["auth"] == "header":
+        secrets[header] = config["token"]
+        hint = f"check token_env: it must name an environment variable holding a key the {noun} accepts " \
+               f"(sent in the {header} header)"
+    else:
+        hint = f"the {noun} wants credentials: set auth (bearer or header) and token_env"
+    return HttpClient(name, config["timeout"], attempts=attempts, backoff=config["backoff"],
+                      max_wait=config["max_wait"], secret_headers=secrets, max_bytes=config["max_bytes"],
+                      auth_hint=hint)
+
+
+def since_seconds(name: str, since: str, zone: str) -> float:
+    """A cursor as epoch seconds: the runner's own (seconds as text) or a backfill's ISO 8601 time (zone-less
+    times are in the deployment's zone)."""
+    try:
+        return float(since)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise FatalError(f"{name}: since {since!r} is neither epoch seconds nor an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    return moment.timestamp()

@@ -47,7 +47,8 @@ from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch, register
-from connectors.http import DEFAULT_MAX_BYTES, HttpClient, declared_charset, decode_json, excerpt, shown_url
+from connectors.http import (DEFAULT_MAX_BYTES, HttpClient, client_for, declared_charset, decode_json, excerpt,
+                             shown_url)
 from connectors.mapping import MISSING, lookup
 
 PAGINATIONS = ("none", "page", "offset", "next_link")
@@ -129,25 +130,8 @@ class HttpJsonConnector(Connector):
         if not isinstance(config["params"], dict):
             raise ValueError("params must map parameter names to values")
 
-    @property
-    def _header_name(self) -> str:
-        return self.config["header_name"] or ("Authorization" if self.config["auth"] == "bearer" else "X-API-Key")
-
     def _client(self, attempts: int) -> HttpClient:
-        config, secrets = self.config, {}
-        if config["auth"] == "bearer":
-            secrets[self._header_name] = f"Bearer {config['token']}"
-            hint = f"check token_env: it must name an environment variable holding a token the source accepts " \
-                   f"(sent as {self._header_name}: Bearer …)"
-        elif config["auth"] == "header":
-            secrets[self._header_name] = config["token"]
-            hint = f"check token_env: it must name an environment variable holding a key the source accepts " \
-                   f"(sent in the {self._header_name} header)"
-        else:
-            hint = "the source wants credentials: set auth (bearer or header) and token_env"
-        return HttpClient(self.name, config["timeout"], attempts=attempts, backoff=config["backoff"],
-                          max_wait=config["max_wait"], secret_headers=secrets, max_bytes=config["max_bytes"],
-                          auth_hint=hint)
+        return client_for(self.name, self.config, attempts)
 
     # -- the contract --------------------------------------------------------------------------------
 

@@ -75,7 +75,8 @@ from cityops.catalog import parse_duration
 from cityops.incidents import mask_personal, mask_text, mask_value, scrub
 from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Incident, IncidentCounts,
                              RetriableError, register)
-from connectors.http import DEFAULT_MAX_BYTES, HttpClient, declared_charset, decode_json, excerpt, shown_url
+from connectors.http import (DEFAULT_MAX_BYTES, HttpClient, declared_charset, decode_json, excerpt, shown_url,
+                             since_seconds)
 
 PERSONAL_FIELDS = ["email", "phone", "first_name", "last_name", "name", "device_id", "account_id"]
 CATEGORY_FIELDS = ("service_name", "service_code")
@@ -346,20 +347,7 @@ class Open311Connector(Connector):
     def _start(self, since: str | None) -> float:
         if since is None:
             return self.context.now - self.history
-        try:
-            seconds = float(since)
-        except ValueError:
-            seconds = self._time_text_seconds(since)  # a backfill's `since` given as a time
-        return seconds - self.lookback
-
-    def _time_text_seconds(self, text: str) -> float:
-        try:
-            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise FatalError(f"{self.name}: since {text!r} is neither epoch seconds nor an ISO 8601 time") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=ZoneInfo(self.context.timezone))
-        return moment.timestamp()
+        return since_seconds(self.name, since, self.context.timezone) - self.lookback
 
     def _time_text(self, seconds: float) -> str:
         """W3C date-time in the deployment's zone, as GeoReport v2 writes them: 2026-11-26T10:30:00+08:00."""

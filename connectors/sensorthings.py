@@ -64,12 +64,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urljoin, urlsplit
-from zoneinfo import ZoneInfo
 
 from cityops.catalog import parse_duration
 from cityops.hierarchy import Level
 from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, register
-from connectors.http import DEFAULT_MAX_BYTES, HttpClient, decode_json, excerpt, shown_url
+from connectors.http import DEFAULT_MAX_BYTES, HttpClient, client_for, decode_json, excerpt, shown_url, since_seconds
 
 AUTHS = ("none", "bearer", "header")
 # "<kind>:<name>" for kinds that read a named property, a bare kind otherwise.
@@ -215,21 +214,7 @@ class SensorThingsConnector(Connector):
             duration_seconds(config[field], field)
 
     def _client(self, attempts: int) -> HttpClient:
-        config, secrets = self.config, {}
-        header = config["header_name"] or ("Authorization" if config["auth"] == "bearer" else "X-API-Key")
-        if config["auth"] == "bearer":
-            secrets[header] = f"Bearer {config['token']}"
-            hint = f"check token_env: it must name an environment variable holding a token the server accepts " \
-                   f"(sent as {header}: Bearer …)"
-        elif config["auth"] == "header":
-            secrets[header] = config["token"]
-            hint = f"check token_env: it must name an environment variable holding a key the server accepts " \
-                   f"(sent in the {header} header)"
-        else:
-            hint = "the server wants credentials: set auth (bearer or header) and token_env"
-        return HttpClient(self.name, config["timeout"], attempts=attempts, backoff=config["backoff"],
-                          max_wait=config["max_wait"], secret_headers=secrets, max_bytes=config["max_bytes"],
-                          auth_hint=hint)
+        return client_for(self.name, self.config, attempts, noun="server")
 
     # -- the contract --------------------------------------------------------------------------------
 
@@ -374,20 +359,7 @@ class SensorThingsConnector(Connector):
         """Epoch seconds to ask observations from; None for everything the server has."""
         if since is None:
             return self.context.now - self.history if self.history else None
-        try:
-            seconds = float(since)
-        except ValueError:
-            seconds = self._time_text_seconds(since)  # a backfill's `since` given as a time
-        return seconds - self.lookback
-
-    def _time_text_seconds(self, text: str) -> float:
-        try:
-            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise FatalError(f"{self.name}: since {text!r} is neither epoch seconds nor an ISO 8601 time") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=ZoneInfo(self.context.timezone))
-        return moment.timestamp()
+        return since_seconds(self.name, since, self.context.timezone) - self.lookback
 
     def _observations(self, stream: Stream, start: float | None) -> Iterator[Record]:
         params = {"$filter": f"phenomenonTime ge {odata_time(start)}" if start is not None else "",
