@@ -10,7 +10,6 @@ import os
 import re
 from pathlib import Path
 
-import dash
 import dash_leaflet
 from dash import Dash
 
