@@ -458,7 +458,7 @@ def csv_module_rows(content: bytes, encoding: str) -> list[tuple[int, list[str]]
 def csv_rows_read(content: bytes, encoding: str, count: int, width: int) -> list[tuple[int, list[str]]]:
     import io
 
-    from connectors.files import CsvRows
+    from connectors.tables import CsvRows
 
     reader, rows = CsvRows("test.csv", io.BytesIO(content), encoding, ","), []
     try:
@@ -483,9 +483,9 @@ def csv_rows_read(content: bytes, encoding: str, count: int, width: int) -> list
 ])
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "gb18030"])
 def test_csv_rows_are_the_csv_modules_rows_with_their_lines(monkeypatch, block, name, text, encoding):
-    import connectors.files as files
+    import connectors.tables as tables
 
-    monkeypatch.setattr(files, "BLOCK_BYTES", block)  # small blocks: cuts everywhere in the file
+    monkeypatch.setattr(tables, "BLOCK_BYTES", block)  # small blocks: cuts everywhere in the file
     content = (b"\xef\xbb\xbf" if encoding == "utf-8-sig" else b"") + text.encode(encoding.replace("-sig", ""))
     expected = csv_module_rows(content, encoding)
     for count, width in ((1, 3), (4, 3), (1000, 3), (1000, 4)):
@@ -494,9 +494,9 @@ def test_csv_rows_are_the_csv_modules_rows_with_their_lines(monkeypatch, block, 
 
 def test_blocks_without_quotes_and_blocks_with_them_read_the_same_records(sqlite_city_db, tmp_path, monkeypatch):
     """CRLF lines, blank lines, a quoted note spanning lines after the first blocks, a broken row after it."""
-    import connectors.files as files
+    import connectors.tables as tables
 
-    monkeypatch.setattr(files, "BLOCK_BYTES", 100)
+    monkeypatch.setattr(tables, "BLOCK_BYTES", 100)
     folder = tmp_path / "drop"
     folder.mkdir()
     rows = ["社区代码,时间,指标,数值,备注"]
