@@ -206,14 +206,45 @@ def run_command(name: str) -> None:
 
 @cli.command("backfill")
 @click.argument("name")
-@click.option("--days", type=float, default=7, show_default=True, help="How far back to fetch.")
-def backfill_command(name: str, days: float) -> None:
-    """Fetch a connector's history from DAYS ago until now (idempotent: re-running changes nothing)."""
+@click.option("--days", type=float, default=None, help="Fetch from this many days ago until now (default 7).")
+@click.option("--from", "start", default=None, help="Start of a time range (ISO 8601, e.g. 2026-11-01 or "
+              "2026-11-01T08:00; zone-less times are in the city's zone).")
+@click.option("--to", "end", default=None, help="End of the time range (default: now). Records after it are left "
+              "for the regular schedule.")
+def backfill_command(name: str, days: float | None, start: str | None, end: str | None) -> None:
+    """Fetch connector NAME's history for a time range, with a progress bar (idempotent: re-running changes
+    nothing). With --to the connector's cursor does not move: its schedule carries on from where it was."""
     settings = _settings()
-    since = str(int(time.time() - days * 86400))
-    summary = run_with_progress(settings, _instance(settings, name), since=since, days=days)
+    if days is not None and start is not None:
+        raise click.UsageError("give --days or --from, not both")
+    now = time.time()
+    since = _moment(start, settings, "--from") if start else now - (7 if days is None else days) * 86400
+    until = _moment(end, settings, "--to") if end else None
+    if until is not None and until <= since:
+        raise click.UsageError("--to must be after the start of the range")
+    summary = run_with_progress(settings, _instance(settings, name), since=str(int(since)),
+                                days=((until or now) - since) / 86400,
+                                until=int(until) if until is not None else None)
     click.echo(f"{summary.status}: {summary.accepted} accepted, {summary.rejected} rejected, "
-               f"{summary.duplicates} duplicates in {summary.seconds:.1f}s")
+               f"{summary.duplicates} duplicates"
+               + (f", {summary.skipped} after the range left for the schedule" if summary.skipped else "")
+               + f" in {summary.seconds:.1f}s"
+               + (f" — {summary.error_family}: {summary.error_message}" if summary.error_message else ""))
+    sys.exit(0 if summary.status in ("ok", "partial") else 1)
+
+
+def _moment(text: str, settings: Settings, option: str) -> float:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-01T08:00)",
+                                 param_hint=option) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(settings.timezone))
+    return moment.timestamp()
 
 
 @cli.command("replay")
@@ -296,7 +327,8 @@ def quarantine_reprocess(name: str, ids: tuple[int, ...]) -> None:
     sys.exit(0 if summary.status in ("ok", "partial") else 1)
 
 
-def run_with_progress(settings: Settings, instance, since: str | None = None, days: float | None = None):
+def run_with_progress(settings: Settings, instance, since: str | None = None, days: float | None = None,
+                      until: int | None = None):
     """Run a connector with a progress bar sized from the catalog (an estimate for sources that stream)."""
     from tqdm import tqdm
 
@@ -321,7 +353,7 @@ def run_with_progress(settings: Settings, instance, since: str | None = None, da
 
     try:
         return run_connector(settings.database_url, instance, catalog, timezone=settings.timezone, since=since,
-                             progress=progress, archive_root=settings.archive_dir)
+                             progress=progress, archive_root=settings.archive_dir, until=until)
     finally:
         bar.close()
 

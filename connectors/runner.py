@@ -60,6 +60,7 @@ class RunSummary:
     seconds: float = 0.0
     rollup_seconds: float = 0.0  # of `seconds`, the roll-ups computed after the records were committed
     archive: str | None = None  # where the run's raw payloads are kept (reference under the archive root)
+    skipped: int = 0  # valid records after a backfill's `until`: left for the regular schedule
 
 
 def utc_offset_seconds(zone_name: str, at: float) -> int:
@@ -76,15 +77,17 @@ def build_connector(instance: ConnectorInstance, context: ConnectorContext) -> C
 def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
                   now: float | None = None, since: str | None = None, batch_size: int = 200_000,
                   progress=None, archive_root: Path | None = None, replay: list[str] | None = None,
-                  items: Iterable[Record | RecordBatch | Incident] | None = None) -> RunSummary:
+                  items: Iterable[Record | RecordBatch | Incident] | None = None,
+                  until: int | None = None) -> RunSummary:
     """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts.
 
     With `archive_root`, the run's raw payloads are kept there (and older runs past the instance's retention
     removed). With `replay` (payload references under `archive_root`), those payloads are parsed again instead
     of fetching; with `items`, those records are run instead (quarantined records re-processed). Neither moves
-    the cursor.
+    the cursor. With `until` (a backfill of a time range from `since`), records observed after it are skipped
+    and the cursor does not move: the regular schedule fetches what comes after from its own cursor.
     """
-    rerun = replay is not None or items is not None
+    rerun = replay is not None or items is not None or until is not None
     now = time.time() if now is None else now
     started = time.perf_counter()
     with session_scope(database_url) as session:
@@ -104,7 +107,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         open_incidents = open_external_ids(session, instance.name) if kind and kind.yields_incidents else ()
     summary = RunSummary(run_id, instance.name, "running")
     archive = None
-    if archive_root is not None and not rerun:
+    if archive_root is not None and replay is None and items is None:  # fetched payloads are archived
         try:
             purge(Path(archive_root), instance.name, instance.retention_seconds, now)
         except OSError:
@@ -132,6 +135,9 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
             if isinstance(item, RecordBatch):
                 summary.fetched += len(item)
                 valid, rejected = validator.validate_batch(item)
+                if until is not None:
+                    summary.skipped += int((valid["observed_at"] > until).sum())
+                    valid = valid[valid["observed_at"] <= until]
                 batch.add_frame(valid, item.cursor)
                 batch.quarantine.extend(_quarantine_row(run_id, instance.name, reason, record, int(now))
                                         for reason, record in rejected)
@@ -151,7 +157,10 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                 except Rejected as reason:
                     batch.quarantine.append(_quarantine_row(run_id, instance.name, str(reason), item, int(now)))
                 else:
-                    batch.add(row, connector.cursor_of(item, row["observed_at"]))
+                    if until is not None and row["observed_at"] > until:
+                        summary.skipped += 1
+                    else:
+                        batch.add(row, connector.cursor_of(item, row["observed_at"]))
             if batch.size + len(batch.quarantine) >= batch_size:
                 recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
                                    advance=connector.ordered and not rerun, run_id=run_id))

@@ -146,3 +146,35 @@ def test_a_fatal_failure_pauses_the_connector_until_its_file_changes(tmp_path, m
         assert handle.jobs.paused == {} and handle.scheduler.get_job("refusing").next_run_time is not None
     finally:
         handle.shutdown()
+
+
+def test_backfill_of_a_time_range_stores_only_that_range_and_leaves_the_cursor(tmp_path, monkeypatch):
+    """`onescreen backfill NAME --from … --to …` through the CLI, on the tiny city and the simulator."""
+    from sqlalchemy import text as sql
+
+    from cityops.boundaries import replace_units
+    from cityops.db import migrate, session_scope
+    from city_factory import tiny_city
+
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(database)
+    with session_scope(database) as session:
+        replace_units(session, tiny_city())
+    monkeypatch.setenv("DATABASE_URL", database)
+    monkeypatch.setenv("ONESCREEN_ARCHIVE_DIR", str(tmp_path / "archive"))
+    result = CliRunner().invoke(cli, ["backfill", "city-simulator", "--from", "2026-11-20T00:00",
+                                      "--to", "2026-11-20T06:00"])
+    assert result.exit_code == 0, result.output
+    assert "after the range left for the schedule" in result.output
+    with session_scope(database) as session:
+        first, last = session.execute(sql("SELECT min(observed_at), max(observed_at) FROM observations")).one()
+        cursor = session.execute(sql("SELECT cursor FROM connector_cursors")).scalar()
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Asia/Shanghai")
+    assert datetime(2026, 11, 20, tzinfo=zone).timestamp() <= first
+    assert last <= datetime(2026, 11, 20, 6, tzinfo=zone).timestamp()
+    assert cursor is None  # the schedule starts from its own cursor, not from this range
+    bad = CliRunner().invoke(cli, ["backfill", "city-simulator", "--from", "yesterday"])
+    assert bad.exit_code != 0 and "is not an ISO 8601 date or time" in bad.output
