@@ -172,6 +172,10 @@ class Connector(ABC):
         """Called once the run's records are all committed (not after replays or a failed run): a source that
         hands work off (moves a file, acknowledges messages) finishes it here, never before."""
 
+    def released(self) -> None:
+        """Called when the run is over, whatever its outcome (after `committed` when there was one): a source
+        holding a connection lets go of it now. A run that failed leaves its work unacknowledged."""
+
     @classmethod
     def validate_config(cls, config: dict) -> None:
         """Raise ValueError naming what is wrong with a resolved `config:` (beyond its field types), so a typo

@@ -22,9 +22,8 @@ session: a crash, a failed database commit or a lost connection leaves them ther
 again to the next run (verified against mosquitto 2.0: unacknowledged QoS 1 messages of a disconnected
 persistent session are re-sent on reconnect, DUP set). Nothing is lost, and the re-delivered records upsert:
 the runner counts them as duplicates, never stores them twice. A run that fails while fetching disconnects at
-once; one whose commit fails disconnects, unacknowledged, when the runner lets go of the connector, or at the
-latest `UNCOMMITTED_GRACE_SECONDS` (300) after its last record (the runner does not report a failed commit to
-the connector). Until then a later run with the same `client_id` simply takes the session over. A run that
+once; one whose commit fails disconnects, unacknowledged, when the runner releases the connector at the end of the
+run (`released()`), or at the latest `UNCOMMITTED_GRACE_SECONDS` (300) after its last record. Until then a later run with the same `client_id` simply takes the session over. A run that
 finds no session on the broker (other than the first) logs a warning: the session expired or the broker lost
 it, and what was published since the last run is gone.
 
@@ -355,6 +354,11 @@ class MqttConnector(Connector):
                             len(owed), link.lost or "not connected")
         finally:
             link.close()
+
+    def released(self) -> None:
+        """The run is over without `committed` (its commit failed): disconnect at once, unacknowledged, rather
+        than when the grace timer runs out; the broker delivers the messages again to the next run."""
+        self._release()
 
     def replay(self, label: str, payload: bytes) -> Iterator[Record]:
         """Parse an archived group of messages again with the same code as fetch; the broker is not involved."""

@@ -122,6 +122,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     # A cursor only moves forward: late records, a backfill from further back or a replay never rewind it.
     batch = _Batch(cursor=stored_cursor)
     recent = _RecentRows()
+    connector = None
     try:
         # Inside the try: a connector may fail while being set up (bad credentials), and its run must still close.
         connector = build_connector(instance, context)
@@ -184,6 +185,11 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         summary.status, summary.error_family = "failed", "unexpected"
         summary.error_message = f"{type(error).__name__}: {error}"
         log.exception("connector %s failed unexpectedly", instance.name)
+    if connector is not None:
+        try:
+            connector.released()
+        except Exception:  # noqa: BLE001 - letting go must not change the run's outcome
+            log.exception("connector %s could not release its source", instance.name)
     rollups_started = time.perf_counter()
     try:
         # Also after a failure: batches committed before it still need their roll-ups.
