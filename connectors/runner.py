@@ -39,7 +39,7 @@ from cityops.storage import _dialect_insert, sync_indicators, upsert_observation
 from cityops.tree import UnitTree, load_tree
 from connectors.archive import RunArchive, open_payload, purge
 from connectors.base import (REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Incident,
-                             IncidentCounts, Record, RecordBatch)
+                             IncidentCounts, Record, RecordBatch, RetriableError)
 from connectors.config import ConnectorInstance
 from connectors.validation import FUTURE_TOLERANCE_SECONDS, Rejected, Validator
 
@@ -78,7 +78,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                   now: float | None = None, since: str | None = None, batch_size: int = 200_000,
                   progress=None, archive_root: Path | None = None, replay: list[str] | None = None,
                   items: Iterable[Record | RecordBatch | Incident] | None = None,
-                  until: int | None = None) -> RunSummary:
+                  until: int | None = None, timeout: float | None = None) -> RunSummary:
     """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts.
 
     With `archive_root`, the run's raw payloads are kept there (and older runs past the instance's retention
@@ -86,6 +86,8 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     of fetching; with `items`, those records are run instead (quarantined records re-processed). Neither moves
     the cursor. With `until` (a backfill of a time range from `since`), records observed after it are skipped
     and the cursor does not move: the regular schedule fetches what comes after from its own cursor.
+    With `timeout` (seconds; the scheduler passes the instance's), a run still fetching past it stops between two
+    records as a retriable failure: what it committed is kept and the next run goes on from the cursor.
     """
     rerun = replay is not None or items is not None or until is not None
     now = time.time() if now is None else now
@@ -132,7 +134,12 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         if items is None:
             items = (_replayed(connector, archive_root, replay) if replay is not None
                      else connector.fetch(since if since is not None else stored_cursor))
+        deadline = time.monotonic() + timeout if timeout else None
         for item in items:
+            if deadline is not None and time.monotonic() > deadline:
+                raise RetriableError(f"the run took longer than its timeout ({timeout:g} s); what it committed is "
+                                     f"kept and the next run continues from there (raise `timeout:` in the "
+                                     f"connectors file if the source is simply slow)")
             if isinstance(item, RecordBatch):
                 summary.fetched += len(item)
                 valid, rejected = validator.validate_batch(item)

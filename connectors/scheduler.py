@@ -119,7 +119,7 @@ class ConnectorJobs:
         if instance is None:
             return
         summary = run_connector(self.settings.database_url, instance, self.catalog, timezone=self.settings.timezone,
-                                archive_root=self.settings.archive_dir)
+                                archive_root=self.settings.archive_dir, timeout=instance.timeout_seconds)
         log.info("connector %s: %s (%d fetched, %d accepted, %d rejected) in %.1fs", name, summary.status,
                  summary.fetched, summary.accepted, summary.rejected, summary.seconds)
         if summary.status == "failed" and summary.error_family == "fatal":

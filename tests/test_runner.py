@@ -352,6 +352,30 @@ def test_unordered_connector_saves_its_cursor_after_the_whole_run(sqlite_city_db
     assert inst.config["seen_since"] == [None, str(NOW - 60)]
 
 
+@register
+class SlowConnector(ListConnector):
+    """Yields its records one every config["pause"] seconds, as a slow source does."""
+
+    type_name = "test-slow"
+    ordered = True
+
+    def fetch(self, since):
+        import time as clock
+
+        for record in self.config["records"]:
+            clock.sleep(self.config["pause"])
+            yield record
+
+
+def test_a_run_past_its_timeout_stops_keeps_what_it_committed_and_is_retried(sqlite_city_db):
+    records = [hotline(code, NOW - 600, 1) for code in COMMUNITIES]
+    summary = run(sqlite_city_db, instance(type_="test-slow", records=records, pause=0.05), timeout=0.12,
+                  batch_size=1)
+    assert (summary.status, summary.error_family) == ("partial", "retriable")
+    assert "took longer than its timeout (0.12 s)" in summary.error_message
+    assert 0 < summary.accepted < len(records) and len(stored(sqlite_city_db)) == summary.accepted
+
+
 def test_out_of_order_timestamps_are_all_kept_and_the_current_value_is_the_newest(sqlite_city_db):
     """A late record (older than one already stored) joins the history and never replaces the newer value."""
     community = COMMUNITIES[0]
