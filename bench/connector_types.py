@@ -21,7 +21,22 @@ values (daily cycles, Poisson counts), hour after hour up to the last full hour,
   cores: that is the cost a real API's latency would stand for);
 - simulator: the configured instance of data/connectors.yaml (all 14 reported indicators), from a `since`
   chosen so that its window holds N records (at least N: the records of the boundary second all count).
-Adding a type (mqtt, sensorthings...) is one builder function and one line in BUILDERS.
+Three types read sources of their own standard shape, so their records differ:
+- sensorthings: a SensorThings server (FROST-like) with one Datastream per street × street-level air/noise
+  indicator (210 × aqi, pm25, noise = 630, each with its Thing and ObservedProperty), and N hourly Observations
+  spread over them up to the last full hour; Datastreams and Observations pages (1,000 each, @iot.nextLink with
+  $skip) are rendered beforehand and served by an http.server subprocess, as for http_json;
+- open311: a GeoReport v2 server whose records are service requests, which the runner turns into incidents,
+  each placed in a community by point-in-polygon and upserted, then stores every community's open and overdue
+  counts: the source holds N/5 incidents (200,000 at the default N: N incidents would take minutes), opened over
+  the last 30 days at community centroids with a small jitter (kept inside the boundary), pages of 1,000 from an
+  http.server subprocess;
+- mqtt: N readings (the same records as the file, database and API sources) in QoS 1 messages of JSON lists of
+  100 readings, published BEFORE the run to the connector's persistent session on a private mosquitto (started
+  for the run on a free port with `max_queued_messages 0`, as operators are told to configure it: the default
+  1000 per offline session would drop most of them); the session is created first by connecting with the
+  connector's client id, and removed after the run.
+Adding a type is one builder function and one line in BUILDERS.
 
 Runner: each run is `connectors.runner.run_connector(..., archive_root=<tmp>)` on a fresh copy of the demo city
 database, in a CHILD process (`--child`), so its memory is its own. Its time is the wall clock of the whole
@@ -49,7 +64,9 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -187,6 +204,7 @@ def realistic_values(keys: np.ndarray, local_hour: np.ndarray, rng: np.random.Ge
         "aqi": lambda d: np.round(np.clip(rng.normal(62 + 18 * d, 14), 12, 300)),
         "pm25": lambda d: np.round(np.clip(rng.normal(34 + 12 * d, 9), 3, 250), 1),
         "population_inflow": lambda d: np.round(rng.gamma(4, 250 * (0.25 + d))),
+        "noise": lambda d: np.round(np.clip(rng.normal(48 + 12 * d, 4), 30, 95), 1),
     }
     for key, model in models.items():
         chosen = keys == key
@@ -222,10 +240,18 @@ class Source:
     env: dict = field(default_factory=dict)  # environment of the run (secrets named by *_env)
     module: str | None = None          # the module registering the type, when `import connectors` does not
     server: subprocess.Popen | None = None  # stopped when the run is over
+    noun: str = "records"              # what the source's records are (incidents, readings), for the figures
+    detail: str = ""                   # what the figures' labels must say about the source
+    note: str = ""                     # how the source is built, for the report's notes
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # run before the server is stopped
 
     def close(self) -> None:
-        if self.server is not None:
-            common.stop_process(self.server)
+        try:
+            for cleanup in self.cleanups:
+                cleanup()
+        finally:
+            if self.server is not None:
+                common.stop_process(self.server)
 
 
 def build_drop_folder(plan: Plan, folder: Path) -> Source:
@@ -291,16 +317,28 @@ def build_http_json(plan: Plan, folder: Path) -> Source:
             (pages / f"page-{number}.json").write_bytes(
                 b'{"code": 0, "data": {"total": %d, "items": ' % plan.records + items.encode() + b"}}")
     port = common.free_port()
-    server = common.start_process([common.PYTHON, str(Path(__file__).resolve()), "--serve-pages", str(pages),
-                                   "--port", str(port)], log_path=folder / "server.log")
-    common.wait_for_http(f"http://127.0.0.1:{port}/", server, log_path=folder / "server.log")
+    server = start_page_server("readings", pages, port, folder)
     entry = {"name": "bench-http-json", "type": "http_json", "levels": ["community", "street"],
              "schedule": {"interval": "10m"}, "timeout": "30m",
              "config": {"url": f"http://127.0.0.1:{port}/api/v1/readings", "records_path": "data.items",
                         "pagination": "page", "page_size": PAGE_ROWS, "max_pages": number + 10, "timeout": 30},
              "mapping": {"unit_code": "unit_code", "observed_at": "reported_at", "indicator": "metric",
                          "value": "value"}}
-    return Source(entry, plan.records, server=server)
+    return Source(entry, plan.records, server=server,
+                  note="http_json pages (1,000 rows each) come from a separate http.server process, rendered "
+                       "beforehand")
+
+
+def start_page_server(kind: str, pages: Path, port: int, folder: Path) -> subprocess.Popen:
+    """The page server (`serve_pages`) in a subprocess, once it answers."""
+    server = common.start_process([common.PYTHON, str(Path(__file__).resolve()), "--serve-pages", str(pages),
+                                   "--serve-kind", kind, "--port", str(port)], log_path=folder / "server.log")
+    try:
+        common.wait_for_http(f"http://127.0.0.1:{port}/", server, log_path=folder / "server.log")
+    except BaseException:
+        common.stop_process(server)
+        raise
+    return server
 
 
 def build_simulator(plan: Plan, folder: Path) -> Source:
@@ -340,11 +378,336 @@ def simulator_window(plan: Plan) -> tuple[int, int]:
         window *= 2
 
 
+# Street-level indicators a SensorThings air/noise network reports, by the ObservedProperty names it uses.
+SENSOR_PROPERTIES = {"aqi": "Air Quality Index", "pm25": "PM2.5", "noise": "Noise level"}
+SENSOR_UNITS = {"aqi": ("AQI", "AQI"), "pm25": ("microgram per cubic metre", "µg/m³"), "noise": ("decibel", "dB(A)")}
+FROST_PATH = "/FROST-Server/v1.1"
+
+
+def build_sensorthings(plan: Plan, folder: Path) -> Source:
+    """A SensorThings server: a Datastream per street and air/noise indicator, the planned number of hourly
+    Observations spread over them (each datastream's in time order), pages rendered beforehand."""
+    pages = folder / "pages"
+    pages.mkdir()
+    port = common.free_port()
+    root = f"http://127.0.0.1:{port}{FROST_PATH}"
+    city = plan.city
+    streets = sorted(city.pair_codes[city.pair_keys == STREET_HOURLY[0]])
+    streams = [(code, key) for code in streets for key in SENSOR_PROPERTIES]
+    if len(streams) > PAGE_ROWS:
+        raise RuntimeError(f"{len(streams)} datastreams do not fit one Datastreams page of {PAGE_ROWS}")
+    entities = [datastream_entity(root, ident, code, key, streets.index(code) + 1)
+                for ident, (code, key) in enumerate(streams, start=1)]
+    (pages / "datastreams.json").write_text(json.dumps({"value": entities}, ensure_ascii=False), encoding="utf-8")
+
+    per_stream, extra = divmod(plan.records, len(streams))
+    last_hour = plan.now // 3600 * 3600 - 3600
+    longest = per_stream + (extra > 0)
+    # phenomenonTime as FROST writes it (UTC), each hour formatted once.
+    hours = last_hour - np.arange(longest - 1, -1, -1) * 3600
+    texts = [datetime.fromtimestamp(int(t), ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%S.000Z") for t in hours]
+    offset = _utc_offset(city.timezone, plan.now)
+    observation_id = 0
+    for ident, (code, key) in enumerate(streams, start=1):
+        count = per_stream + (ident <= extra)
+        if count == 0:
+            continue
+        times = hours[longest - count:]
+        values = realistic_values(np.full(count, key, dtype=object), (times + offset) % 86400 / 3600,
+                                  np.random.default_rng([SEED, ident])).tolist()
+        for number, start in enumerate(range(0, count, PAGE_ROWS), start=1):
+            value = [{"@iot.id": observation_id + position + 1, "phenomenonTime": texts[longest - count + position],
+                      "resultTime": texts[longest - count + position], "result": values[position]}
+                     for position in range(start, min(start + PAGE_ROWS, count))]
+            page: dict = {"value": value}
+            if start + PAGE_ROWS < count:
+                page["@iot.nextLink"] = (f"{root}/Datastreams({ident})/Observations?$orderby=phenomenonTime%20asc"
+                                         f"&$top={PAGE_ROWS}&$skip={start + PAGE_ROWS}")
+            (pages / f"observations-{ident}-{number}.json").write_text(json.dumps(page), encoding="utf-8")
+        observation_id += count
+    server = start_page_server("sensorthings", pages, port, folder)
+    entry = {"name": "bench-sensorthings", "type": "sensorthings", "levels": ["street"],
+             "schedule": {"interval": "10m"}, "timeout": "30m",
+             "config": {"url": root, "unit_code_from": "thing_property:street_code",
+                        "indicator_from": "observed_property_name",
+                        "indicator_names": {name: key for key, name in SENSOR_PROPERTIES.items()},
+                        "page_size": PAGE_ROWS, "history": "", "timeout": 30}}
+    return Source(entry, plan.records, server=server,
+                  detail=f", {len(streams)} Datastreams: {len(streets)} streets × {'/'.join(SENSOR_PROPERTIES)}, "
+                         f"hourly",
+                  note=f"sensorthings: {len(streams)} Datastreams ({len(streets)} streets × "
+                       f"{', '.join(SENSOR_PROPERTIES)}; Thing and ObservedProperty expanded, resolved by "
+                       f"thing_property:street_code and observed_property_name) with N hourly Observations spread "
+                       f"evenly over them ({per_stream:,}-{longest:,} each at {plan.records:,}, so they reach "
+                       f"{longest / 24:,.0f} days back), pages of {PAGE_ROWS:,} (@iot.nextLink with $skip) from a "
+                       f"separate http.server process, rendered beforehand; its records are not the raw baseline's "
+                       f"(street air/noise readings only), the count is the same")
+
+
+def datastream_entity(root: str, ident: int, code: str, key: str, thing: int) -> dict:
+    """A Datastream as FROST lists it with $expand=Thing,ObservedProperty."""
+    name, symbol = SENSOR_UNITS[key]
+    observed = list(SENSOR_PROPERTIES).index(key) + 1
+    return {"@iot.id": ident, "@iot.selfLink": f"{root}/Datastreams({ident})",
+            "name": f"{SENSOR_PROPERTIES[key]} {code}", "description": f"{SENSOR_PROPERTIES[key]} at street {code}",
+            "observationType": "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement",
+            "unitOfMeasurement": {"name": name, "symbol": symbol, "definition": ""},
+            "Thing": {"@iot.id": thing, "@iot.selfLink": f"{root}/Things({thing})", "name": f"街道监测站 {code}",
+                      "description": "street air and noise monitor", "properties": {"street_code": code}},
+            "ObservedProperty": {"@iot.id": observed, "@iot.selfLink": f"{root}/ObservedProperties({observed})",
+                                 "name": SENSOR_PROPERTIES[key], "definition": f"urn:onescreen:bench:{key}",
+                                 "description": SENSOR_PROPERTIES[key]}}
+
+
+OPEN311_SHARE = 5  # an open311 source holds N / 5 incidents: each is also placed by point-in-polygon
+OPEN311_PATH = "/open311/v2"
+OPEN311_HISTORY_DAYS = 30
+OPEN311_SERVICES = {"001": "路灯故障", "002": "占道经营", "003": "噪声扰民", "004": "垃圾堆放", "005": "道路破损",
+                    "006": "违章停车", "007": "井盖缺失", "008": "绿化养护"}
+
+
+def build_open311(plan: Plan, folder: Path) -> Source:
+    """A GeoReport v2 server with N/5 service requests of the last 30 days at points inside real communities."""
+    pages = folder / "pages"
+    pages.mkdir()
+    incidents = max(1, plan.records // OPEN311_SHARE)
+    names, longs, lats = community_points(plan.city.template, incidents, np.random.default_rng([SEED, incidents]))
+    rng = np.random.default_rng([SEED, incidents, 1])
+    zone = ZoneInfo(plan.city.timezone)
+    now = plan.now
+    requested = now - 3600 - rng.uniform(0, OPEN311_HISTORY_DAYS * 86400 - 7200, incidents).astype(np.int64)
+    closed = rng.random(incidents) < 0.7
+    # Closed ones closed hours to days after they were opened; open ones were last updated somewhere between.
+    handled = np.minimum(requested + rng.exponential(20 * 3600, incidents).astype(np.int64), now - 60)
+    updated = np.where(closed, handled, requested + ((now - 60 - requested) * rng.random(incidents)).astype(np.int64))
+    codes = rng.choice(list(OPEN311_SERVICES), incidents)
+
+    def when(seconds: int) -> str:
+        return datetime.fromtimestamp(int(seconds), zone).isoformat()
+
+    for number, start in enumerate(range(0, incidents, PAGE_ROWS), start=1):
+        rows = []
+        for i in range(start, min(start + PAGE_ROWS, incidents)):
+            service = OPEN311_SERVICES[codes[i]]
+            address = f"{names[i]}{i % 97 + 1}号"
+            rows.append({
+                "service_request_id": f"SR{i + 1:09d}", "status": "closed" if closed[i] else "open",
+                "status_notes": "已办结" if closed[i] else None, "service_name": service,
+                "service_code": codes[i], "description": f"{service}：{address}附近，请尽快处理",
+                "agency_responsible": "街道城运中心", "service_notice": None,
+                "requested_datetime": when(requested[i]), "updated_datetime": when(updated[i]),
+                "expected_datetime": when(requested[i] + 72 * 3600), "address": address, "address_id": None,
+                "zipcode": None, "lat": round(float(lats[i]), 6), "long": round(float(longs[i]), 6),
+                "media_url": None})
+        (pages / f"requests-{number}.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    (pages / "services.json").write_text(json.dumps(
+        [{"service_code": code, "service_name": name, "metadata": False, "type": "realtime", "keywords": "",
+          "group": "城市管理"} for code, name in OPEN311_SERVICES.items()], ensure_ascii=False), encoding="utf-8")
+    port = common.free_port()
+    server = start_page_server("open311", pages, port, folder)
+    entry = {"name": "bench-open311", "type": "open311", "levels": ["community"],
+             "schedule": {"interval": "10m"}, "timeout": "30m",
+             "config": {"url": f"http://127.0.0.1:{port}{OPEN311_PATH}", "jurisdiction_id": "bench.onescreen",
+                        "page_size": PAGE_ROWS, "max_pages": incidents // PAGE_ROWS + 10,
+                        "history": f"{OPEN311_HISTORY_DAYS}d", "status_closed": ["closed"], "overdue_after": "72h",
+                        "overdue_by_category": {"路灯故障": "24h", "占道经营": "48h"}, "timeout": 30}}
+    return Source(entry, incidents, server=server, noun="incidents",
+                  detail=f": N/{OPEN311_SHARE}, each also placed by point-in-polygon; the run then stores every "
+                         f"community's open and overdue counts",
+                  note=f"open311: its records are service requests turned into incidents, so a source holds "
+                       f"N/{OPEN311_SHARE} of them ({incidents:,} at N = {plan.records:,}; N incidents would take "
+                       f"minutes); the rate counts incidents (masked, validated, placed in a community by "
+                       f"point-in-polygon among the demo city's communities, upserted) and its time includes storing "
+                       f"every community's open and overdue counts (2 observations per community) after the "
+                       f"requests; requests opened over the last {OPEN311_HISTORY_DAYS} days, 70 % closed, at "
+                       f"random communities' centroids with a jitter of up to 15 % of their extent (kept inside the "
+                       f"boundary), pages of {PAGE_ROWS:,} from a separate http.server process, rendered "
+                       f"beforehand; the raw baseline inserts N observation rows, so the ratio compares unlike work")
+
+
+def community_points(template: Path, count: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray,
+                                                                                     np.ndarray]:
+    """`count` points inside random communities of the city (names, longitudes, latitudes): each community's
+    centroid moved by a small jitter, or, where that leaves the boundary, a point certainly inside it."""
+    import shapely
+
+    from cityops.hierarchy import Level
+
+    connection = sqlite3.connect(template)
+    try:
+        rows = connection.execute("SELECT name_zh, center_lon, center_lat, min_lon, min_lat, max_lon, max_lat, "
+                                  "geometry FROM units WHERE level = ? ORDER BY code",
+                                  (int(Level.COMMUNITY),)).fetchall()
+    finally:
+        connection.close()
+    names = [row[0] for row in rows]
+    center_lon, center_lat, min_lon, min_lat, max_lon, max_lat = (np.array([row[i] for row in rows], dtype=float)
+                                                                  for i in range(1, 7))
+    shapes = shapely.from_geojson([row[7] for row in rows])
+    shapely.prepare(shapes)
+    inside = shapely.contains_xy(shapes, center_lon, center_lat)
+    surface = shapely.point_on_surface(shapes)
+    anchor_lon = np.where(inside, center_lon, shapely.get_x(surface))
+    anchor_lat = np.where(inside, center_lat, shapely.get_y(surface))
+    pick = rng.integers(0, len(rows), count)
+    lons = center_lon[pick] + rng.uniform(-0.15, 0.15, count) * (max_lon - min_lon)[pick]
+    lats = center_lat[pick] + rng.uniform(-0.15, 0.15, count) * (max_lat - min_lat)[pick]
+    kept = shapely.contains_xy(shapes[pick], lons, lats)
+    lons = np.where(kept, lons, anchor_lon[pick])
+    lats = np.where(kept, lats, anchor_lat[pick])
+    return [names[i] for i in pick], lons, lats
+
+
+MQTT_PER_MESSAGE = 100  # readings per message (a JSON list): 1 M readings are 10,000 messages
+
+
+def build_mqtt(plan: Plan, folder: Path) -> Source:
+    """A private mosquitto holding the planned readings, in QoS 1 messages of JSON lists, in the connector's
+    persistent session (created first, as the connector's first run would)."""
+    import uuid
+
+    port, broker = start_broker(folder)
+    client_id = f"onescreen-bench-{uuid.uuid4().hex[:12]}"
+    topic = f"onescreen-bench/{client_id}/readings"
+    try:
+        open_session(port, client_id, topic)
+        messages = publish_readings(plan, port, f"{client_id}-publisher", topic)
+    except BaseException:
+        common.stop_process(broker)
+        raise
+    entry = {"name": "bench-mqtt", "type": "mqtt", "levels": ["community", "street"],
+             "schedule": {"interval": "1m"}, "timeout": "30m",
+             "config": {"host": "127.0.0.1", "port": port, "topics": [topic], "client_id": client_id,
+                        "session_expiry_seconds": 3600, "drain_seconds": 1200, "idle_seconds": 1},
+             "mapping": {"unit_code": "unit_code", "observed_at": "time", "indicator": "indicator",
+                         "value": "value"}}
+    return Source(entry, plan.records, server=broker, noun="readings",
+                  detail=f" in {messages:,} QoS 1 messages, each a JSON list of {MQTT_PER_MESSAGE}",
+                  note=f"mqtt: the same records as the file, database and API sources, as readings "
+                       f"({{unit_code, indicator, time (ISO with offset), value}}) in QoS 1 messages each holding a "
+                       f"JSON list of {MQTT_PER_MESSAGE} ({messages:,} messages at {plan.records:,}), published "
+                       f"before the run to the connector's persistent session on a private mosquitto 2.0 "
+                       f"(max_queued_messages 0, no persistence) on a free port, the session created first by "
+                       f"connecting with the connector's client id and removed after the run; the run receives "
+                       f"them all in one connection (Receive Maximum 65,535), acknowledges them after its commit "
+                       f"and stops once no message came for idle_seconds (1 s, the default: its time includes up "
+                       f"to 1 s of waiting when it reads faster than the broker delivers)",
+                  cleanups=[lambda: close_session(port, client_id)])
+
+
+def publish_readings(plan: Plan, port: int, client_id: str, topic: str) -> int:
+    """Publish the plan's records as JSON lists of MQTT_PER_MESSAGE readings, QoS 1, each acknowledged by the
+    broker; returns how many messages."""
+    publisher = mqtt_client(client_id)
+    publisher.max_inflight_messages_set(0)  # no window: the broker acknowledges as fast as it stores
+    connect(publisher, port)
+    messages = 0
+    try:
+        for frame in plan.frames():
+            rows = pd.DataFrame({
+                "unit_code": frame["unit_code"], "indicator": frame["indicator"],
+                "time": time_texts(frame["observed_at"], plan.city.timezone, lambda t: t.isoformat()),
+                "value": frame["value"]})
+            sent = [publisher.publish(topic, rows.iloc[start:start + MQTT_PER_MESSAGE].to_json(
+                        orient="records", force_ascii=False).encode("utf-8"), qos=1)
+                    for start in range(0, len(rows), MQTT_PER_MESSAGE)]
+            for info in sent:
+                info.wait_for_publish(timeout=60)
+                if not info.is_published():
+                    raise RuntimeError(f"mosquitto did not acknowledge message {info.mid} within 60 s")
+            messages += len(sent)
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+    if messages > 65_535:
+        raise RuntimeError(f"{messages:,} messages: more than one run takes (max_messages ≤ 65,535); raise "
+                           f"MQTT_PER_MESSAGE")
+    return messages
+
+
+def start_broker(folder: Path) -> tuple[int, subprocess.Popen]:
+    """A private mosquitto on a free port with the queue settings mqtt's docstring asks operators for, and its
+    process."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    # Not under the run's folder: mosquitto started by root may read its files as the mosquitto user, who cannot
+    # enter the benchmark's private temp folder.
+    home = common.temp_dir("mosquitto")
+    home.chmod(0o755)
+    port = common.free_port()
+    (home / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                                         f"max_queued_messages 0\nmax_queued_bytes 0\n", encoding="utf-8")
+    process = common.start_process([binary, "-c", str(home / "mosquitto.conf")], log_path=folder / "mosquitto.log")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return port, process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                common.stop_process(process)
+                log = (folder / "mosquitto.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"private mosquitto did not start on port {port}: {log}") from None
+            time.sleep(0.05)
+
+
+def mqtt_client(client_id: str):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+
+
+def connect(client, port: int, clean_start: bool = True, expiry: int = 0) -> None:
+    """Connect and start the network thread; wait for the broker's answer."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.CONNECT)
+    if expiry:
+        properties.SessionExpiryInterval = expiry
+    client.connect("127.0.0.1", port, clean_start=clean_start, properties=properties)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected():
+        if time.monotonic() > deadline:
+            client.loop_stop()
+            raise RuntimeError(f"mosquitto on port {port} did not accept {client._client_id!r} within 10 s")
+        time.sleep(0.01)
+
+
+def open_session(port: int, client_id: str, topic: str) -> None:
+    """The connector's persistent session with its QoS 1 subscription, as its first run leaves it."""
+    import threading
+
+    client = mqtt_client(client_id)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *args: subscribed.set()
+    connect(client, port, clean_start=False, expiry=3600)
+    try:
+        client.subscribe(topic, qos=1)
+        if not subscribed.wait(10):
+            raise RuntimeError(f"mosquitto on port {port} did not confirm the subscription to {topic}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def close_session(port: int, client_id: str) -> None:
+    """Remove the connector's session (and anything left queued in it): a clean start with no expiry."""
+    client = mqtt_client(client_id)
+    connect(client, port)
+    client.disconnect()
+    client.loop_stop()
+
+
 BUILDERS: dict[str, Callable[[Plan, Path], Source]] = {
     "drop_folder": build_drop_folder,
     "sql_query": build_sql_query,
     "http_json": build_http_json,
     "simulator": build_simulator,
+    "sensorthings": build_sensorthings,
+    "open311": build_open311,
+    "mqtt": build_mqtt,
 }
 
 
@@ -353,27 +716,28 @@ BUILDERS: dict[str, Callable[[Plan, Path], Source]] = {
 # ------------------------------------------------------------------------------------------------
 
 
-def serve_pages(folder: Path, port: int) -> None:
-    """Serve page-<n>.json of `folder` at /api/v1/readings?page=<n> (an empty page past the last)."""
+def serve_pages(folder: Path, port: int, kind: str = "readings") -> None:
+    """Serve the pages rendered in `folder` as the API of `kind` (`page_file`), an empty page past the last."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import parse_qs, urlsplit
 
-    empty = b'{"code": 0, "data": {"total": 0, "items": []}}'
-
     class Pages(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the connector's session expects of an API
+        protocol_version = "HTTP/1.1"  # keep-alive, as the connectors' sessions expect of an API
+        # Headers and body are two writes: with Nagle's algorithm the body waits for the client's delayed ACK of
+        # the headers (40 ms a request here). Production servers set TCP_NODELAY on keep-alive connections too.
+        disable_nagle_algorithm = True
 
         def do_GET(self):
             url = urlsplit(self.path)
             if url.path == "/":
                 body = b"ok"
-            elif url.path == "/api/v1/readings":
-                page = parse_qs(url.query).get("page", ["1"])[0]
-                path = folder / f"page-{int(page)}.json" if page.isdigit() else None
-                body = path.read_bytes() if path is not None and path.is_file() else empty
             else:
-                self.send_error(404)
-                return
+                found = page_file(kind, url.path, {name: values[0] for name, values in parse_qs(url.query).items()})
+                if found is None:
+                    self.send_error(404)
+                    return
+                path = folder / found
+                body = path.read_bytes() if found and path.is_file() else EMPTY_PAGES[kind]
             self.send_response(200)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -384,6 +748,35 @@ def serve_pages(folder: Path, port: int) -> None:
             pass
 
     ThreadingHTTPServer(("127.0.0.1", port), Pages).serve_forever()
+
+
+EMPTY_PAGES = {"readings": b'{"code": 0, "data": {"total": 0, "items": []}}', "sensorthings": b'{"value": []}',
+               "open311": b"[]"}
+OBSERVATIONS_PATH = re.compile(re.escape(FROST_PATH) + r"/Datastreams\((\d+)\)/Observations")
+
+
+def page_file(kind: str, path: str, query: dict[str, str]) -> str | None:
+    """The rendered file answering a request ("" for an empty page), None for an unknown path."""
+    def number(text: str | None, default: int) -> int | None:
+        return int(text) if text is not None and text.isdigit() else (default if text is None else None)
+
+    if kind == "readings" and path == "/api/v1/readings":
+        page = number(query.get("page"), 1)
+        return f"page-{page}.json" if page is not None else ""
+    if kind == "sensorthings":
+        if path == f"{FROST_PATH}/Datastreams":
+            return "datastreams.json"
+        observations = OBSERVATIONS_PATH.fullmatch(path)
+        skip = number(query.get("$skip"), 0)
+        if observations:
+            return f"observations-{observations.group(1)}-{skip // PAGE_ROWS + 1}.json" if skip is not None else ""
+    if kind == "open311":
+        if path == f"{OPEN311_PATH}/services.json":
+            return "services.json"
+        if path == f"{OPEN311_PATH}/requests.json":
+            page = number(query.get("page"), 1)
+            return f"requests-{page}.json" if page is not None else ""
+    return None
 
 
 @dataclass
@@ -404,6 +797,13 @@ class Run:
     peak_rss: int         # the highest of the parent's psutil samples of the child
     commits: list[tuple[float, int]]  # (monotonic time, RSS) after each commit inside the run's loop
     samples: list[tuple[float, int]]  # the parent's samples (monotonic time, RSS)
+    noun: str = "records"  # the source's, as Source
+    detail: str = ""
+    note: str = ""
+
+    @property
+    def unit(self) -> str:
+        return "rec/s" if self.noun == "records" else f"{self.noun}/s"
 
     @property
     def rate(self) -> float:
@@ -457,7 +857,8 @@ def run_in_child(type_name: str, plan: Plan, workdir: Path, profile: Path | None
         return Run(type_name, source.records, result["fetched"], result["accepted"], result["rejected"],
                    result["status"], result["error_message"], result["wall_seconds"], result["rollup_seconds"],
                    result["rss_before"], result["max_rss"], sampler.peak,
-                   [tuple(point) for point in result["commits"]], sampler.samples)
+                   [tuple(point) for point in result["commits"]], sampler.samples, source.noun, source.detail,
+                   source.note)
     finally:
         source.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -525,6 +926,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a smaller run: 100,000-record sources")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-pages", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-kind", default="readings", choices=list(EMPTY_PAGES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -579,7 +981,7 @@ def megabytes(size: int) -> str:
 def main(argv=None) -> Report | None:
     args = parse_args(argv)
     if args.serve_pages:
-        serve_pages(args.serve_pages, args.port)
+        serve_pages(args.serve_pages, args.port, args.serve_kind)
         return None
     if args.child:
         child(args.child)
@@ -609,7 +1011,7 @@ def main(argv=None) -> Report | None:
             run = run_in_child(type_name, plan, folder / f"{type_name}-{plan.records}")
             runs[type_name, plan.records] = run
             steps.update()
-            steps.write(f"{type_name} {run.expected:,}: {run.rate:,.0f} rec/s ({run.seconds:.1f} s, roll-ups "
+            steps.write(f"{type_name} {run.expected:,}: {run.rate:,.0f} {run.unit} ({run.seconds:.1f} s, roll-ups "
                         f"{run.rollup_seconds:.1f} s), peak RSS {megabytes(run.peak_rss)} "
                         f"(before the run {megabytes(run.rss_before)}), {run.status}")
     steps.close()
@@ -621,19 +1023,20 @@ def main(argv=None) -> Report | None:
         run, tenth = runs[type_name, large.records], runs[type_name, small.records]
         ratio = run.rate / raw_rate
         target, passed = common.at_least(ratio, RATE_TARGET)
-        figures.append(Figure(f"{type_name}: records/s through run_connector ({run.expected:,} records) vs raw "
-                              f"executemany", f"{run.rate:,.0f} rec/s ({run.seconds:.1f} s)",
+        figures.append(Figure(f"{type_name}: {run.noun}/s through run_connector ({run.expected:,} {run.noun}"
+                              f"{run.detail}) vs raw executemany", f"{run.rate:,.0f} {run.unit} ({run.seconds:.1f} s)",
                               f"{raw_rate:,.0f} rec/s", ratio, target, passed and run.clean))
         growth = run.peak_rss / tenth.peak_rss
         flat_target, flat = common.at_most(growth, FLAT_TARGET)
         figures.append(Figure(f"{type_name}: peak RSS of the run's process, {run.expected:,} vs {tenth.expected:,} "
-                              f"records", f"{megabytes(run.peak_rss)} (+{megabytes(run.peak_rss - run.rss_before)} "
+                              f"{run.noun}", f"{megabytes(run.peak_rss)} (+{megabytes(run.peak_rss - run.rss_before)} "
                               f"in the run)", f"{megabytes(tenth.peak_rss)} (+"
                               f"{megabytes(tenth.peak_rss - tenth.rss_before)})", growth, flat_target,
                               flat and run.clean and tenth.clean))
         climb = (" → ".join(f"{rss / MB:,.0f}" for _, rss in run.commits) + " MB after each commit inside the loop"
                  if run.commits else f"no commit inside the loop (under {BATCH_SIZE:,} records)")
-        notes.append(f"{type_name}: {tenth.expected:,} records at {tenth.rate:,.0f} rec/s ({tenth.seconds:.1f} s); "
+        notes.append(f"{type_name}: {tenth.expected:,} {run.noun} at {tenth.rate:,.0f} {run.unit} "
+                     f"({tenth.seconds:.1f} s); "
                      f"at {run.expected:,}, roll-ups took {run.rollup_seconds:.1f} s of {run.seconds:.1f} s, and RSS "
                      f"was {megabytes(run.rss_before)} before run_connector, {climb}, "
                      f"{megabytes(run.final_peak)} at most in the final commit and roll-ups (VmHWM "
@@ -656,8 +1059,8 @@ def main(argv=None) -> Report | None:
         f"memory: one child process per run; peak RSS sampled with psutil every 50 ms, imports included; "
         f"(+…) is the growth above the RSS just before run_connector; target ≤ {FLAT_TARGET:.2f}× is our "
         "reading of 'flat'",
-        "http_json pages (1,000 rows each) come from a separate http.server process, rendered beforehand",
     ]
+    notes += [runs[type_name, large.records].note for type_name in args.types if runs[type_name, large.records].note]
     if args.quick:
         notes.append("quick run: at this size the runner's fixed costs per run (tree, catalog, current roll-ups) "
                      "weigh more and raw inserts into a small table are faster, so the rate ratios read lower, "
@@ -665,8 +1068,9 @@ def main(argv=None) -> Report | None:
     if profiles:
         common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         PROFILE_PATH.write_text("\n".join(profiles), encoding="utf-8")
-        notes.append(f"types below the rate target were profiled at {large.records:,} records: top 10 functions "
-                     f"by cumulative time in {PROFILE_PATH.relative_to(common.ROOT)} (and on stderr)")
+        notes.append(f"types below the rate target were profiled at their full size (each profile's header says "
+                     f"how many records): top 10 functions by cumulative and by own time in "
+                     f"{PROFILE_PATH.relative_to(common.ROOT)} (and on stderr)")
     report = Report("connector_types", "Connector throughput and memory (each type vs raw executemany)", figures,
                     notes, seconds=clock.seconds, quick=args.quick)
     report.publish()
