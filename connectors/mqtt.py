@@ -115,7 +115,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Record, RetriableError,
+from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch, RetriableError,
                              register)
 
 log = logging.getLogger(__name__)
@@ -322,11 +322,10 @@ class MqttConnector(Connector):
             link.subscribe(settings.topics)
             for group in self._drain(link, settings):
                 reference = self.archived(ARCHIVE_LABEL, archive_lines(group), "application/x-ndjson")
-                for line, message in enumerate(group, start=1):
-                    yield from self._message_records(message.topic, message.payload,
-                                                     f"{reference or ARCHIVE_LABEL}#{line}", settings)
-                    if message.qos:
-                        self._owed.append((message.mid, message.qos))
+                yield from self._group_records(
+                    ((message.topic, message.payload, f"{reference or ARCHIVE_LABEL}#{line}")
+                     for line, message in enumerate(group, start=1)), settings)
+                self._owed.extend((message.mid, message.qos) for message in group if message.qos)
             finished = True
             link.expire_after(UNCOMMITTED_GRACE_SECONDS)
         finally:
@@ -360,9 +359,11 @@ class MqttConnector(Connector):
         than when the grace timer runs out; the broker delivers the messages again to the next run."""
         self._release()
 
-    def replay(self, label: str, payload: bytes) -> Iterator[Record]:
+    def replay(self, label: str, payload: bytes) -> Iterator[Record | RecordBatch]:
         """Parse an archived group of messages again with the same code as fetch; the broker is not involved."""
-        settings = self.settings()
+        yield from self._group_records(self._archived_messages(label, payload), self.settings())
+
+    def _archived_messages(self, label: str, payload: bytes) -> Iterator[tuple[str, bytes, str]]:
         for number, line in enumerate(payload.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -377,7 +378,7 @@ class MqttConnector(Connector):
                 raise FatalError(f"{self.name}: archived {label} line {number} is not a message as the mqtt "
                                  f"connector type archives them; replay payloads of this connector's own "
                                  f"runs") from None
-            yield from self._message_records(topic, body, f"{label}#{number}", settings)
+            yield topic, body, f"{label}#{number}"
 
     # -- receiving -------------------------------------------------------------------------------------
 
@@ -418,7 +419,21 @@ class MqttConnector(Connector):
 
     # -- parsing (fetch and replay) --------------------------------------------------------------------
 
-    def _message_records(self, topic: str, payload: bytes, source: str, settings: MqttSettings) -> Iterator[Record]:
+    def _group_records(self, messages, settings: MqttSettings) -> Iterator[Record | RecordBatch]:
+        """(topic, payload, source) of a group of messages → records: a message or row that cannot be read on its
+        own, every row as one columnar batch (validated with array operations, like a file's)."""
+        rows, sources = [], []
+        for topic, payload, source in messages:
+            for item in self._message_records(topic, payload, source, settings):
+                if isinstance(item, Record):
+                    yield item
+                else:
+                    rows.append(item)
+                    sources.append(source)
+        if rows:
+            yield from self.mapping.batch(rows, sources)
+
+    def _message_records(self, topic: str, payload: bytes, source: str, settings: MqttSettings) -> Iterator[Record | dict]:
         try:
             document = json.loads(payload)
         except UnicodeDecodeError as error:
@@ -439,7 +454,7 @@ class MqttConnector(Connector):
         else:
             yield _unreadable(topic, payload, source, f"is {_kind(document)}, not a JSON object or list of objects")
 
-    def _row_records(self, topic: str, row: dict, source: str, settings: MqttSettings) -> Iterator[Record]:
+    def _row_records(self, topic: str, row: dict, source: str, settings: MqttSettings) -> Iterator[Record | dict]:
         row = dict(row)
         if settings.topic_pattern is not None:
             found = settings.topic_pattern.fullmatch(topic)
@@ -451,7 +466,7 @@ class MqttConnector(Connector):
             row.update({name: value for name, value in found.groupdict().items() if value is not None})
         if settings.topic_field:
             row[settings.topic_field] = topic
-        yield from self.mapping.records(row, source=source)
+        yield row  # mapped with the rest of its group
 
 
 def _unreadable(topic: str, payload: bytes, source: str, what: str) -> Record:
