@@ -169,7 +169,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                         summary.skipped += 1
                     else:
                         batch.add(row, connector.cursor_of(item, row["observed_at"]))
-            if batch.size + len(batch.quarantine) >= batch_size:
+            if batch.size + len(batch.quarantine) >= batch_size or len(batch.incidents) >= INCIDENT_BATCH_ROWS:
                 recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
                                    advance=connector.ordered and not rerun, run_id=run_id))
                 if recent.size >= RECENT_ROWS_LIMIT:
@@ -219,6 +219,9 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
 
 
 KEY = ["unit_id", "indicator_id", "observed_at"]
+# Incidents carry their text and raw row (kilobytes each, not the 30 bytes of an observation): they are
+# committed in smaller transactions, so a large source does not sit in memory (bench/connector_types.py).
+INCIDENT_BATCH_ROWS = 10_000
 # Committed rows kept for the roll-ups; past this the queued roll-ups are computed and the rows let go, so a
 # source of any size runs in bounded memory. Measured (bench/connector_types.py): with 2 M rows held, peak memory
 # grew ~1.8× from a 100 k to a 1 M-record source; at this size it stays flat, for a few percent of ingest speed.
