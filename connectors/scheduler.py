@@ -153,6 +153,10 @@ def start_scheduler(settings: Settings, *, blocking: bool = False, first_run_del
     if lock is None:
         log.info("scheduler already running in another process (%s); not starting a second", lock_path(settings))
         return None
+    # APScheduler logs every job start and end at INFO, the file check every 10 s included: operators would read
+    # nothing else. Runs are logged here, one line each; APScheduler's warnings and errors still come through.
+    for name in ("apscheduler.executors", "apscheduler.scheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone=timezone.utc)
     jobs = ConnectorJobs(settings, scheduler, first_run_delay)
     try:
