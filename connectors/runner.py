@@ -30,18 +30,17 @@ from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog
 from cityops.db import session_scope
-from cityops.hierarchy import Level
-from cityops.incidents import (CommunityLocator, InvalidIncident, community_locator, count_open, incident_row,
-                               mask_incident, open_external_ids, upsert_incidents)
+from cityops.incidents import InvalidIncident, open_external_ids, upsert_incidents
 from cityops.models import ConnectorCursor, ConnectorRun, QuarantinedRecord
-from cityops.rollup import bucket_start, process_backlog, queue_rollups
+from cityops.rollup import process_backlog, queue_rollups
 from cityops.storage import _dialect_insert, sync_indicators, upsert_observations
-from cityops.tree import UnitTree, load_tree
+from cityops.tree import load_tree
 from connectors.archive import RunArchive, open_payload, purge
-from connectors.base import (REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Incident,
-                             IncidentCounts, Record, RecordBatch, RetriableError)
+from connectors.base import (REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Incident, Record,
+                             RecordBatch, RetriableError)
 from connectors.config import ConnectorInstance
-from connectors.validation import FUTURE_TOLERANCE_SECONDS, Rejected, Validator
+from connectors.incident_intake import IncidentIntake, check_counting, store_counts
+from connectors.validation import Rejected, Validator
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
     context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone, archive=archive,
                                open_incidents=open_incidents)
     validator = Validator.build(catalog, ids, tree, instance.levels, timezone, int(now))
-    intake = _IncidentIntake(database_url, instance.name, validator, run_id, int(now))
+    intake = IncidentIntake(database_url, instance.name, validator, run_id, int(now))
     offset = utc_offset_seconds(timezone, now)
     # A cursor only moves forward: late records, a backfill from further back or a replay never rewind it.
     batch = _Batch(cursor=stored_cursor)
@@ -130,7 +129,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         connector = build_connector(instance, context)
         counting = connector.incident_counts()
         if counting is not None:
-            _check_counting(counting, validator, tree, instance.name)
+            check_counting(counting, validator, tree, instance.name)
         if items is None:
             items = (_replayed(connector, archive_root, replay) if replay is not None
                      else connector.fetch(since if since is not None else stored_cursor))
@@ -182,7 +181,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         if not rerun:
             connector.committed()
         if counting is not None:
-            recent.add(_store_counts(database_url, counting, instance.name, catalog, ids, tree, int(now), offset,
+            recent.add(store_counts(database_url, counting, instance.name, catalog, ids, tree, int(now), offset,
                                      run_id))
         summary.status = "partial" if summary.rejected else "ok"
     except ConnectorError as error:
@@ -341,7 +340,7 @@ def _save_cursor(session: Session, name: str, cursor: str, now: int) -> None:
 
 
 def _quarantine_row(run_id: int, connector: str, reason: str, record: Record | Incident, now: int) -> dict:
-    """A quarantine row for a record, or for an incident whose personal data is already masked (`_IncidentIntake`)."""
+    """A quarantine row for a record, or for an incident whose personal data is already masked (`IncidentIntake`)."""
     raw = record.raw if record.raw is not None else _described(record)
     try:
         text = json.dumps(raw, ensure_ascii=False, default=str)
@@ -359,93 +358,6 @@ def _described(record: Record | Incident) -> dict:
                 for name, value in fields.items() if name not in ("raw", "source", "problem")}
     return {"unit_code": record.unit_code, "indicator": record.indicator, "observed_at": str(record.observed_at),
             "value": record.value}
-
-
-class _IncidentIntake:
-    """Incidents made safe to keep (personal data masked) and turned into rows: validated, placed in a community.
-
-    The community locator is built on the first incident, so runs without incidents never read boundaries."""
-
-    def __init__(self, database_url: str, name: str, validator: Validator, run_id: int, now: int):
-        self.database_url = database_url
-        self.name = name
-        self.validator = validator
-        self.run_id = run_id
-        self.now = now
-        self._locator: CommunityLocator | None = None
-
-    @staticmethod
-    def masked(item: Incident) -> Incident:
-        """The incident with `contact` masked and its values, phone numbers and e-mail addresses masked in `raw`,
-        `address` and `description` (and `contact`'s keys dropped from `raw`): all that is stored or quarantined."""
-        safe = mask_incident(item.contact, item.raw, item.address, item.description)
-        return dataclasses.replace(item, contact=safe.contact, raw=safe.raw, address=safe.address,
-                                   description=safe.description)
-
-    @property
-    def locator(self) -> CommunityLocator:
-        if self._locator is None:
-            with session_scope(self.database_url) as session:
-                self._locator = community_locator(session)
-        return self._locator
-
-    def row(self, item: Incident) -> dict:
-        """A row for cityops.incidents.upsert_incidents; Rejected or InvalidIncident with the reason."""
-        if item.problem:
-            raise Rejected(item.problem)
-        if item.opened_at is None:
-            raise Rejected("no opening time")
-        opened_at = self.validator.timestamp(item.opened_at)
-        updated_at = opened_at if item.updated_at is None else self.validator.timestamp(item.updated_at)
-        closed_at = None if item.closed_at is None else self.validator.timestamp(item.closed_at)
-        for what, given, seconds in (("opening", item.opened_at, opened_at), ("update", item.updated_at, updated_at)):
-            # A future update time would outrank every real update that follows it.
-            if seconds > self.now + FUTURE_TOLERANCE_SECONDS:
-                raise Rejected(f"{what} time {given} is in the future "
-                               f"(more than {FUTURE_TOLERANCE_SECONDS // 60} min ahead of the server clock)")
-        return incident_row(self.locator, source=self.name, external_id=item.external_id, category=item.category,
-                            status=item.status, source_status=item.source_status, opened_at=opened_at,
-                            updated_at=updated_at, closed_at=closed_at, lon=item.lon, lat=item.lat,
-                            address=item.address, description=item.description, contact_masked=item.contact,
-                            raw=item.raw, run_id=self.run_id, now=self.now)
-
-
-def _check_counting(counting: IncidentCounts, validator: Validator, tree: UnitTree, name: str) -> None:
-    """Fail before fetching when incident counts could not be stored (an indicator unknown, not reported per
-    community, or a connector not configured for communities), rather than after every run's fetch."""
-    communities = tree.at_level(Level.COMMUNITY)
-    if communities.empty:
-        return
-    code = str(communities["code"].iloc[0])
-    for key in (counting.open_indicator, counting.overdue_indicator):
-        try:
-            validator.validate(Record(code, key, validator.now, 0))
-        except Rejected as reason:
-            raise FatalError(f"{name}: incident counts cannot be stored as {key!r}: {reason}. Check "
-                             f"open_indicator / overdue_indicator (catalog indicators reported per community) and "
-                             f"that the connector's levels include community") from None
-
-
-def _store_counts(database_url: str, counting: IncidentCounts, name: str, catalog: Catalog, ids: dict[str, int],
-                  tree: UnitTree, now: int, offset: int, run_id: int) -> pd.DataFrame:
-    """Every community's open and overdue counts, stored at the bucket of each indicator's interval holding
-    `now` (so runs within one bucket refine one value), with their roll-ups queued. Returns the rows stored.
-
-    All communities, not only those whose incidents changed: overdue counts grow with time alone, and a
-    community whose last incident closed must read 0 rather than keep its old count until it goes stale."""
-    communities = tree.at_level(Level.COMMUNITY).index
-    with session_scope(database_url) as session:
-        counts = count_open(session, name, communities, now, counting.overdue_after, counting.overdue_by_category)
-        frames = [pd.DataFrame({"unit_id": counts.index.to_numpy(dtype="int64"), "indicator_id": ids[key],
-                                "observed_at": bucket_start(now, catalog[key].interval_seconds, offset),
-                                "value": counts[column].to_numpy(dtype=float), "run_id": run_id})
-                  for key, column in ((counting.open_indicator, "open"), (counting.overdue_indicator, "overdue"))]
-        rows = pd.concat(frames, ignore_index=True)
-        upsert_observations(session, rows)
-        queue_rollups(session, catalog, ids, {key: frame["observed_at"].to_numpy() for key, frame in
-                                              zip((counting.open_indicator, counting.overdue_indicator), frames)},
-                      offset)
-    return rows
 
 
 def _replayed(connector: Connector, root: Path | None, references: list[str]):
