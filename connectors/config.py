@@ -103,6 +103,17 @@ def load_connectors(path: str | Path, catalog_keys=None, timezone: str = "Asia/S
     return instances
 
 
+def duration_seconds(text, field: str, allow_zero: bool = False) -> int:
+    """A duration such as 72h (or seconds) from a connector's config; with `allow_zero`, empty or 0 mean none.
+    A ValueError names the field."""
+    if allow_zero and text in (None, "", 0, "0", "0s"):
+        return 0
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ValueError(f"{field}: {error}") from None
+
+
 def _schedule(schedule, where: str, timezone: str) -> tuple[int, str | None]:
     """(interval seconds, cron expression or None) from {interval: 5m} or {cron: "*/10 * * * *"}."""
     if not isinstance(schedule, dict) or len(set(schedule) & {"interval", "cron"}) != 1:

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from connectors.base import FatalError, RetriableError
+from connectors.base import ConfigField, FatalError, RetriableError
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -283,6 +283,22 @@ def _connection_reason(error: requests.ConnectionError) -> str:
         if marker in text:
             return reason
     return type(error).__name__
+
+
+# The settings every HTTP connector type offers, read by `client_for`.
+AUTH_FIELDS = (
+    ConfigField("auth", str, default="none", help="none, bearer or header"),
+    ConfigField("token", str, secret=True, help="the API token; give its environment variable as token_env"),
+    ConfigField("header_name", str, default="",
+                help="header carrying the token: default Authorization (bearer) or X-API-Key (header)"),
+)
+REQUEST_FIELDS = (
+    ConfigField("timeout", float, default=30.0, help="seconds to wait for the source to connect or send data"),
+    ConfigField("attempts", int, default=4, help="tries per request for timeouts, 429 and 5xx"),
+    ConfigField("backoff", float, default=1.0, help="seconds before the first retry, doubling after each"),
+    ConfigField("max_wait", float, default=60.0, help="longest wait between two tries (also for Retry-After)"),
+    ConfigField("max_bytes", int, default=DEFAULT_MAX_BYTES, help="largest page body read, in bytes"),
+)
 
 
 def client_for(name: str, config: dict, attempts: int, noun: str = "source") -> HttpClient:

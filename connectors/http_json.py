@@ -47,8 +47,8 @@ from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch, register
-from connectors.http import (DEFAULT_MAX_BYTES, HttpClient, client_for, declared_charset, decode_json, excerpt,
-                             shown_url)
+from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, client_for, declared_charset, decode_json,
+                             excerpt, shown_url)
 from connectors.mapping import MISSING, lookup
 
 PAGINATIONS = ("none", "page", "offset", "next_link")
@@ -82,15 +82,8 @@ class HttpJsonConnector(Connector):
         ConfigField("next_link_path", str, default="next",
                     help="dotted path in the body to the next page's URL (pagination: next_link), e.g. links.next"),
         ConfigField("max_pages", int, default=10000, help="safety stop: a run fails rather than page forever"),
-        ConfigField("auth", str, default="none", help="none, bearer or header"),
-        ConfigField("token", str, secret=True, help="the API token; give its environment variable as token_env"),
-        ConfigField("header_name", str, default="",
-                    help="header carrying the token: default Authorization (bearer) or X-API-Key (header)"),
-        ConfigField("timeout", float, default=30.0, help="seconds to wait for the source to connect or send data"),
-        ConfigField("attempts", int, default=4, help="tries per request for timeouts, 429 and 5xx"),
-        ConfigField("backoff", float, default=1.0, help="seconds before the first retry, doubling after each"),
-        ConfigField("max_wait", float, default=60.0, help="longest wait between two tries (also for Retry-After)"),
-        ConfigField("max_bytes", int, default=DEFAULT_MAX_BYTES, help="largest page body read, in bytes"),
+        *AUTH_FIELDS,
+        *REQUEST_FIELDS,
         ConfigField("check_method", str, default="GET",
                     help="GET (read the first page and count its rows) or HEAD (only see that it answers)"),
     )

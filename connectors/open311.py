@@ -71,25 +71,15 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from cityops.catalog import parse_duration
 from cityops.incidents import mask_personal, mask_text, mask_value, scrub
 from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Incident, IncidentCounts,
                              RetriableError, register)
-from connectors.http import (DEFAULT_MAX_BYTES, HttpClient, declared_charset, decode_json, excerpt, shown_url,
+from connectors.config import duration_seconds
+from connectors.http import (REQUEST_FIELDS, HttpClient, declared_charset, decode_json, excerpt, shown_url,
                              since_seconds)
 
 PERSONAL_FIELDS = ["email", "phone", "first_name", "last_name", "name", "device_id", "account_id"]
 CATEGORY_FIELDS = ("service_name", "service_code")
-
-
-def duration_seconds(text: Any, field: str, allow_zero: bool = False) -> int:
-    """A duration such as 72h (or seconds); with `allow_zero`, empty or 0 for none."""
-    if allow_zero and text in (None, "", 0, "0", "0s"):
-        return 0
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise ValueError(f"{field}: {error}") from None
 
 
 @register
@@ -141,11 +131,7 @@ class Open311Connector(Connector):
                     help="catalog indicator (per community) receiving the overdue counts"),
         ConfigField("personal_fields", list, default=PERSONAL_FIELDS,
                     help="request fields holding personal data (any case): stored only masked, never in raw"),
-        ConfigField("timeout", float, default=30.0, help="seconds to wait for the source to connect or send data"),
-        ConfigField("attempts", int, default=4, help="tries per request for timeouts, 429 and 5xx"),
-        ConfigField("backoff", float, default=1.0, help="seconds before the first retry, doubling after each"),
-        ConfigField("max_wait", float, default=60.0, help="longest wait between two tries (also for Retry-After)"),
-        ConfigField("max_bytes", int, default=DEFAULT_MAX_BYTES, help="largest page body read, in bytes"),
+        *REQUEST_FIELDS,
     )
 
     def __init__(self, name: str, config: dict, context, mapping=None):

@@ -65,10 +65,11 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urljoin, urlsplit
 
-from cityops.catalog import parse_duration
 from cityops.hierarchy import Level
 from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, register
-from connectors.http import DEFAULT_MAX_BYTES, HttpClient, client_for, decode_json, excerpt, shown_url, since_seconds
+from connectors.config import duration_seconds
+from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, client_for, decode_json, excerpt, shown_url,
+                             since_seconds)
 
 AUTHS = ("none", "bearer", "header")
 # "<kind>:<name>" for kinds that read a named property, a bare kind otherwise.
@@ -117,16 +118,6 @@ def parse_rule(text: Any, kinds: dict[str, bool], field: str) -> Rule:
     return Rule(kind, name.strip())
 
 
-def duration_seconds(text: Any, field: str) -> int:
-    """A duration such as 1h; empty or 0 for none."""
-    if text in (None, "", 0, "0", "0s"):
-        return 0
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise ValueError(f"{field}: {error}") from None
-
-
 @register
 class SensorThingsConnector(Connector):
     type_name = "sensorthings"
@@ -154,15 +145,8 @@ class SensorThingsConnector(Connector):
                     help="how far back the first run (no cursor yet) reads, e.g. 30d; empty: everything"),
         ConfigField("max_pages", int, default=10000,
                     help="safety stop per listing: a run fails rather than page forever"),
-        ConfigField("auth", str, default="none", help="none, bearer or header"),
-        ConfigField("token", str, secret=True, help="the API token; give its environment variable as token_env"),
-        ConfigField("header_name", str, default="",
-                    help="header carrying the token: default Authorization (bearer) or X-API-Key (header)"),
-        ConfigField("timeout", float, default=30.0, help="seconds to wait for the source to connect or send data"),
-        ConfigField("attempts", int, default=4, help="tries per request for timeouts, 429 and 5xx"),
-        ConfigField("backoff", float, default=1.0, help="seconds before the first retry, doubling after each"),
-        ConfigField("max_wait", float, default=60.0, help="longest wait between two tries (also for Retry-After)"),
-        ConfigField("max_bytes", int, default=DEFAULT_MAX_BYTES, help="largest page body read, in bytes"),
+        *AUTH_FIELDS,
+        *REQUEST_FIELDS,
     )
 
     def __init__(self, name: str, config: dict, context, mapping=None):
@@ -183,8 +167,8 @@ class SensorThingsConnector(Connector):
         if unknown:
             raise FatalError(f"{where}: indicator_names maps to unknown indicator(s) {', '.join(unknown)}; "
                              f"the catalog has {', '.join(sorted(context.catalog.keys))}")
-        self.lookback = duration_seconds(self.config["lookback"], "lookback")
-        self.history = duration_seconds(self.config["history"], "history")
+        self.lookback = duration_seconds(self.config["lookback"], "lookback", allow_zero=True)
+        self.history = duration_seconds(self.config["history"], "history", allow_zero=True)
         self.client = self._client(self.config["attempts"])
 
     @classmethod
@@ -211,7 +195,7 @@ class SensorThingsConnector(Connector):
             if config[field] < 1:
                 raise ValueError(f"{field} must be at least 1, not {config[field]}")
         for field in ("lookback", "history"):
-            duration_seconds(config[field], field)
+            duration_seconds(config[field], field, allow_zero=True)
 
     def _client(self, attempts: int) -> HttpClient:
         return client_for(self.name, self.config, attempts, noun="server")
