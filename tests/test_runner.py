@@ -369,10 +369,10 @@ class SlowConnector(ListConnector):
 
 def test_a_run_past_its_timeout_stops_keeps_what_it_committed_and_is_retried(sqlite_city_db):
     records = [hotline(code, NOW - 600, 1) for code in COMMUNITIES]
-    summary = run(sqlite_city_db, instance(type_="test-slow", records=records, pause=0.05), timeout=0.12,
+    summary = run(sqlite_city_db, instance(type_="test-slow", records=records, pause=0.2), timeout=0.5,
                   batch_size=1)
     assert (summary.status, summary.error_family) == ("partial", "retriable")
-    assert "took longer than its timeout (0.12 s)" in summary.error_message
+    assert "took longer than its timeout (0.5 s)" in summary.error_message
     assert 0 < summary.accepted < len(records) and len(stored(sqlite_city_db)) == summary.accepted
 
 
