@@ -400,11 +400,10 @@ OPEN311_SERVICES = {"001": "路灯故障", "002": "占道经营", "003": "噪声
                     "006": "违章停车", "007": "井盖缺失", "008": "绿化养护"}
 
 
-def build_open311(plan: Plan, folder: Path) -> Source:
-    """A GeoReport v2 server with N/5 service requests of the last 30 days at points inside real communities."""
-    pages = folder / "pages"
-    pages.mkdir()
-    incidents = max(1, plan.records // OPEN311_SHARE)
+def open311_requests(plan: Plan) -> Iterator[list[dict]]:
+    """The service requests of the plan's GeoReport v2 source, page by page (PAGE_ROWS each), as the server sends
+    them: N/5 requests of the last 30 days at points inside real communities. Deterministic."""
+    incidents = open311_count(plan)
     names, longs, lats = community_points(plan.city.template, incidents, np.random.default_rng([SEED, incidents]))
     rng = np.random.default_rng([SEED, incidents, 1])
     zone = ZoneInfo(plan.city.timezone)
@@ -419,7 +418,7 @@ def build_open311(plan: Plan, folder: Path) -> Source:
     def when(seconds: int) -> str:
         return datetime.fromtimestamp(int(seconds), zone).isoformat()
 
-    for number, start in enumerate(range(0, incidents, PAGE_ROWS), start=1):
+    for start in range(0, incidents, PAGE_ROWS):
         rows = []
         for i in range(start, min(start + PAGE_ROWS, incidents)):
             service = OPEN311_SERVICES[codes[i]]
@@ -433,6 +432,19 @@ def build_open311(plan: Plan, folder: Path) -> Source:
                 "expected_datetime": when(requested[i] + 72 * 3600), "address": address, "address_id": None,
                 "zipcode": None, "lat": round(float(lats[i]), 6), "long": round(float(longs[i]), 6),
                 "media_url": None})
+        yield rows
+
+
+def open311_count(plan: Plan) -> int:
+    return max(1, plan.records // OPEN311_SHARE)
+
+
+def build_open311(plan: Plan, folder: Path) -> Source:
+    """A GeoReport v2 server with N/5 service requests of the last 30 days at points inside real communities."""
+    pages = folder / "pages"
+    pages.mkdir()
+    incidents = open311_count(plan)
+    for number, rows in enumerate(open311_requests(plan), start=1):
         (pages / f"requests-{number}.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     (pages / "services.json").write_text(json.dumps(
         [{"service_code": code, "service_name": name, "metadata": False, "type": "realtime", "keywords": "",
@@ -456,7 +468,53 @@ def build_open311(plan: Plan, folder: Path) -> Source:
                        f"requests; requests opened over the last {OPEN311_HISTORY_DAYS} days, 70 % closed, at "
                        f"random communities' centroids with a jitter of up to 15 % of their extent (kept inside the "
                        f"boundary), pages of {PAGE_ROWS:,} from a separate http.server process, rendered "
-                       f"beforehand; the raw baseline inserts N observation rows, so the ratio compares unlike work")
+                       f"beforehand; its baseline is raw executemany of the same {incidents:,} requests (see the baselines)")
+
+
+@dataclass
+class RawBaseline:
+    """A type's own baseline: raw executemany of its source's records, as the source has them, into one plain table
+    (bench/ingest.py run_raw_table). Types without one are compared with the observation rows (Plan.raw_rows)."""
+
+    rows: list[tuple]
+    table: str                # its name
+    table_ddl: str            # CREATE TABLE
+    columns: tuple[str, ...]  # of each row
+    noun: str
+    note: str
+
+
+def open311_baseline(plan: Plan) -> RawBaseline:
+    """The same service requests as build_open311's, each a row of a plain table shaped like `incidents` (its
+    columns and types and its key, UNIQUE (source, external_id); not its two query indexes), filled with what the
+    source sent (times as its text, its own status word, the request as JSON in `raw`), placed nowhere, masked not
+    at all: what storing the incidents would cost with no work of the connector's, the runner's or the intake's."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateTable
+
+    from cityops.models import Incident
+
+    ddl = str(CreateTable(Incident.__table__).compile(dialect=sqlite.dialect())).strip()
+    table_ddl = ddl.replace("CREATE TABLE incidents", "CREATE TABLE raw_incidents", 1)
+    columns = ("source", "external_id", "category", "status", "source_status", "opened_at", "updated_at",
+               "closed_at", "lon", "lat", "unit_id", "address", "description", "raw", "run_id", "first_seen_at",
+               "last_seen_at")
+    # unit_id is NOT NULL: 0 stands for "not placed".
+    rows = [("bench-open311", row["service_request_id"], row["service_name"], row["status"], row["status"],
+             row["requested_datetime"], row["updated_datetime"], row.get("closed_datetime"), row["long"],
+             row["lat"], 0, row["address"], row["description"], json.dumps(row, ensure_ascii=False), 1, plan.now,
+             plan.now)
+            for page in open311_requests(plan) for row in page]
+    return RawBaseline(rows, "raw_incidents", table_ddl, columns, "incidents",
+                       note=f"open311 baseline: sqlite3 executemany of the same {len(rows):,} service requests, in "
+                            f"source order, into one plain table shaped like incidents (its columns and types, its "
+                            f"key UNIQUE (source, external_id), not its two query indexes): {len(columns)} columns "
+                            f"as the source has them (times as its text, its status word, the request as its JSON "
+                            f"in raw, unit_id 0: no placement, no masking), in a copy of the same database with the app "
+                            f"connections' pragmas, 50,000 rows per commit")
+
+
+BASELINES: dict[str, Callable[[Plan], RawBaseline]] = {"open311": open311_baseline}
 
 
 def community_points(template: Path, count: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray,

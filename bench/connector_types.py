@@ -44,10 +44,14 @@ call (fetch, parsing, archiving, validation, upserts, current values, roll-up qu
 samples the child's RSS with psutil every 50 ms from its start to its end (imports included); the child also
 reports the kernel's high-water mark (VmHWM) as a cross-check, and its RSS after each commit of the run.
 
-Baseline (same run): sqlite3 executemany of N (unit_id, indicator_id, observed_at, value) rows of the same
-records, in source order, into a plain WITHOUT ROWID table with the observations key, in a copy of the same
-database with the app connections' pragmas, 50,000 rows per commit (bench/ingest.py's `run_raw`); best of 3
-samples taken before, between and after the connector runs.
+Baselines (same run): raw sqlite3 executemany of a type's records into one plain table, in a copy of the same
+database with the app connections' pragmas, 50,000 rows per commit (bench/ingest.py's `run_raw_table`); best of
+the samples taken before, between and after the connector runs. By default N (unit_id, indicator_id,
+observed_at, value) rows of the file, database and API sources' records, in source order, into a plain WITHOUT
+ROWID table with the observations key. A type whose records are something else has a baseline of its own in
+connector_sources.BASELINES: open311 inserts its N/5 service requests, all their fields as the source sent them
+(no placement, no masking), into a plain table shaped like `incidents` with its key (source, external_id). The
+figures' labels and the notes say which baseline each type is compared with.
 
 Figures per type: records/s through the runner at N vs the raw rate (target ≥ 0.30×), and peak RSS at N vs at
 N/10 (target ≤ 1.50×, our reading of "must stay flat as the source grows 10×"). A type below the rate target
@@ -87,7 +91,7 @@ PROFILE_PATH = common.RESULTS_DIR / "connector_types-profiles.txt"
 # The runner's rows per transaction (its default, which the app uses).
 BATCH_SIZE = inspect.signature(run_connector).parameters["batch_size"].default
 
-from connector_sources import BUILDERS, EMPTY_PAGES, City, Plan, serve_pages  # noqa: E402
+from connector_sources import BASELINES, BUILDERS, EMPTY_PAGES, City, Plan, RawBaseline, serve_pages  # noqa: E402
 
 
 @dataclass
@@ -251,6 +255,13 @@ def raw_sample(template: Path, folder: Path, index: int, rows: list[tuple]) -> f
     return ingest.run_raw(template, folder, index, rows)
 
 
+def own_raw_sample(template: Path, folder: Path, index: int, baseline: RawBaseline) -> float:
+    import ingest
+
+    return ingest.run_raw_table(template, folder, index, baseline.rows, baseline.table_ddl, baseline.table,
+                                baseline.columns, label=f"raw {baseline.table}")
+
+
 def profile_summary(type_name: str, records: int, path: Path) -> str:
     import io
     import pstats
@@ -308,14 +319,23 @@ def main(argv=None) -> Report | None:
     now = int(time.time())
     large, small = Plan(args.records, now, city), Plan(max(1, args.records // 10), now, city)
 
-    rows = large.raw_rows()
+    # Each type is compared with raw inserts of its own source's records where it has a baseline of its own
+    # (BASELINES), with the observation rows of the file, database and API sources otherwise.
+    own = {type_name: BASELINES[type_name](large) for type_name in args.types if type_name in BASELINES}
+    observed = [type_name for type_name in args.types if type_name not in own]
+    rows = large.raw_rows() if observed else []
     raw_seconds: list[float] = []
+    own_seconds: dict[str, list[float]] = {type_name: [] for type_name in own}
     raw_at = {0, len(args.types) // 2, len(args.types)}  # interleaved with the runs, so drift hits both alike
     runs: dict[tuple[str, int], Run] = {}
     steps = tqdm(total=2 * len(args.types), desc="connector runs", unit="run", file=sys.stderr)
     for position, type_name in enumerate([*args.types, None]):
         if position in raw_at:
-            raw_seconds.append(raw_sample(template, folder, len(raw_seconds), rows))
+            if rows:
+                raw_seconds.append(raw_sample(template, folder, len(raw_seconds), rows))
+            for type_name, baseline in own.items():
+                own_seconds[type_name].append(own_raw_sample(template, folder, len(own_seconds[type_name]),
+                                                             baseline))
         if type_name is None:
             break
         for plan in (small, large):
@@ -326,17 +346,20 @@ def main(argv=None) -> Report | None:
                         f"{run.rollup_seconds:.1f} s), peak RSS {megabytes(run.peak_rss)} "
                         f"(before the run {megabytes(run.rss_before)}), {run.status}")
     steps.close()
-    raw_rate = len(rows) / min(raw_seconds)
+    raw_rates = {type_name: len(rows) / min(raw_seconds) for type_name in observed}
+    raw_rates.update({type_name: len(own[type_name].rows) / min(own_seconds[type_name]) for type_name in own})
     del rows
 
     figures, notes, profiles = [], [], []
     for type_name in args.types:
         run, tenth = runs[type_name, large.records], runs[type_name, small.records]
-        ratio = run.rate / raw_rate
+        ratio = run.rate / raw_rates[type_name]
         target, passed = common.at_least(ratio, RATE_TARGET)
+        compared = f"raw executemany of the same {run.noun}" if type_name in own else "raw executemany"
         figures.append(Figure(f"{type_name}: {run.noun}/s through run_connector ({run.expected:,} {run.noun}"
-                              f"{run.detail}) vs raw executemany", f"{run.rate:,.0f} {run.unit} ({run.seconds:.1f} s)",
-                              f"{raw_rate:,.0f} rec/s", ratio, target, passed and run.clean))
+                              f"{run.detail}) vs {compared}", f"{run.rate:,.0f} {run.unit} ({run.seconds:.1f} s)",
+                              f"{raw_rates[type_name]:,.0f} {run.unit if type_name in own else 'rec/s'}", ratio,
+                              target, passed and run.clean))
         growth = run.peak_rss / tenth.peak_rss
         flat_target, flat = common.at_most(growth, FLAT_TARGET)
         figures.append(Figure(f"{type_name}: peak RSS of the run's process, {run.expected:,} vs {tenth.expected:,} "
@@ -361,12 +384,18 @@ def main(argv=None) -> Report | None:
             profiles.append(profile_summary(type_name, profiled.expected, path))
             print(profiles[-1], file=sys.stderr)
     notes += memory_notes([runs[type_name, large.records] for type_name in args.types], large.records)
+    pragmas = ", ".join(f"{k}={v}" for k, v in ingest.app_pragmas(template).items())
+    if observed:
+        notes.append(
+            f"raw (the baseline of {', '.join(observed)}): sqlite3 executemany of (unit_id, indicator_id, "
+            f"observed_at, value) rows into a plain WITHOUT ROWID table with the observations key, best of "
+            f"{len(raw_seconds)} samples ({', '.join(f'{s:.2f} s' for s in raw_seconds)}) of {large.records:,} rows, "
+            f"the same records as the file, database and API sources, in their order, with the app connections' "
+            f"pragmas ({pragmas}), 50,000 rows per commit; the simulator's records are its own (14 indicators), of "
+            f"the same count")
+    notes += [f"{own[type_name].note}; best of {len(samples)} samples ({', '.join(f'{s:.2f} s' for s in samples)}), "
+              f"taken at the same points of the run as the others" for type_name, samples in own_seconds.items()]
     notes += [
-        f"raw: best of {len(raw_seconds)} samples ({', '.join(f'{s:.2f} s' for s in raw_seconds)}) of "
-        f"{large.records:,} rows, the same records as the file, database and API sources, in their order, "
-        f"with the app connections' pragmas "
-        f"({', '.join(f'{k}={v}' for k, v in ingest.app_pragmas(template).items())}), 50,000 rows per commit; "
-        "the simulator's records are its own (14 indicators), of the same count",
         f"memory: one child process per run; peak RSS sampled with psutil every 50 ms, imports included; "
         f"(+…) is the growth above the RSS just before run_connector; target ≤ {FLAT_TARGET:.2f}× is our "
         "reading of 'flat'",
@@ -382,7 +411,8 @@ def main(argv=None) -> Report | None:
         notes.append(f"types below the rate target were profiled at their full size (each profile's header says "
                      f"how many records): top 10 functions by cumulative and by own time in "
                      f"{PROFILE_PATH.relative_to(common.ROOT)} (and on stderr)")
-    report = Report("connector_types", "Connector throughput and memory (each type vs raw executemany)", figures,
+    report = Report("connector_types", "Connector throughput and memory (each type vs raw executemany of its "
+                    "baseline's rows)", figures,
                     notes, seconds=clock.seconds, quick=args.quick)
     report.publish()
     return report

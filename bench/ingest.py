@@ -73,18 +73,26 @@ def stored_rows(path: Path) -> list[tuple]:
 
 def run_raw(template: Path, folder: Path, index: int, rows: list[tuple]) -> float:
     """One baseline sample: executemany into a plain table in a copy of the same database; returns seconds."""
+    return run_raw_table(template, folder, index, rows, RAW_TABLE, "raw_observations",
+                         ("unit_id", "indicator_id", "observed_at", "value"))
+
+
+def run_raw_table(template: Path, folder: Path, index: int, rows: list[tuple], table_ddl: str, table: str,
+                  columns: tuple[str, ...], label: str = "raw") -> float:
+    """executemany of `rows` (tuples of `columns`) into the table `table_ddl` creates, in a copy of the database
+    with the app connections' pragmas, BATCH rows per commit; returns seconds."""
     from tqdm import tqdm
 
-    path = folder / f"raw-{index}.db"
+    path = folder / f"{table}-{index}.db"
     common.copy_sqlite(template, path)
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         # The pragmas of the app's own connections (cityops.db), read from one, so the two cannot drift apart.
         for name, value in app_pragmas(path).items():
             connection.execute(f"PRAGMA {name}={value}")
-        connection.execute(RAW_TABLE)
-        statement = "INSERT INTO raw_observations (unit_id, indicator_id, observed_at, value) VALUES (?, ?, ?, ?)"
-        with tqdm(total=len(rows), unit="rec", unit_scale=True, desc=f"raw #{index + 1}", leave=False,
+        connection.execute(table_ddl)
+        statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        with tqdm(total=len(rows), unit="rec", unit_scale=True, desc=f"{label} #{index + 1}", leave=False,
                   file=sys.stderr) as bar:
             started = time.perf_counter()
             for offset in range(0, len(rows), BATCH):
@@ -93,9 +101,9 @@ def run_raw(template: Path, folder: Path, index: int, rows: list[tuple]) -> floa
                 connection.execute("COMMIT")
                 bar.update(min(BATCH, len(rows) - offset))
             seconds = time.perf_counter() - started
-        stored = connection.execute("SELECT count(*) FROM raw_observations").fetchone()[0]
+        stored = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         if stored != len(rows):
-            raise RuntimeError(f"raw baseline stored {stored} rows, expected {len(rows)}")
+            raise RuntimeError(f"raw baseline stored {stored} rows in {table}, expected {len(rows)}")
     finally:
         connection.close()
     for suffix in ("", "-wal", "-shm"):

@@ -1,15 +1,12 @@
 """Incidents: cases from other systems (service requests, grid events), the evidence layer behind incident counts.
 
-- Masking: a requester's personal data is never stored in clear. `mask_contact` keeps a masked form of each
-  contact field (phone 138****5678, e-mail z***@example.com, name 张*, ids ****7f3a); `mask_text` masks the clear
-  contact values, mobile numbers and e-mail addresses wherever they appear in free text, and `scrub` does so
-  through a whole source row, dropping its personal keys. Masks are idempotent (masking a mask changes nothing),
-  so a payload archived masked replays into exactly what was stored.
+- Masking: a requester's personal data is never stored in clear (cityops.incident_masking).
 - Placement: `CommunityLocator` finds the community whose boundary holds a point (an STRtree over the community
   boundaries, built once per unit table); a point in the city but on no community (a gap between boundaries)
   goes to the nearest community within `PLACEMENT_TOLERANCE_METRES`; anything else is not placed, with the reason.
-- Storage: `incident_row` turns one validated incident into a row; `upsert_incidents` stores rows by (source,
-  external_id), a newer `updated_at` winning and an older one never overwriting it.
+- Storage: `incident_rows` turns validated incidents into rows (a page of them at once: their points placed
+  together), `incident_row` one; `upsert_incidents` stores rows by (source, external_id), a newer `updated_at`
+  winning and an older one never overwriting it.
 - Counts: `count_open` gives, per community, the open incidents and those open longer than their limit.
 
 Nothing here knows connectors: the runner (connectors/runner.py) calls these in its transactions.
@@ -19,12 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import shapely
 from sqlalchemy import case, func, select
@@ -33,143 +29,6 @@ from sqlalchemy.orm import Session
 from cityops.hierarchy import Level
 from cityops.models import Incident, Unit
 from cityops.storage import UpsertResult
-
-# ------------------------------------------------------------------------------------------------
-# Masking
-# ------------------------------------------------------------------------------------------------
-
-MASK = "*"
-# Chinese mobile numbers (optionally +86, spaced or dashed as 138 1234 5678) and e-mail addresses in free text.
-_MOBILE = re.compile(r"(?<![\d*])(?:\+?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}(?![\d*])")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_COUNTRY_CODE = re.compile(r"\s*(?:\+|00)\d{1,3}[ -]")
-# A clear value shorter than this is not searched for in free text: one character would mask half the text.
-_SHORTEST_SEARCHED = 2
-
-
-def mask_phone(text: str) -> str:
-    """Digits masked but the first 3 and last 4 (13812345678 → 138****5678); short numbers keep their last 2.
-    A country code (+86) and separators stay, and masked positions count as digits, so a mask masked again is
-    unchanged."""
-    country = _COUNTRY_CODE.match(text)
-    start = country.end() if country else 0
-    positions = [i for i, char in enumerate(text) if i >= start and (char.isdigit() or char == MASK)]
-    keep = set(positions[:3] + positions[-4:]) if len(positions) >= 8 else set(positions[-2:])
-    hidden = set(positions) - keep
-    return "".join(MASK if i in hidden else char for i, char in enumerate(text))
-
-
-def mask_email(text: str) -> str:
-    """The first character of the mailbox and the domain (zhang.san@example.com → z***@example.com)."""
-    local, _, domain = text.partition("@")
-    return f"{local[:1]}{MASK * 3}@{domain}"
-
-
-def mask_name(text: str) -> str:
-    """The first character (张三丰 → 张**): enough to address someone, not to identify them."""
-    return text[:1] + MASK * (len(text) - 1)
-
-
-def mask_other(text: str) -> str:
-    """An identifier (device, account): its last 4 characters behind ****, or **** when it is short."""
-    return MASK * 4 + text[-4:] if len(text) >= 8 else MASK * 4
-
-
-def mask_value(key: str, value: Any) -> str:
-    """A personal value masked by what it is, judged by its field name and, failing that, its form."""
-    text = str(value).strip()
-    name = key.lower()
-    if "mail" in name or ("@" in text and _EMAIL.fullmatch(text.replace(MASK, "x"))):
-        return mask_email(text) if "@" in text else mask_other(text)
-    if any(word in name for word in ("phone", "mobile", "tel")) or re.fullmatch(r"[+\d][\d *()-]{6,}", text):
-        return mask_phone(text)
-    if "name" in name:
-        return mask_name(text)
-    return mask_other(text)
-
-
-def mask_contact(contact: dict | None) -> dict[str, str]:
-    """Each non-empty contact field masked; nothing else of `contact` is kept."""
-    return {str(key): mask_value(str(key), value) for key, value in (contact or {}).items()
-            if value is not None and str(value).strip()}
-
-
-def mask_text(text: str, clear: Iterable[tuple[str, str]] = ()) -> str:
-    """Free text with the given (clear value, mask) pairs, mobile numbers and e-mail addresses masked."""
-    for value, masked in sorted(clear, key=lambda pair: -len(pair[0])):  # longest first: a name inside an e-mail
-        if len(value) < _SHORTEST_SEARCHED:
-            continue
-        if value.isascii():
-            # Latin text has word boundaries: the surname Li is masked, "Lingling Road" is not.
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", lambda _: masked, text)
-        else:
-            text = text.replace(value, masked)
-    text = _EMAIL.sub(lambda found: mask_email(found.group(0)), text)
-    return _MOBILE.sub(lambda found: mask_phone(found.group(0)), text)
-
-
-def _clear_pairs(contact: dict | None) -> list[tuple[str, str]]:
-    return [(str(value).strip(), mask_value(str(key), value)) for key, value in (contact or {}).items()
-            if value is not None and str(value).strip()]
-
-
-def scrub(value: Any, contact: dict | None = None, drop_keys: Iterable[str] = ()) -> Any:
-    """A source row (any JSON-like value) safe to store: keys in `drop_keys` (any case, at any depth) removed, and
-    every text masked as `mask_text` does, with `contact`'s clear values among those masked."""
-    return _scrub(value, _clear_pairs(contact), {key.lower() for key in drop_keys})
-
-
-def _scrub(value: Any, clear: list[tuple[str, str]], drop: set[str]) -> Any:
-    if isinstance(value, str):
-        return mask_text(value, clear)
-    if isinstance(value, dict):
-        return {key: _scrub(item, clear, drop) for key, item in value.items() if str(key).lower() not in drop}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(item, clear, drop) for item in value]
-    return value
-
-
-def mask_personal(row: Any, fields: Iterable[str]) -> Any:
-    """A source row with its personal `fields` (any case, top level) replaced by their masks and every text
-    scrubbed of their clear values: what a connector archives, so nothing personal reaches the disk in clear."""
-    if not isinstance(row, dict):
-        return scrub(row)
-    wanted = {name.lower() for name in fields}
-    personal = {key: value for key, value in row.items() if str(key).lower() in wanted}
-    clear = _clear_pairs({key: value for key, value in personal.items() if _is_scalar(value)})
-    return {key: _masked_field(key, value) if key in personal else _scrub(value, clear, set())
-            for key, value in row.items()}
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
-
-
-def _masked_field(key: Any, value: Any) -> Any:
-    """A personal field's value as it may be kept: masked; empty stays empty; a structure is not kept at all."""
-    if value is None or isinstance(value, bool) or (_is_scalar(value) and not str(value).strip()):
-        return value
-    return mask_value(str(key), value) if _is_scalar(value) else MASK * 4
-
-
-@dataclass(frozen=True)
-class MaskedIncident:
-    """An incident's personal data made safe to store: `contact` masked, the rest scrubbed of it."""
-
-    contact: dict[str, str]
-    raw: Any
-    address: str | None
-    description: str | None
-
-
-def mask_incident(contact: dict | None, raw: Any, address: str | None, description: str | None) -> MaskedIncident:
-    """Everything of an incident that may hold personal data, masked; `raw` also loses `contact`'s keys."""
-    clear = _clear_pairs(contact)
-    drop = {str(key).lower() for key in (contact or {})}
-    return MaskedIncident(mask_contact(contact), _scrub(raw, clear, drop),
-                          mask_text(address, clear) if isinstance(address, str) else address,
-                          mask_text(description, clear) if isinstance(description, str) else description)
-
 
 # ------------------------------------------------------------------------------------------------
 # Placement
@@ -183,6 +42,9 @@ METRES_PER_DEGREE = 111_320.0
 
 class Unplaced(ValueError):
     """A point that no community holds; the message says why."""
+
+
+_NOT_PLACED = np.iinfo(np.int64).max
 
 
 class CommunityLocator:
@@ -215,6 +77,23 @@ class CommunityLocator:
             raise Unplaced(f"point ({lon:g}, {lat:g}) is inside the city but outside every community (none within "
                            f"{self.tolerance:g} m): check the community boundaries")
         return nearest
+
+    def place_many(self, lons: np.ndarray, lats: np.ndarray) -> list[int | Unplaced]:
+        """`place` for many points at once: the id of the community holding each, or the `Unplaced` saying why
+        none does. The points inside a community (nearly all) are placed in one query of the tree."""
+        lons, lats = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
+        if not len(lons):
+            return []
+        points, holders = self.tree.query(shapely.points(lons, lats), predicate="intersects")
+        lowest = np.full(len(lons), _NOT_PLACED, dtype=np.int64)
+        np.minimum.at(lowest, points, self.unit_ids[holders])  # on a border, the lower id (as `place`)
+        placed: list[int | Unplaced] = lowest.tolist()
+        for position in np.flatnonzero(lowest == _NOT_PLACED).tolist():
+            try:
+                placed[position] = self.place(float(lons[position]), float(lats[position]))
+            except Unplaced as reason:
+                placed[position] = reason
+        return placed
 
     def _nearest_within_tolerance(self, lon: float, lat: float) -> int | None:
         """The closest community no farther than the tolerance, measured in metres (degrees of longitude
@@ -273,35 +152,78 @@ class InvalidIncident(ValueError):
     """An incident that cannot be stored as it is; the message is the quarantine reason."""
 
 
-def incident_row(locator: CommunityLocator, *, source: str, external_id: Any, category: Any, status: str,
-                 source_status: Any, opened_at: int, updated_at: int, closed_at: int | None, lon: Any, lat: Any,
-                 address: str | None, description: str | None, contact_masked: dict[str, str], raw: Any,
-                 run_id: int | None, now: int) -> dict:
-    """A row for `upsert_incidents` (times already epoch seconds, personal data already masked), or
+def incident_row(locator: CommunityLocator, *, source: str, run_id: int | None, now: int, **fields) -> dict:
+    """A row for `upsert_incidents` from one incident's fields (as `incident_rows` takes them), or
     `InvalidIncident` with the reason."""
+    row = incident_rows(locator, [fields], source=source, run_id=run_id, now=now)[0]
+    if isinstance(row, InvalidIncident):
+        raise row
+    return row
+
+
+def incident_rows(locator: CommunityLocator, incidents: list[dict], *, source: str, run_id: int | None,
+                  now: int) -> list[dict | InvalidIncident]:
+    """For each incident's fields (external_id, category, status, source_status, opened_at, updated_at, closed_at,
+    lon, lat, address, description, contact_masked, raw; times already epoch seconds, personal data already
+    masked), a row for `upsert_incidents` or the `InvalidIncident` saying why it cannot be one. The points are
+    placed together (`CommunityLocator.place_many`)."""
+    rows: list[dict | InvalidIncident] = []
+    points: list[tuple[float, float]] = []
+    for fields in incidents:
+        try:
+            ident = _checked_id(fields["external_id"])
+            if fields["status"] not in STATUSES:
+                raise InvalidIncident(f"status {fields['status']!r} is neither open nor closed")
+            point = _coordinates(fields["lon"], fields["lat"])
+        except InvalidIncident as reason:
+            rows.append(reason)
+            continue
+        rows.append(_row(source, ident, fields, point, run_id, now))
+        points.append(point)
+    placed = iter(locator.place_many(*np.array(points, dtype=float).reshape(-1, 2).T))
+    for position, row in enumerate(rows):
+        if isinstance(row, dict):
+            unit = next(placed)
+            if isinstance(unit, Unplaced):
+                rows[position] = InvalidIncident(str(unit))
+            else:
+                row["unit_id"] = unit
+    return rows
+
+
+def _checked_id(external_id: Any) -> str:
     ident = "" if external_id is None else str(external_id).strip()
     if not ident:
         raise InvalidIncident("no id")
     if len(ident) > _LENGTHS["external_id"]:
         raise InvalidIncident(f"id {ident[:40]!r}… is longer than {_LENGTHS['external_id']} characters")
-    if status not in STATUSES:
-        raise InvalidIncident(f"status {status!r} is neither open nor closed")
-    point = _coordinates(lon, lat)
-    try:
-        unit_id = locator.place(*point)
-    except Unplaced as reason:
-        raise InvalidIncident(str(reason)) from None
+    return ident
+
+
+def _row(source: str, ident: str, fields: dict, point: tuple[float, float], run_id: int | None, now: int) -> dict:
+    status, updated_at, closed_at = fields["status"], fields["updated_at"], fields["closed_at"]
+    contact, raw = fields["contact_masked"], fields["raw"]
     return {
-        "source": source, "external_id": ident, "category": _clipped(category, "category"), "status": status,
-        "source_status": _clipped(source_status, "source_status"), "opened_at": opened_at, "updated_at": updated_at,
+        "source": source, "external_id": ident, "category": _clipped(fields["category"], "category"),
+        "status": status, "source_status": _clipped(fields["source_status"], "source_status"),
+        "opened_at": fields["opened_at"], "updated_at": updated_at,
         # A closed case without its own closing time closed when it was last updated; a reopened one is open.
         "closed_at": (closed_at if closed_at is not None else updated_at) if status == "closed" else None,
-        "lon": point[0], "lat": point[1], "unit_id": unit_id, "address": _text(address),
-        "description": _text(description),
-        "contact_masked": json.dumps(contact_masked, ensure_ascii=False, sort_keys=True) if contact_masked else None,
-        "raw": None if raw is None else json.dumps(raw, ensure_ascii=False, default=str),
+        "lon": point[0], "lat": point[1], "unit_id": None, "address": _text(fields["address"]),
+        "description": _text(fields["description"]),
+        "contact_masked": json.dumps(contact, ensure_ascii=False, sort_keys=True) if contact else None,
+        "raw": None if raw is None else _json_text(raw),
         "run_id": run_id, "first_seen_at": now, "last_seen_at": now,
     }
+
+
+def _json_text(value: Any) -> str:
+    """JSON text of a source row: orjson (a page's rows are many), the standard library for what orjson refuses
+    (keys that are not text, integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _coordinates(lon: Any, lat: Any) -> tuple[float, float]:
@@ -338,6 +260,8 @@ _UPSERT = (
     "WHERE incidents.updated_at < excluded.updated_at"
 )
 _SEEN = "UPDATE incidents SET last_seen_at = {p} WHERE source = {p} AND external_id = {p} AND last_seen_at < {p}"
+_STORED = "SELECT external_id, updated_at, last_seen_at FROM incidents WHERE source = {p} AND external_id IN ({ids})"
+_IDS_PER_QUERY = 500
 
 
 def upsert_incidents(session: Session, rows: list[dict]) -> UpsertResult:
@@ -352,12 +276,32 @@ def upsert_incidents(session: Session, rows: list[dict]) -> UpsertResult:
             latest[key] = row
     placeholder = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
     connection = session.connection()
+    # Read first which are stored and not older: only those need last_seen_at moved on their own (the upsert
+    # moves it for every row it writes), so a page of new incidents costs one statement, not two.
+    stored = _stored_states(connection, placeholder, list(latest))
     values = [tuple(row[column] for column in COLUMNS) for row in latest.values()]
     written = connection.exec_driver_sql(_UPSERT.format(placeholders=", ".join([placeholder] * len(COLUMNS))),
                                          values).rowcount
-    connection.exec_driver_sql(_SEEN.format(p=placeholder), [
-        (row["last_seen_at"], row["source"], row["external_id"], row["last_seen_at"]) for row in latest.values()])
+    unwritten = [(row["last_seen_at"], *key, row["last_seen_at"]) for key, row in latest.items()
+                 if key in stored and stored[key][0] >= row["updated_at"] and stored[key][1] < row["last_seen_at"]]
+    if unwritten:
+        connection.exec_driver_sql(_SEEN.format(p=placeholder), unwritten)
     return UpsertResult(written, len(rows) - written)
+
+
+def _stored_states(connection, placeholder: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+    """(updated_at, last_seen_at) of each of the (source, external_id) keys that is stored."""
+    by_source: dict[str, list[str]] = {}
+    for source, ident in keys:
+        by_source.setdefault(source, []).append(ident)
+    states = {}
+    for source, idents in by_source.items():
+        for start in range(0, len(idents), _IDS_PER_QUERY):
+            chunk = idents[start:start + _IDS_PER_QUERY]
+            query = _STORED.format(p=placeholder, ids=", ".join([placeholder] * len(chunk)))
+            for ident, updated_at, last_seen_at in connection.exec_driver_sql(query, (source, *chunk)):
+                states[source, ident] = (updated_at, last_seen_at)
+    return states
 
 
 def open_external_ids(session: Session, source: str) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
+import orjson
 import requests
 
 from connectors.base import ConfigField, FatalError, RetriableError
@@ -95,10 +96,20 @@ def decode_json(body: bytes, where: str, content_type: str | None = None, charse
                              f"'{excerpt(body, html=True)}'")
     try:
         text = body.decode(charset) if charset and charset.lower().replace("-", "") != "utf8" else body
-        return json.loads(text)
+        return parse_json(text)
     except (ValueError, LookupError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise RetriableError(f"{where}: the body is not valid JSON ({error}); trying again at the next run. "
                              f"It begins: '{excerpt(body)}'") from None
+
+
+def parse_json(text: bytes | str) -> Any:
+    """JSON text as Python values: orjson (several times faster on a page of rows), and the standard library for
+    what orjson refuses but a source may send and the validator should judge: NaN and Infinity literals,
+    integers beyond 64 bits."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class _Retry(Exception):

@@ -50,6 +50,7 @@ from connectors.base import ConfigField, Connector, ConnectorError, FatalError, 
 from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, client_for, declared_charset, decode_json,
                              excerpt, shown_url)
 from connectors.mapping import MISSING, lookup
+from connectors.read_ahead import read_ahead
 
 PAGINATIONS = ("none", "page", "offset", "next_link")
 AUTHS = ("none", "bearer", "header")
@@ -145,13 +146,26 @@ class HttpJsonConnector(Connector):
         return Health(True, f"reachable, {len(rows)} rows on the first page")
 
     def fetch(self, since: str | None) -> Iterator[Record]:
+        # Pages are validated together, BATCH_ROWS rows at a time: a thousand-row page alone would pay the fixed
+        # cost of a batch for little. (The runner commits every 200,000 rows anyway.) Pages keep coming while the
+        # runner validates and commits (read_ahead), up to about one such batch ahead: bounded memory.
+        pending: list = []
+        sources: list[str] = []
+        ahead = max(2, BATCH_ROWS // self.config["page_size"])
+        for source, rows in read_ahead(self._pages(since), depth=ahead, name=f"{self.name} pages"):
+            pending.extend(rows)
+            sources.extend(f"{source}#{position}" for position in range(len(rows)))
+            if len(pending) >= BATCH_ROWS:
+                yield from self.mapping.batch(pending, sources)
+                pending, sources = [], []
+        if pending:
+            yield from self.mapping.batch(pending, sources)
+
+    def _pages(self, since: str | None) -> Iterator[tuple[str, list]]:
+        """(archive reference or label, rows) of each page, archived before it is parsed."""
         url, params = self._first_request(since)
         origin = urlsplit(url)[:2]
         seen_links: set[str] = set()
-        # Pages are validated together, BATCH_ROWS rows at a time: a thousand-row page alone would pay the fixed
-        # cost of a batch for little. (The runner commits every 200,000 rows anyway.)
-        pending: list = []
-        sources: list[str] = []
         for number in range(1, self.config["max_pages"] + 2):
             if number > self.config["max_pages"]:
                 raise FatalError(f"{self.name}: still more pages after max_pages ({self.config['max_pages']}) pages "
@@ -164,12 +178,8 @@ class HttpJsonConnector(Connector):
             where = self._where(number, url)
             document = decode_json(response.content, where, response.headers.get("Content-Type"), charset)
             rows = self._rows(document, where)
-            pending.extend(rows)
-            sources.extend(f"{reference or label}#{position}" for position in range(len(rows)))
+            yield reference or label, rows
             following = self._next_request(url, params, document, rows, where)
-            if following is None or len(pending) >= BATCH_ROWS:
-                yield from self.mapping.batch(pending, sources)
-                pending, sources = [], []
             if following is None:
                 return
             url, params = following

@@ -101,9 +101,13 @@ class FieldMapping:
         named, as `records` gives it.
         """
         def column(path: str) -> list:
-            # A flat field name (the common case) is one dict lookup per row, in a comprehension.
+            # A flat field name (the common case) is one dict lookup per row, in a comprehension; a row that is
+            # not an object (rare) sends the whole column through `lookup`.
             if "." not in path:
-                return [row.get(path, MISSING) if isinstance(row, dict) else MISSING for row in rows]
+                try:
+                    return [row.get(path, MISSING) for row in rows]
+                except AttributeError:
+                    pass
             return [lookup(row, path) for row in rows]
 
         units, times = column(self.unit_code), column(self.observed_at)
@@ -111,7 +115,8 @@ class FieldMapping:
             pairs = [(key, None, column(path)) for key, path in self.values.items()]
         else:
             pairs = [(None, column(self.indicator), column(self.value))]
-        missing = {position for values in (units, times, *(c for _, i, c in pairs for c in (i, c) if c is not None))
+        columns = (units, times, *(c for _, i, c in pairs for c in (i, c) if c is not None))
+        missing = {position for values in columns if MISSING in values  # one C scan per column, usually enough
                    for position, value in enumerate(values) if value is MISSING}
         for position in sorted(missing):
             where = source[position] if isinstance(source, list) else f"{source}#{position}" if source else None

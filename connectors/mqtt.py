@@ -7,7 +7,9 @@ published while no run is connected wait in the broker for the next run. Each ru
 
 1. connects, subscribes to `topics` (again: harmless, and a topic added to the config takes effect);
 2. listens for up to `drain_seconds`, stopping early once no message arrived for `idle_seconds` or after
-   `max_messages`;
+   `max_messages`. A backlog is not read into memory at once: while 1000 received messages wait for the run,
+   the connector stops reading the socket and TCP holds the rest back in the broker (a message that waits
+   longer than 20 s is left unacknowledged for the next run, so keep-alive never lapses);
 3. archives the messages in groups of up to 1000 as one JSON-lines payload (`messages.jsonl`, one line per
    message: `{"topic", "payload"` — or `"payload_base64"` for bytes that are not UTF-8 — `, "qos",
    "received_at"}`), then parses them; a record's source names the archived payload and the message's line,
@@ -15,7 +17,7 @@ published while no run is connected wait in the broker for the next run. Each ru
    small messages per run, and one gzip file each would cost an inode, a gzip header and a directory entry per
    reading while a line still points at exactly the message;
 4. acknowledges the messages (PUBACK) only in `committed()`, once the runner has committed every record of the
-   run, waits until the broker has processed the acknowledgements (see `_Link.acknowledge`), then disconnects.
+   run, waits until the broker has processed the acknowledgements (see `SessionLink.acknowledge`), then disconnects.
 
 Acknowledgement is manual, so until then the broker keeps every message of the run as unacknowledged in the
 session: a crash, a failed database commit or a lost connection leaves them there and the broker delivers them
@@ -23,7 +25,8 @@ again to the next run (verified against mosquitto 2.0: unacknowledged QoS 1 mess
 persistent session are re-sent on reconnect, DUP set). Nothing is lost, and the re-delivered records upsert:
 the runner counts them as duplicates, never stores them twice. A run that fails while fetching disconnects at
 once; one whose commit fails disconnects, unacknowledged, when the runner releases the connector at the end of the
-run (`released()`), or at the latest `UNCOMMITTED_GRACE_SECONDS` (300) after its last record. Until then a later run with the same `client_id` simply takes the session over. A run that
+run (`released()`), or at the latest `UNCOMMITTED_GRACE_SECONDS` (300) after its last record. Until then a later
+run with the same `client_id` simply takes the session over. A run that
 finds no session on the broker (other than the first) logs a warning: the session expired or the broker lost
 it, and what was published since the last run is gone.
 
@@ -97,76 +100,26 @@ import base64
 import binascii
 import json
 import logging
-import queue
 import re
-import socket
-import ssl
-import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass
 from typing import Any, Iterator
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
-from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch, RetriableError,
-                             register)
+from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch, register
+from connectors.http import parse_json
+from connectors.mqtt_session import RECEIVE_MAXIMUM, Message, MqttSettings, SessionLink
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_SECONDS = 60
 GROUP_MESSAGES = 1000  # messages per archived payload
 GROUP_PAUSE_SECONDS = 0.05  # a group is archived when no further message comes within this pause
-RECEIVE_MAXIMUM = 65535  # MQTT 5's largest Receive Maximum: unacknowledged messages one connection may hold
 PAYLOAD_EXCERPT_CHARS = 2000  # of an unreadable payload, kept with its quarantined record
 ARCHIVE_LABEL = "messages.jsonl"
 # A run whose records were all yielded waits this long for committed(). The runner does not tell a connector that
 # its commit failed, so after this the connection is closed unacknowledged (the broker keeps the messages for the
 # next run); a commit slower than this only costs duplicates at the next run.
 UNCOMMITTED_GRACE_SECONDS = 300
-
-# CONNACK reason codes (MQTT 5): an operator must fix the login, or the broker is only busy now.
-LOGIN_REFUSED = {0x86, 0x87, 0x8C}  # bad user name or password, not authorized, bad authentication method
-BUSY = {0x80, 0x88, 0x89, 0x97, 0x9F}  # unspecified, server unavailable, busy, quota exceeded, rate exceeded
-SESSION_TAKEN_OVER = 0x8E
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str
-    port: int
-    topics: tuple[str, ...]
-    client_id: str
-    username: str | None
-    password: str | None
-    tls: bool
-    ca_file: str | None
-    timeout: float
-    session_expiry_seconds: int
-    drain_seconds: float
-    idle_seconds: float
-    max_messages: int
-    topic_field: str
-    topic_pattern: re.Pattern | None
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Message:
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    received_at: float  # epoch seconds, for the archive
 
 
 @register
@@ -210,7 +163,7 @@ class MqttConnector(Connector):
         # Instances built in code (tests, the CLI) may skip resolve_config: fill in the schema's defaults here.
         defaults = {spec.name: spec.default for spec in self.config_schema}
         super().__init__(name, {**defaults, **config}, context, mapping)
-        self._link: _Link | None = None
+        self._link: SessionLink | None = None
         self._owed: list[tuple[int, int]] = []  # (mid, qos) of the messages this run parsed, in arrival order
 
     # -- configuration -------------------------------------------------------------------------------
@@ -292,7 +245,7 @@ class MqttConnector(Connector):
         except FatalError as error:
             return Health(False, str(error))
         # Another client id and a clean session: the instance's own session (and a run using it) is untouched.
-        probe = _Link(settings, f"{settings.client_id}-check-{uuid.uuid4().hex[:8]}", self._where(settings))
+        probe = SessionLink(settings, f"{settings.client_id}-check-{uuid.uuid4().hex[:8]}", self._where(settings))
         try:
             probe.open(persistent=False)
         except ConnectorError as error:
@@ -307,7 +260,7 @@ class MqttConnector(Connector):
         the broker's session, not a cursor, says what is new."""
         settings = self.settings()
         self._release()  # a connector fetched twice without committing: the broker re-delivers the first
-        link = _Link(settings, settings.client_id, self._where(settings), settings.max_messages)
+        link = SessionLink(settings, settings.client_id, self._where(settings), settings.max_messages)
         self._link, self._owed = link, []
         # When the runner never calls committed() (a failed commit) and lets go of the connector, disconnect
         # without acknowledging: the broker keeps the messages for the next run.
@@ -382,20 +335,24 @@ class MqttConnector(Connector):
 
     # -- receiving -------------------------------------------------------------------------------------
 
-    def _drain(self, link: _Link, settings: MqttSettings) -> Iterator[list[Message]]:
+    def _drain(self, link: SessionLink, settings: MqttSettings) -> Iterator[list[Message]]:
         """Groups of received messages, until the drain time is over, the broker is idle or max_messages."""
         deadline = time.monotonic() + settings.drain_seconds
         received = 0
+        confirmed = False
         while received < settings.max_messages:
             link.raise_if_lost(received)
+            confirmed = confirmed or link.subscribed(wait=False)
             now = time.monotonic()
             if now >= deadline:
                 break
             # Idle is measured from the last arrival, not the last read: messages that arrived while the
-            # runner was busy with earlier records are waiting in the inbox already.
-            first = link.next(max(0.0, min(deadline, link.last_arrival + settings.idle_seconds) - now))
+            # runner was busy with earlier records are waiting in the inbox already. It cannot end the drain
+            # before the broker confirmed the subscription (the first run's messages come only after that).
+            wait = min(deadline, link.last_arrival + settings.idle_seconds) - now
+            first = link.next(max(wait, 0.0 if confirmed else GROUP_PAUSE_SECONDS))
             if first is None:
-                if time.monotonic() >= link.last_arrival + settings.idle_seconds:
+                if confirmed and time.monotonic() >= link.last_arrival + settings.idle_seconds:
                     break
                 continue
             group = [first]
@@ -406,10 +363,16 @@ class MqttConnector(Connector):
                 group.append(message)
             received += len(group)
             yield group
+        link.stop_receiving()
+        link.subscribed(wait=True)
         link.raise_if_lost(received)
         if received >= settings.max_messages:
             log.info("%s: stopped at max_messages (%d); more may be waiting for the next run", link.where,
                      settings.max_messages)
+        if link.left_for_next_run:
+            log.info("%s: %d message(s) arrived while the run was busy or after it stopped listening; left "
+                     "unacknowledged, the broker delivers them again at the next run", link.where,
+                     link.left_for_next_run)
 
     def _release(self) -> None:
         """Disconnect without acknowledging anything: the broker delivers the run's messages again."""
@@ -428,14 +391,17 @@ class MqttConnector(Connector):
                 if isinstance(item, Record):
                     yield item
                 else:
-                    rows.append(item)
-                    sources.append(source)
+                    rows.extend(item)
+                    sources.extend([source] * len(item))
         if rows:
             yield from self.mapping.batch(rows, sources)
 
-    def _message_records(self, topic: str, payload: bytes, source: str, settings: MqttSettings) -> Iterator[Record | dict]:
+    def _message_records(self, topic: str, payload: bytes, source: str,
+                         settings: MqttSettings) -> Iterator[Record | list[dict]]:
+        """A message's unreadable parts as records, its rows as lists of rows (a sensor gateway's message often
+        holds hundreds: they are mapped together with the rest of the group)."""
         try:
-            document = json.loads(payload)
+            document = parse_json(payload)
         except UnicodeDecodeError as error:
             yield _unreadable(topic, payload, source, f"is not UTF-8 text ({error.reason} at byte {error.start})")
             return
@@ -445,6 +411,10 @@ class MqttConnector(Connector):
         if isinstance(document, dict):
             yield from self._row_records(topic, document, source, settings)
         elif isinstance(document, list):
+            if settings.topic_pattern is None and all(type(row) is dict for row in document):
+                field = settings.topic_field
+                yield [{**row, field: topic} for row in document] if field else document
+                return
             for position, row in enumerate(document):
                 if isinstance(row, dict):
                     yield from self._row_records(topic, row, source, settings)
@@ -454,7 +424,7 @@ class MqttConnector(Connector):
         else:
             yield _unreadable(topic, payload, source, f"is {_kind(document)}, not a JSON object or list of objects")
 
-    def _row_records(self, topic: str, row: dict, source: str, settings: MqttSettings) -> Iterator[Record | dict]:
+    def _row_records(self, topic: str, row: dict, source: str, settings: MqttSettings) -> Iterator[Record | list[dict]]:
         row = dict(row)
         if settings.topic_pattern is not None:
             found = settings.topic_pattern.fullmatch(topic)
@@ -466,7 +436,7 @@ class MqttConnector(Connector):
             row.update({name: value for name, value in found.groupdict().items() if value is not None})
         if settings.topic_field:
             row[settings.topic_field] = topic
-        yield row  # mapped with the rest of its group
+        yield [row]  # mapped with the rest of its group
 
 
 def _unreadable(topic: str, payload: bytes, source: str, what: str) -> Record:
@@ -521,212 +491,3 @@ def _filter_problem(topic: Any) -> str | None:
 
 
 # -- the connection ------------------------------------------------------------------------------------
-
-
-class _Link:
-    """One MQTT 5 connection with its own network thread; delivered messages wait in an inbox.
-
-    Acknowledgements are manual: paho sends no PUBACK until `acknowledge`. The thread never reconnects by
-    itself: a connection lost mid-run ends the run, and the broker re-delivers what was not acknowledged.
-    `expire_after` bounds how long a connection waits for acknowledgements that may never come.
-    Callbacks reference only this object, never the connector, so a connector the runner lets go of is
-    collected (and its finalizer closes the link)."""
-
-    def __init__(self, settings: MqttSettings, client_id: str, where: str, receive_maximum: int = RECEIVE_MAXIMUM):
-        self.settings = settings
-        self.where = where
-        self.receive_maximum = receive_maximum
-        self.inbox: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
-        self.last_arrival = time.monotonic()
-        self.lost: str | None = None
-        self._lost_code: int | None = None
-        self._closing = False
-        self._closed = False
-        self._expiry: threading.Timer | None = None
-        self._connack: ReasonCode | None = None
-        self.session_present = False
-        self._granted: list[ReasonCode] | None = None
-        self._answered = threading.Event()
-        self._subscribed = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                             reconnect_on_failure=False, manual_ack=True)
-        client.connect_timeout = settings.timeout
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self.client = client
-
-    # Callbacks run in the network thread.
-
-    def _on_connect(self, client, userdata, flags, reason: ReasonCode, properties) -> None:
-        self._connack = reason
-        self.session_present = bool(flags.session_present)
-        self._answered.set()
-
-    def _on_disconnect(self, client, userdata, flags, reason: ReasonCode, properties) -> None:
-        # paho may report a loss twice: the broker's DISCONNECT (with its reason) and then the closed socket.
-        if not self._closing and self.lost is None:
-            self.lost = str(reason)
-            self._lost_code = reason.value if isinstance(reason, ReasonCode) else None
-            self.inbox.put(None)  # wakes a run waiting for messages: it ends now, not after idle_seconds
-        self._answered.set()
-        self._subscribed.set()
-
-    def _on_subscribe(self, client, userdata, mid, reasons: list[ReasonCode], properties) -> None:
-        self._granted = list(reasons)
-        self._subscribed.set()
-
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        self.inbox.put(Message(message.mid, message.qos, message.topic, bytes(message.payload), time.time()))
-        self.last_arrival = time.monotonic()
-
-    # Called by the run.
-
-    def open(self, persistent: bool) -> None:
-        """Connect and wait for the broker's answer; ConnectorError (retriable or fatal) when refused."""
-        settings, client = self.settings, self.client
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password)
-        if settings.tls:
-            try:
-                client.tls_set(ca_certs=settings.ca_file)
-            except (OSError, ssl.SSLError) as error:
-                raise FatalError(f"{self.where}: cannot load the CA certificates of ca_file {settings.ca_file!r} "
-                                 f"({error}); check ca_file") from None
-        properties = Properties(PacketTypes.CONNECT)
-        if persistent:
-            properties.SessionExpiryInterval = settings.session_expiry_seconds
-            # Without it mosquitto sends only max_inflight_messages (20) unacknowledged messages per run.
-            properties.ReceiveMaximum = self.receive_maximum
-        try:
-            client.connect(settings.host, settings.port, keepalive=KEEPALIVE_SECONDS, clean_start=not persistent,
-                           properties=properties)
-        except socket.gaierror as error:
-            raise RetriableError(f"{self.where}: cannot resolve host {settings.host!r} ({error.strerror}); check "
-                                 f"config.host (trying again at the next run)") from None
-        except ConnectionRefusedError:
-            raise RetriableError(f"{self.where}: connection refused; is the broker running and listening on port "
-                                 f"{settings.port}? (trying again at the next run)") from None
-        except ssl.SSLError as error:
-            raise FatalError(f"{self.where}: the TLS handshake failed ({error.reason or error}); check tls, port "
-                             f"and ca_file, or the broker's certificate") from None
-        except (TimeoutError, socket.timeout):
-            raise RetriableError(f"{self.where}: no connection within {settings.timeout:g} s (timeout); trying "
-                                 f"again at the next run") from None
-        except OSError as error:
-            raise RetriableError(f"{self.where}: cannot connect ({error.strerror or error}); trying again at the "
-                                 f"next run") from None
-        client.loop_start()
-        if not self._answered.wait(settings.timeout):
-            raise RetriableError(f"{self.where}: connected, but no MQTT answer (CONNACK) within "
-                                 f"{settings.timeout:g} s; is it an MQTT broker, and is tls right? Trying again "
-                                 f"at the next run")
-        reason = self._connack
-        if reason is None:
-            raise RetriableError(f"{self.where}: the broker closed the connection without answering ({self.lost}); "
-                                 f"is it an MQTT 5 broker, and is tls right? Trying again at the next run")
-        if reason.is_failure:
-            raise _refused(self.where, reason, settings)
-
-    def subscribe(self, topics: tuple[str, ...]) -> None:
-        if not self._round_trip(topics):
-            self.raise_if_lost(0)
-            raise RetriableError(f"{self.where}: the broker did not confirm the subscription within "
-                                 f"{self.settings.timeout:g} s; trying again at the next run")
-        self.raise_if_lost(0)
-        for topic, reason in zip(topics, self._granted or []):
-            if reason.is_failure:
-                raise FatalError(f"{self.where}: the broker refused the subscription to {topic!r} ({reason}); "
-                                 f"check the topic filter and the broker's ACL for this user and client_id")
-            if reason.value == 0:
-                raise FatalError(f"{self.where}: the broker grants only QoS 0 for {topic!r}, which it cannot "
-                                 f"queue while no run is connected; allow QoS 1 (mosquitto: max_qos)")
-        self.last_arrival = max(self.last_arrival, time.monotonic())
-
-    def _round_trip(self, topics: tuple[str, ...]) -> bool:
-        """Subscribe and wait for the SUBACK; False when it did not come."""
-        self._subscribed.clear()
-        self._granted = None
-        # Retained messages only for a new subscription: subscribing again at every run (and after the acks)
-        # must not re-deliver them.
-        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        result, _mid = self.client.subscribe([(topic, options) for topic in topics])
-        return (result == MQTTErrorCode.MQTT_ERR_SUCCESS and self._subscribed.wait(self.settings.timeout)
-                and self._granted is not None)
-
-    def next(self, timeout: float) -> Message | None:
-        try:
-            return self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
-        except queue.Empty:
-            return None
-
-    def raise_if_lost(self, received: int) -> None:
-        if self.lost is None:
-            return
-        if self._lost_code == SESSION_TAKEN_OVER:
-            raise FatalError(f"{self.where}: another client connected with client_id "
-                             f"{self.settings.client_id!r} and took the session over; every connector instance "
-                             f"(and every other program) needs its own client_id")
-        # mosquitto 2.0 closes a taken-over connection without saying why, so the hint is given here too.
-        raise RetriableError(f"{self.where}: the connection was lost during the run ({self.lost}) after "
-                             f"{received} message(s); none was acknowledged, so the broker delivers them again at "
-                             f"the next run. If this repeats, check that no other client uses client_id "
-                             f"{self.settings.client_id!r}")
-
-    def acknowledge(self, owed: list[tuple[int, int]]) -> int:
-        """Send the PUBACKs, in the order the messages arrived; returns how many could not be sent."""
-        if self.lost is not None or not self.client.is_connected():
-            return len(owed)
-        unsent = sum(self.client.ack(mid, qos) != MQTTErrorCode.MQTT_ERR_SUCCESS for mid, qos in owed)
-        # Wait until the broker has processed the PUBACKs before disconnecting. Once acknowledged messages leave
-        # the window, the broker sends the next ones at once; paho closes the socket right after writing
-        # DISCONNECT, with those unread, so the kernel resets the connection and the broker may lose the last
-        # PUBACKs (measured: some runs' last few messages came again). The broker answers a connection's packets in
-        # order, so a SUBACK (for the same, unchanged subscriptions) means every PUBACK before it was processed.
-        if owed and not self._round_trip(self.settings.topics):
-            return len(owed)
-        return unsent
-
-    def expire_after(self, seconds: float) -> None:
-        """Close the connection (unacknowledged) unless `acknowledge` comes first."""
-        self._expiry = threading.Timer(seconds, self.close)
-        self._expiry.daemon = True
-        self._expiry.start()
-
-    def cancel_expiry(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Disconnect normally (the session stays on the broker), then stop the thread. Safe to call twice,
-        from the finalizer or the expiry timer too."""
-        if self._closed:
-            return
-        self._closed = self._closing = True
-        self.cancel_expiry()
-        try:
-            self.client.disconnect()
-            self.client.loop_stop()
-        except Exception:  # noqa: BLE001 - closing must never hide the run's own outcome
-            log.exception("%s: could not disconnect cleanly", self.where)
-
-
-def _refused(where: str, reason: ReasonCode, settings: MqttSettings) -> ConnectorError:
-    code = reason.value
-    if code in LOGIN_REFUSED:
-        who = f"user {settings.username!r}" if settings.username else "anonymous clients"
-        return FatalError(f"{where}: the broker refused the login of {who} ({reason}); check username and "
-                          f"password_env (leave both out only if the broker allows anonymous clients)")
-    if code == 0x85:
-        return FatalError(f"{where}: the broker refused client_id {settings.client_id!r} ({reason}); choose "
-                          f"another client_id")
-    if code in BUSY:
-        return RetriableError(f"{where}: the broker is unavailable or busy ({reason}); trying again at the next "
-                              f"run")
-    return FatalError(f"{where}: the broker refused the connection ({reason}); check host, port, tls and the "
-                      f"broker's settings for MQTT 5 clients")

@@ -69,12 +69,14 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import orjson
 import requests
 
-from cityops.incidents import mask_personal, mask_text, mask_value, scrub
+from cityops.incident_masking import mask_text, mask_value, scrub
 from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Incident, IncidentCounts,
                              RetriableError, register)
 from connectors.config import duration_seconds
+from connectors.incident_intake import IncidentPage
 from connectors.http import (REQUEST_FIELDS, HttpClient, declared_charset, decode_json, excerpt, shown_url,
                              since_seconds)
 
@@ -148,6 +150,8 @@ class Open311Connector(Connector):
         self.history = duration_seconds(config["history"], "history")
         self.closed = {str(status).strip().lower() for status in config["status_closed"]}
         self.personal = [str(name) for name in config["personal_fields"]]
+        self.category_fields = (config["category_field"],
+                                CATEGORY_FIELDS[1 - CATEGORY_FIELDS.index(config["category_field"])])
         self.recheck = (config["since_param"] == "start_date") if config["recheck_open"] is None \
             else config["recheck_open"]
         self.client = self._client(config["attempts"])
@@ -233,11 +237,12 @@ class Open311Connector(Connector):
                                  f"of {shown_url(self.base)}/requests.json; raise max_pages or page_size, or "
                                  f"shorten lookback / history")
             page = {**params, self.config["page_param"]: number, self.config["size_param"]: size}
-            rows, source = self._page(f"requests-{number}.json", page)
-            if not rows or all(_request_id(row) in seen for row in rows):
+            requests, source = self._page(f"requests-{number}.json", page)
+            idents = [_request_id(row) for row in requests.rows]
+            if not requests.rows or seen.issuperset(idents):
                 break  # the last page, or a server ignoring `page` and sending the same requests again
-            seen.update(_request_id(row) for row in rows)
-            yield from self._incidents(rows, source)
+            seen.update(idents)
+            yield from self._incidents(requests, source)
         yield from self._recheck(seen)
 
     def replay(self, label: str, payload: bytes) -> Iterator[Incident]:
@@ -246,7 +251,9 @@ class Open311Connector(Connector):
             document = decode_json(payload, where)
         except ConnectorError as error:
             raise FatalError(str(error)) from None  # an archived payload will never become valid
-        yield from self._incidents(self._rows(self._masked(document), where), label)
+        document, requests = self._masked(document)
+        self._rows(document, where)
+        yield from self._incidents(requests, label)
 
     # -- pages ---------------------------------------------------------------------------------------
 
@@ -259,11 +266,11 @@ class Open311Connector(Connector):
         for number, start in enumerate(range(0, len(pending), step), start=1):
             # GeoReport v2: service_request_id (comma-separated) overrides every other filter.
             params = {**self._common(), "service_request_id": ",".join(pending[start:start + step])}
-            rows, source = self._page(f"recheck-{number}.json", params)
-            yield from self._incidents(rows, source)
+            requests, source = self._page(f"recheck-{number}.json", params)
+            yield from self._incidents(requests, source)
 
-    def _page(self, label: str, params: dict) -> tuple[list, str]:
-        """The rows of one requests.json answer, archived (masked) before they are read, and its reference."""
+    def _page(self, label: str, params: dict) -> tuple[IncidentPage, str]:
+        """The requests of one requests.json answer, archived (masked) before they are read, and its reference."""
         url = f"{self.base}/requests.json"
         where = self._where(label)
         response = self._guarded(lambda: self.client.get(url, params))
@@ -274,10 +281,10 @@ class Open311Connector(Connector):
             # Kept for diagnosis, as text with personal data masked by pattern (a cut-off body may hold requests).
             self.archived(label.replace(".json", ".txt"), self._masked_text(response.content), "text/plain")
             raise
-        document = self._masked(document)
-        reference = self.archived(label, json.dumps(document, ensure_ascii=False).encode("utf-8"),
-                                  "application/json")
-        return self._rows(document, where), reference or label
+        document, requests = self._masked(document)
+        reference = self.archived(label, _json_bytes(document), "application/json")
+        self._rows(document, where)  # an answer that is no list of requests fails the run, once archived
+        return requests, reference or label
 
     def _rows(self, document: Any, where: str) -> list:
         # GeoReport v2 answers with a list; some servers wrap it as the XML form does.
@@ -290,35 +297,47 @@ class Open311Connector(Connector):
                              f"{type(document).__name__} '{excerpt(_text_of(document))}'); check url")
         return document
 
-    def _incidents(self, rows: list, source: str) -> Iterator[Incident]:
-        for position, row in enumerate(rows):
-            yield self._incident(row, f"{source}#{position}")
+    def _incidents(self, requests: IncidentPage, source: str) -> Iterator[Incident]:
+        """The incidents of one page's (masked) service requests, as one page for the runner's intake."""
+        rows = requests.rows
+        keys: set = set()
+        for row in rows:
+            if isinstance(row, dict):
+                keys.update(row)
+        wanted = {name.lower() for name in self.personal}
+        personal = {key for key in keys if str(key).lower() in wanted}
+        yield from requests.incidents([self._incident(row, f"{source}#{position}", personal)
+                                       for position, row in enumerate(rows)])
 
-    def _incident(self, row: Any, source: str) -> Incident:
-        """An incident from one (masked) service request; a row that cannot be one is quarantined with why."""
+    def _incident(self, row: Any, source: str, personal: set) -> dict:
+        """An incident's fields from one (masked) service request; a row that cannot be one is quarantined with
+        why. `personal`: the page's keys that are personal fields."""
         if not isinstance(row, dict):
-            return Incident("", None, "open", None, None, None, raw=row, source=source,
-                            problem=f"a service request must be an object, not {type(row).__name__}")
-        personal = {name.lower() for name in self.personal}
-        contact = {key: value for key, value in row.items()
-                   if key.lower() in personal and value is not None and str(value).strip()}
-        raw = {key: value for key, value in row.items() if key.lower() not in personal}
+            return {"external_id": "", "category": None, "status": "open", "source_status": None,
+                    "opened_at": None, "updated_at": None, "raw": row, "source": source,
+                    "problem": f"a service request must be an object, not {type(row).__name__}"}
+        if personal.isdisjoint(row):
+            contact, raw = {}, row  # nothing to take out: the row is kept as it is (nothing changes it)
+        else:
+            contact = {key: value for key, value in row.items()
+                       if key in personal and value is not None and str(value).strip()}
+            raw = {key: value for key, value in row.items() if key not in personal}
         ident = _request_id(row)
         status = row.get("status")
+        opened = row.get("requested_datetime")
         problem = None
         if ident is None:
             problem = "no service_request_id"
-        elif not row.get("requested_datetime"):
+        elif not opened:
             problem = f"service request {ident}: no requested_datetime"
-        other = CATEGORY_FIELDS[1 - CATEGORY_FIELDS.index(self.config["category_field"])]
-        return Incident(
-            external_id=ident or "", category=row.get(self.config["category_field"]) or row.get(other),
-            status="closed" if str(status or "").strip().lower() in self.closed else "open",
-            source_status=None if status is None else str(status), opened_at=row.get("requested_datetime"),
-            updated_at=row.get("updated_datetime") or row.get("requested_datetime"),
-            closed_at=row.get("closed_datetime"), lon=row.get("long"), lat=row.get("lat"),
-            address=row.get("address"), description=row.get("description"), contact=contact, raw=raw,
-            source=source, problem=problem)
+        chosen, other = self.category_fields
+        return {"external_id": ident or "", "category": row.get(chosen) or row.get(other),
+                "status": "closed" if str(status or "").strip().lower() in self.closed else "open",
+                "source_status": None if status is None else str(status), "opened_at": opened,
+                "updated_at": row.get("updated_datetime") or opened, "closed_at": row.get("closed_datetime"),
+                "lon": row.get("long"), "lat": row.get("lat"), "address": row.get("address"),
+                "description": row.get("description"), "contact": contact, "raw": raw, "source": source,
+                "problem": problem}
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -339,13 +358,17 @@ class Open311Connector(Connector):
         """W3C date-time in the deployment's zone, as GeoReport v2 writes them: 2026-11-26T10:30:00+08:00."""
         return datetime.fromtimestamp(int(seconds), ZoneInfo(self.context.timezone)).isoformat()
 
-    def _masked(self, document: Any) -> Any:
-        """The answer with every request's personal fields masked (cityops.incidents.mask_personal)."""
+    def _masked(self, document: Any) -> tuple[Any, IncidentPage]:
+        """The answer with every request's personal fields masked (cityops.incident_masking.mask_personal), and
+        the page of its requests (masked; none when the answer holds no list of them)."""
         if isinstance(document, list):
-            return [mask_personal(row, self.personal) for row in document]
+            requests = IncidentPage.masked(document, self.personal)
+            return requests.rows, requests
         if isinstance(document, dict) and isinstance(document.get("service_requests"), list):
-            return {**scrub(document), "service_requests": self._masked(document["service_requests"])}
-        return scrub(document)
+            requests = IncidentPage.masked(document["service_requests"], self.personal)
+            return {key: requests.rows if key == "service_requests" else scrub(value)
+                    for key, value in document.items()}, requests
+        return scrub(document), IncidentPage.masked([], self.personal)
 
     def _masked_text(self, body: bytes) -> bytes:
         """A body that is not JSON, with `"<personal field>": "<value>"` pairs, mobile numbers and e-mail addresses
@@ -385,6 +408,15 @@ class Open311Connector(Connector):
 def _request_id(row: Any) -> str | None:
     ident = row.get("service_request_id") if isinstance(row, dict) else None
     return None if ident is None or not str(ident).strip() else str(ident).strip()
+
+
+def _json_bytes(document: Any) -> bytes:
+    """A masked page as UTF-8 JSON: orjson (pages are large), the standard library for what it refuses (integers
+    beyond 64 bits)."""
+    try:
+        return orjson.dumps(document)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(document, ensure_ascii=False).encode("utf-8")
 
 
 def _text_of(value: Any) -> bytes:

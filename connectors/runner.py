@@ -60,6 +60,7 @@ class RunSummary:
     rollup_seconds: float = 0.0  # of `seconds`, the roll-ups computed after the records were committed
     archive: str | None = None  # where the run's raw payloads are kept (reference under the archive root)
     skipped: int = 0  # valid records after a backfill's `until`: left for the regular schedule
+    retry_after: float | None = None  # a failed run's source asked not to be called again for this long (s)
 
 
 def utc_offset_seconds(zone_name: str, at: float) -> int:
@@ -186,6 +187,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         summary.status = "partial" if summary.rejected else "ok"
     except ConnectorError as error:
         summary.status, summary.error_family, summary.error_message = "failed", error.family, str(error)
+        summary.retry_after = getattr(error, "retry_after", None)
         log.warning("connector %s failed (%s): %s", instance.name, error.family, error)
     except Exception as error:  # a bug or an unexpected source failure must not take down the scheduler
         summary.status, summary.error_family = "failed", "unexpected"

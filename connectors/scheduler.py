@@ -69,6 +69,9 @@ class ConnectorJobs:
     - A run that fails with a *fatal* error (configuration, authentication) pauses that connector: retrying would
       only repeat the failure. It shows as paused (log, `onescreen connectors`, the screen's source panel) and
       resumes when the connectors file changes or at the next restart.
+    - A run that fails because the source asked to wait (HTTP 429 or 503 with `Retry-After` longer than the
+      client waits within a run) moves the connector's next run to when the source said, not before: calling a
+      throttling API again on the usual schedule only prolongs the throttle.
     - The connectors file is checked every few seconds; when it changes, jobs are added, removed or rescheduled.
       A file with an error keeps the previous jobs running and logs the error (file, entry and fix).
     """
@@ -122,6 +125,8 @@ class ConnectorJobs:
                                 archive_root=self.settings.archive_dir, timeout=instance.timeout_seconds)
         log.info("connector %s: %s (%d fetched, %d accepted, %d rejected) in %.1fs", name, summary.status,
                  summary.fetched, summary.accepted, summary.rejected, summary.seconds)
+        if summary.status in ("failed", "partial") and summary.retry_after:
+            self._postpone(name, summary.retry_after)
         if summary.status == "failed" and summary.error_family == "fatal":
             self.paused[name] = summary.error_message or "fatal error"
             job = self.scheduler.get_job(name)
@@ -129,6 +134,16 @@ class ConnectorJobs:
                 job.pause()
             log.error("connector %s paused after a fatal error (fix %s or the source; it resumes when the file "
                       "changes): %s", name, self.settings.connectors_path, summary.error_message)
+
+    def _postpone(self, name: str, seconds: float) -> None:
+        job = self.scheduler.get_job(name)
+        if job is None or job.next_run_time is None:
+            return
+        earliest = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        if job.next_run_time < earliest:
+            job.modify(next_run_time=earliest)
+            log.warning("connector %s: the source asked to wait %.0f s (Retry-After); next run at %s", name, seconds,
+                        earliest.isoformat(timespec="seconds"))
 
 
 def _signature(path: Path):

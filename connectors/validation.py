@@ -56,8 +56,8 @@ class Validator:
         """
         reported = self._reported
         # A batch repeats a few thousand codes and a dozen keys: look each distinct one up once.
-        code_index, codes = pd.factorize(frame["unit_code"].astype(str))
-        key_index, keys = pd.factorize(frame["indicator"].astype(str))
+        code_index, codes = _factorized_texts(frame["unit_code"])
+        key_index, keys = _factorized_texts(frame["indicator"])
         distinct_ids = np.array([self._unit_ids.get(code, -1) for code in codes], dtype=np.int64)
         distinct_levels = np.array([self._unit_levels.get(ident, -1) for ident in distinct_ids], dtype=np.int64)
         known = {key: reported[key] for key in keys if key in reported}
@@ -150,6 +150,18 @@ class Validator:
         raise Rejected(f"timestamp {raw!r} is not a time")
 
 
+def _factorized_texts(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """(position of each value's text among the distinct texts, the distinct texts), each text as str() says."""
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        # Strings already: hash them as they are rather than converting every one first.
+        index, distinct = pd.factorize(values, use_na_sentinel=False)  # None is text 'None', as str() says
+        return index, [str(value) for value in distinct]
+    # Anything else goes through str() first: factorizing 1, 1.0 and True directly would take them as one value.
+    # (pandas keeps None as a missing value through astype(str): it gets a code of its own all the same.)
+    index, distinct = pd.factorize(values.astype(str), use_na_sentinel=False)
+    return index, [str(value) for value in distinct]
+
+
 def _numbers(values: pd.Series) -> pd.Series:
     """Values as floats where they plainly are numbers (numbers, or texts such as " 12.5 "); NaN otherwise, which
     sends the row to `validate` for its reason. Booleans are never numbers, not even as text."""
@@ -176,6 +188,20 @@ def _iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
     formats, a local time that a clock change makes ambiguous or skip — is left unparsed for `timestamp`."""
     if pd.api.types.infer_dtype(times, skipna=True) != "string":
         times = times.map(lambda v: v if isinstance(v, str) else None)
+    # A batch repeats a few time texts (every unit reports the same hours): parse each distinct one once.
+    codes, distinct = pd.factorize(times)
+    if not len(distinct):  # no text at all
+        return pd.Series(0, index=times.index, dtype="int64"), pd.Series(False, index=times.index)
+    if len(distinct) < len(times):
+        seconds, ok = _distinct_iso_times(pd.Series(distinct, dtype=object), zone)
+        known = codes >= 0
+        at = np.where(known, codes, 0)
+        return (pd.Series(np.where(known, seconds.to_numpy()[at], 0), index=times.index, dtype="int64"),
+                pd.Series(known & ok.to_numpy()[at], index=times.index))
+    return _distinct_iso_times(times, zone)
+
+
+def _distinct_iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
     texts = times.astype("string").str.strip()
     zoned = texts.str.contains(_ZONED, regex=True, na=False)
     parsed = pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns, UTC]")

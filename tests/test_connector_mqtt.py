@@ -248,6 +248,45 @@ def test_a_run_takes_at_most_max_messages_and_the_rest_wait_for_the_next(sqlite_
     assert stored(sqlite_city_db) == {(S11, "aqi", at(9, minute)): float(minute) for minute in range(12)}
 
 
+def test_a_backlog_larger_than_the_inbox_is_held_back_by_the_broker_not_in_memory(sqlite_city_db, tmp_path, prefix,
+                                                                                 client_id, monkeypatch):
+    inst, archive = sensors(client_id, prefix), tmp_path / "archive"
+    run(sqlite_city_db, inst, archive)
+    publish([(f"{prefix}/{S11}/air", reading(S11, "aqi", at(8) + 60 * i, i)) for i in range(40)])
+    monkeypatch.setattr("connectors.mqtt_session.INBOX_MESSAGES", 3)
+    held = []
+    original = MqttConnector._drain
+
+    def drain_watching_the_inbox(self, link, settings):
+        for group in original(self, link, settings):
+            held.append(link.inbox.qsize())
+            yield group
+
+    monkeypatch.setattr(MqttConnector, "_drain", drain_watching_the_inbox)
+    summary = run(sqlite_city_db, inst, archive)
+    assert (summary.status, summary.fetched, summary.accepted) == ("ok", 40, 40), summary.error_message
+    assert held and max(held) <= 3
+    assert stored(sqlite_city_db) == {(S11, "aqi", at(8) + 60 * i): float(i) for i in range(40)}
+
+
+def test_messages_the_run_could_not_take_in_time_come_again_at_the_next_run(sqlite_city_db, tmp_path, prefix,
+                                                                           client_id, monkeypatch):
+    inst, archive = sensors(client_id, prefix), tmp_path / "archive"
+    run(sqlite_city_db, inst, archive)
+    publish([(f"{prefix}/{S11}/air", reading(S11, "aqi", at(8) + 60 * i, i)) for i in range(30)])
+    # An inbox of one that gives up at once: most of the backlog is left unacknowledged by each run.
+    monkeypatch.setattr("connectors.mqtt_session.INBOX_MESSAGES", 1)
+    monkeypatch.setattr("connectors.mqtt_session.INBOX_STALL_SECONDS", 0.0)
+    runs = [run(sqlite_city_db, inst, archive)]
+    while sum(summary.fetched for summary in runs) < 30 and len(runs) < 30:
+        runs.append(run(sqlite_city_db, inst, archive))
+    runs.append(run(sqlite_city_db, inst, archive))
+    assert all(summary.status == "ok" for summary in runs)
+    assert runs[0].fetched < 30 and runs[-1].fetched == 0
+    assert sum(summary.fetched for summary in runs) == sum(summary.accepted for summary in runs) == 30
+    assert stored(sqlite_city_db) == {(S11, "aqi", at(8) + 60 * i): float(i) for i in range(30)}
+
+
 # ------------------------------------------------------------------------------------------------
 # Crash safety: acknowledged only once committed
 # ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ runner's handling of `Incident` items from any connector type (a small list type
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -16,10 +17,10 @@ from sqlalchemy import text
 
 from cityops.boundaries import replace_units
 from cityops.hierarchy import Level, UnitRecord
+from cityops.incident_masking import (mask_contact, mask_email, mask_incident, mask_incidents, mask_name, mask_other,
+                                     mask_personal, mask_phone, mask_rows, mask_text, mask_value, scrub)
 from cityops.incidents import (CommunityLocator, InvalidIncident, Unplaced, community_locator, count_open,
-                               incident_row, mask_contact, mask_email, mask_incident, mask_name, mask_other,
-                               mask_personal, mask_phone, mask_text, mask_value, open_external_ids, scrub,
-                               upsert_incidents)
+                               incident_row, open_external_ids, upsert_incidents)
 from cityops.models import Base
 from city_factory import tiny_city
 from connectors.base import Connector, Health, Incident, IncidentCounts, register
@@ -102,6 +103,57 @@ def test_mask_incident_masks_contact_and_everything_that_may_repeat_it():
     assert (masked.address, masked.description) == ("王*家门口", "王*来电")
 
 
+# Rows of a page as a source sends them: plain ones, ones whose texts need masking (in any field, at a text's start
+# or end, next to digits that make a number no mobile), personal fields, nested values, and what is not a row.
+PAGE = [
+    {"id": "SR1", "status": "open", "n": 3, "ok": True, "gone": None, "text": "路灯不亮"},
+    {"id": "SR2", "text": "13812345678", "address": "a.b@example.com"},
+    {"id": "SR3", "text": "打13812345678或 +86 139 1234 5678", "note": "x@y", "more": "@"},
+    {"id": "SR4", "text": "订单 2138123456789 和 138****5678 和 z***@example.com 不是"},
+    {"id": "SR5", "phone": "13700001111", "text": "13700001111"},
+    {"id": "SR6", "notes": ["ring 13812345678"], "person": {"email": "x@y.cn"}},
+    {"id": "SR7", "text": "a\x00b 13812345678\x00"},
+    ["13812345678"], "13812345678", 7, None, {},
+]
+
+
+def test_a_page_of_rows_is_masked_as_each_row_alone():
+    assert mask_rows(PAGE, ["phone"]) == [mask_personal(row, ["phone"]) for row in PAGE]
+    assert mask_rows(PAGE[:1], ["phone"])[0] is PAGE[0]  # nothing to mask: the row itself
+    assert mask_rows([], ["phone"]) == []
+
+
+def test_a_page_of_incidents_is_masked_as_each_incident_alone():
+    incidents = [({}, row if isinstance(row, dict) else None, row.get("address") if isinstance(row, dict) else None,
+                  row.get("text") if isinstance(row, dict) else None) for row in PAGE]
+    incidents += [({"phone": "13700001111"}, {"text": "13700001111"}, None, "call 13700001111"),
+                  (None, {"a": "b"}, None, None), ({}, ["13812345678"], None, None), ({}, None, 12, {"x": 1})]
+    masked = mask_incidents(incidents)
+    for given, result in zip(incidents, masked):
+        alone = mask_incident(*given)
+        if result is None:  # nothing changed: what was given is what masking it gives
+            assert alone == mask_incident({}, *given[1:]) and (alone.raw, alone.address, alone.description) == \
+                given[1:] and given[0] == {}
+        else:
+            assert result == alone
+    assert masked[0] is None and masked[1] is not None
+
+
+def test_rows_masked_by_mask_rows_are_not_searched_again_and_come_out_the_same():
+    rows = mask_rows(PAGE, ["phone"])
+    given = [({}, row, None, None) for row in rows if isinstance(row, dict)]
+
+    def outcome(item, result):
+        return (item[1], item[2], item[3]) if result is None else (result.raw, result.address, result.description)
+
+    trusted = mask_incidents(given, already_masked=rows)
+    assert [outcome(*pair) for pair in zip(given, trusted)] == \
+        [outcome(*pair) for pair in zip(given, mask_incidents(given))]
+    assert all(result is None for result in trusted)
+    # A copy is not one of those rows: it is searched (and a row in clear is masked).
+    assert mask_incidents([({}, dict(PAGE[1]), None, None)], already_masked=rows)[0].raw == rows[1]
+
+
 # ------------------------------------------------------------------------------------------------
 # Placement
 # ------------------------------------------------------------------------------------------------
@@ -111,6 +163,20 @@ def test_a_point_is_placed_in_the_community_holding_it_or_the_lower_id_on_a_bord
     locator = CommunityLocator([7, 3], [box(0, 0, 1, 1), box(1, 0, 2, 1)], box(0, 0, 2, 1))
     assert locator.place(0.5, 0.5) == 7 and locator.place(1.5, 0.2) == 3
     assert locator.place(1.0, 0.5) == 3  # on the shared border: both hold it, the lower id wins
+
+
+def test_points_placed_together_are_placed_as_each_alone():
+    locator = CommunityLocator([7, 3, 5], [box(0, 0, 1, 1), box(1, 0, 2, 1), box(2.001, 0, 3, 1)], box(0, 0, 3, 1))
+    lons, lats = [0.5, 1.0, 1.5, 2.0002, 2.0005, 9.0, 0.5], [0.5, 0.5, 0.2, 0.5, 0.5, 9.0, 1.0]
+    placed = locator.place_many(lons, lats)
+    for lon, lat, result in zip(lons, lats, placed):
+        if isinstance(result, Unplaced):
+            with pytest.raises(Unplaced, match=re.escape(str(result))):
+                locator.place(lon, lat)
+        else:
+            assert result == locator.place(lon, lat)
+    assert placed[:3] == [7, 3, 3] and [type(p) for p in placed[4:6]] == [Unplaced, Unplaced]
+    assert locator.place_many([], []) == []
 
 
 def test_a_point_in_a_gap_goes_to_the_nearest_community_within_the_tolerance():

@@ -148,6 +148,50 @@ def test_a_fatal_failure_pauses_the_connector_until_its_file_changes(tmp_path, m
         handle.shutdown()
 
 
+def test_a_source_asking_to_wait_moves_the_next_run_to_when_it_said(tmp_path, monkeypatch):
+    """A real local API answering 429 with Retry-After: 2 h. The run fails as retriable, and the next scheduled
+    run is not before the two hours are over, however short the connector's interval."""
+    import threading
+    from datetime import datetime, timedelta, timezone
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cityops.db import migrate
+
+    requests_seen = []
+
+    class Throttling(BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests_seen.append(self.path)
+            self.send_response(429)
+            self.send_header("Retry-After", "7200")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ONESCREEN_LOCK_DIR", str(tmp_path))
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(database)
+    path = tmp_path / "connectors.yaml"
+    _connectors_file(path, "  - name: throttled\n    type: http_json\n    levels: [community]\n"
+                           "    schedule: {interval: 1m}\n"
+                           f"    config: {{url: 'http://127.0.0.1:{server.server_port}/api', max_wait: 1}}\n"
+                           "    mapping: {unit_code: code, observed_at: time, indicator: key, value: value}\n")
+    settings = replace(Settings(), database_url=database, connectors_path=path, archive_dir=tmp_path / "archive")
+    handle = start_scheduler(settings, first_run_delay=3600)
+    try:
+        handle.jobs.run("throttled")
+        next_run = handle.scheduler.get_job("throttled").next_run_time
+        assert len(requests_seen) == 1  # asked to wait longer than max_wait: no retry within the run
+        assert next_run >= datetime.now(timezone.utc) + timedelta(seconds=7200 - 60)
+        assert "throttled" not in handle.jobs.paused  # retriable: postponed, not paused
+    finally:
+        handle.shutdown()
+        server.shutdown()
+
 def test_backfill_of_a_time_range_stores_only_that_range_and_leaves_the_cursor(tmp_path, monkeypatch):
     """`onescreen backfill NAME --from … --to …` through the CLI, on the tiny city and the simulator."""
     from sqlalchemy import text as sql
