@@ -76,12 +76,15 @@ from cityops.incident_masking import mask_text, mask_value, scrub
 from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Incident, IncidentCounts,
                              RetriableError, register)
 from connectors.config import duration_seconds
-from connectors.incident_intake import IncidentPage
 from connectors.http import (REQUEST_FIELDS, HttpClient, declared_charset, decode_json, excerpt, shown_url,
                              since_seconds)
+from connectors.incident_intake import IncidentPage
+from connectors.read_ahead import read_ahead
 
 PERSONAL_FIELDS = ["email", "phone", "first_name", "last_name", "name", "device_id", "account_id"]
 CATEGORY_FIELDS = ("service_name", "service_code")
+# Pages requested ahead of the runner: a page of requests with their text is ~1 MB in memory.
+READ_AHEAD_PAGES = 4
 
 
 @register
@@ -226,6 +229,12 @@ class Open311Connector(Connector):
         return Health(True, f"{len(services)} services; requests.json answers")
 
     def fetch(self, since: str | None) -> Iterator[Incident]:
+        # The next pages are requested while the runner places and stores this one (read_ahead).
+        for page, source in read_ahead(self._pages(since), depth=READ_AHEAD_PAGES, name=f"{self.name} pages"):
+            yield from self._incidents(page, source)
+
+    def _pages(self, since: str | None) -> Iterator[tuple[IncidentPage, str]]:
+        """Each answer's requests (masked) and archive reference: the window's pages, then the re-check."""
         params = {**self._common(), self.config["since_param"]: self._time_text(self._start(since))}
         if self.config["until_param"]:
             params[self.config["until_param"]] = self._time_text(self.context.now)
@@ -242,7 +251,7 @@ class Open311Connector(Connector):
             if not requests.rows or seen.issuperset(idents):
                 break  # the last page, or a server ignoring `page` and sending the same requests again
             seen.update(idents)
-            yield from self._incidents(requests, source)
+            yield requests, source
         yield from self._recheck(seen)
 
     def replay(self, label: str, payload: bytes) -> Iterator[Incident]:
@@ -257,7 +266,7 @@ class Open311Connector(Connector):
 
     # -- pages ---------------------------------------------------------------------------------------
 
-    def _recheck(self, seen: set[str]) -> Iterator[Incident]:
+    def _recheck(self, seen: set[str]) -> Iterator[tuple[IncidentPage, str]]:
         """The stored open requests this run's window did not return, asked about by id."""
         if not self.recheck:
             return
@@ -266,8 +275,7 @@ class Open311Connector(Connector):
         for number, start in enumerate(range(0, len(pending), step), start=1):
             # GeoReport v2: service_request_id (comma-separated) overrides every other filter.
             params = {**self._common(), "service_request_id": ",".join(pending[start:start + step])}
-            requests, source = self._page(f"recheck-{number}.json", params)
-            yield from self._incidents(requests, source)
+            yield self._page(f"recheck-{number}.json", params)
 
     def _page(self, label: str, params: dict) -> tuple[IncidentPage, str]:
         """The requests of one requests.json answer, archived (masked) before they are read, and its reference."""
