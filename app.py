@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Dash:
     compress_responses(app)
     register_geometry_routes(app.server)
     # Validation first: assigning a layout function without one would call it here, outside any request.
-    app.validation_layout = validation_layout(build_page(settings, catalog))
+    app.validation_layout = validation_layout(build_page(settings, catalog), catalog, settings.language)
     # Built for each page load: the first map (geometry URL, colours, bounds) is read for the viewer and sent
     # with the layout, so the polygons are fetched as soon as the page renders (see callbacks/map.py).
     app.layout = lambda: build_page(settings, catalog, first_map())

@@ -10,8 +10,9 @@ from dash import Input, Output, State, callback, clientside_callback, html
 from callbacks.context import resolve_view, screen_context, viewer_request
 from cityops.readings import last_update
 from cityops.sources import source_health
-from layouts.header import breadcrumb, source_summary
+from layouts.header import breadcrumb, indicator_selector, source_summary
 from layouts.ids import HeaderIds, PageIds
+from layouts.page import default_indicator
 from layouts.text import format_time, t
 
 
@@ -29,6 +30,19 @@ def show_breadcrumb(selection, _map_painted=None):
                    if request.scope.contains(request.tree, unit_id)]
         return breadcrumb([(str(request.tree.frame.at[i, "code"]), str(names.loc[i])) for i in lineage],
                           view.unit_code)
+
+
+@callback(
+    Output(HeaderIds.INDICATOR_SLOT, "children"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    State(PageIds.SELECTION, "data"),
+    prevent_initial_call=True,  # mounted once the map has painted (see layouts/header.py)
+)
+def show_indicator_selector(_map_painted, selection):
+    context = screen_context()
+    wanted = selection.get("indicator") if isinstance(selection, dict) else None
+    key = wanted if isinstance(wanted, str) and wanted in context.catalog else default_indicator(context.catalog)
+    return indicator_selector(context.catalog, key, context.settings.language)
 
 
 @callback(

@@ -41,6 +41,25 @@ def dropdown_labels(language: str) -> dict:
             "clear_selection": "Clear"}
 
 
+def indicator_selector(catalog: Catalog, indicator_key: str, language: str) -> dcc.Dropdown:
+    return dcc.Dropdown(id=HeaderIds.INDICATOR, options=indicator_options(catalog, language), value=indicator_key,
+                        clearable=False, searchable=True, search_order="original", className="indicator-select",
+                        maxHeight=720, labels=dropdown_labels(language))
+
+
+def indicator_preview(catalog: Catalog, indicator_key: str, language: str) -> html.Div:
+    """The closed selector's look (dcc.Dropdown's own classes, so its own styles), without its script."""
+    indicator = catalog[indicator_key]
+    return html.Div(className="dash-dropdown-wrapper indicator-preview", children=html.Div(
+        className="dash-dropdown indicator-select", children=html.Span(
+            className="dash-dropdown-grid-container dash-dropdown-trigger", children=[
+                html.Span(className="dash-dropdown-value", children=html.Span(
+                    className="dash-dropdown-value-item",
+                    children=html.Span(f"{indicator.name(language)} ({indicator.unit_of_measure})"))),
+                html.Span(className="dash-dropdown-trigger-icon indicator-preview-icon"),
+            ])))
+
+
 def build_header(city_name: str, catalog: Catalog, indicator_key: str, language: str) -> html.Header:
     return html.Header(className="screen-header", children=[
         html.Div(className="brand", children=[
@@ -50,9 +69,11 @@ def build_header(city_name: str, catalog: Catalog, indicator_key: str, language:
         html.Nav(id=HeaderIds.BREADCRUMB, className="breadcrumb", **{"aria-label": "breadcrumb"}),
         html.Div(className="indicator-picker", title=t("indicator", language), children=[
             html.Span(t("indicator", language), className="indicator-label"),
-            dcc.Dropdown(id=HeaderIds.INDICATOR, options=indicator_options(catalog, language), value=indicator_key,
-                         clearable=False, searchable=True, search_order="original", className="indicator-select",
-                         maxHeight=720, labels=dropdown_labels(language)),
+            # The selector itself is mounted once the map has painted (callbacks/header.py): it loads a script
+            # chunk and builds a popover, ~100 ms the polygons would wait for (bench/first_screen.py). Until
+            # then the slot shows the selected indicator exactly as the closed selector does.
+            html.Div(indicator_preview(catalog, indicator_key, language), id=HeaderIds.INDICATOR_SLOT,
+                     className="indicator-slot"),
         ]),
         html.Div(className="freshness", children=[
             html.Div(id=HeaderIds.CLOCK, className="clock"),

@@ -19,6 +19,7 @@ class HeaderIds(StrEnum):
     SOURCES = "header-sources"
     BREADCRUMB = "header-breadcrumb"
     INDICATOR = "header-indicator"
+    INDICATOR_SLOT = "header-indicator-slot"  # holds a preview of the selector until the map has painted
 
 
 class SourceIds(StrEnum):

@@ -7,7 +7,7 @@ from dash import dcc, html
 
 from cityops.catalog import Catalog
 from cityops.settings import Settings
-from layouts.header import build_header
+from layouts.header import build_header, indicator_selector
 from layouts.ids import KpiIds, MapIds, PageIds, RankingIds, TrendIds
 from layouts.map_panel import HOVER_STYLE, ON_EACH_FEATURE, POINT_TO_LABEL, STYLE, MapState, empty_hideout
 from layouts.ranking import children_graph
@@ -85,6 +85,8 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
     return screen
 
 
-def validation_layout(page) -> html.Div:
-    """The page plus the components that callbacks add later (the graphs), for Dash's callback validation."""
-    return html.Div([page, trend_graph(), children_graph()])
+def validation_layout(page, catalog: Catalog, language: str) -> html.Div:
+    """The page plus the components that callbacks add later (the indicator selector, the graphs), for Dash's
+    callback validation."""
+    return html.Div([page, indicator_selector(catalog, default_indicator(catalog), language), trend_graph(),
+                     children_graph()])

@@ -157,6 +157,20 @@ def test_the_first_layout_carries_the_map_and_the_page_hints_what_it_needs(app):
         assert f'<link rel="preload" href="{hint}"' in page
 
 
+def test_the_indicator_selector_comes_after_the_map_showing_the_selected_indicator(app):
+    from callbacks.header import show_indicator_selector
+
+    layout = app.server.test_client().get("/_dash-layout").get_json()
+    assert _component(layout, "header-indicator") is None  # a preview until the map has painted
+    slot = json.dumps(_component(layout, "header-indicator-slot"), ensure_ascii=False)
+    assert "12345热线诉求 (件/时)" in slot
+    selector = in_callback(app, show_indicator_selector, 1, {"unit": None, "indicator": "aqi"})
+    assert (selector.id, selector.value) == ("header-indicator", "aqi")
+    assert any(option["value"] == "pm25" for option in selector.options)
+    # Whatever the page sends, the selector shows a catalog indicator.
+    for forged in ({"indicator": "no_such_key"}, {"indicator": ["aqi"]}, None, "aqi"):
+        assert in_callback(app, show_indicator_selector, 1, forged).value == "hotline_complaints"
+
 def test_scripts_are_compressed_once_and_callback_responses_every_time(app):
     import re
 
