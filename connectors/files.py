@@ -76,34 +76,29 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import io
-import os
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
-from itertools import compress
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO, Iterator
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+from connectors import drop_queue, drop_rows
 from connectors.base import ConfigField, Connector, FatalError, Health, Record, RecordBatch, RetriableError, register
+from connectors.drop_queue import AGAIN, FAILED, PROCESSED, PROCESSING
 from connectors.tables import CsvRows, FileRejected, SheetRows, xlsx_rows
-from connectors.validation import FUTURE_TOLERANCE_SECONDS, _iso_times, _numbers
+from connectors.validation import FUTURE_TOLERANCE_SECONDS
 
-PROCESSING, PROCESSED, FAILED, AGAIN = "processing", "processed", "failed", "again"
 HEADER_SEARCH_ROWS = 20  # title rows above the header that are tolerated
-RESERVED = ("_file", "_line")  # columns added to each raw row
 
 XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ZIP_MAGIC = b"PK\x03\x04"
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, and encrypted workbooks
 
-# Dates as spreadsheets write them: slashes and unpadded fields, optionally a time without an offset.
-LOOSE_TIME = re.compile(r"^(\d{4})[/-](\d{1,2})[/-](\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?)?$")
 
 
 @dataclass(frozen=True)
@@ -143,13 +138,13 @@ class DropFolderConnector(Connector):
         except FatalError as error:
             return Health(False, str(error))
         folder = settings.folder
-        problem = _folder_problem(folder)
+        problem = drop_queue.folder_problem(folder)
         if problem:
             return Health(False, problem)
         try:
             waiting = self.waiting(settings, settle=False)
-            claimed = _claimed_count(folder / PROCESSING)
-            failed = sum(1 for path in _files_in(folder / FAILED) if not path.name.endswith(".reason.txt"))
+            claimed = drop_queue.claimed_count(folder / PROCESSING)
+            failed = sum(1 for path in drop_queue.files_in(folder / FAILED) if not path.name.endswith(".reason.txt"))
             oldest = (datetime.fromtimestamp(waiting[0].stat().st_mtime).strftime("%Y-%m-%d %H:%M")
                       if waiting else None)
         except OSError as error:
@@ -168,7 +163,7 @@ class DropFolderConnector(Connector):
         the last committed run (see the module docstring), not a time."""
         settings = self.settings()
         folder = settings.folder
-        problem = _folder_problem(folder)
+        problem = drop_queue.folder_problem(folder)
         if problem:
             raise FatalError(f"connector {self.name}: {problem}")
         try:
@@ -176,12 +171,12 @@ class DropFolderConnector(Connector):
                 (folder / sub).mkdir(exist_ok=True)
         except OSError as error:
             raise FatalError(f"connector {self.name}: cannot create the subfolders of {folder}: {error}") from None
-        token = _new_token(folder / PROCESSING)
+        token = drop_queue.new_token(folder / PROCESSING)
         claim = folder / PROCESSING / token
         self._claimed = (settings, claim)
         yield from self._recover(settings, since, claim)
         for path in self.waiting(settings):
-            claimed = _claim(path, claim)
+            claimed = drop_queue.claim(path, claim)
             if claimed is not None:
                 yield from self._read_claimed(claimed, settings, token)
 
@@ -191,9 +186,9 @@ class DropFolderConnector(Connector):
         settings, claim = getattr(self, "_claimed", (None, None))
         if claim is None or not claim.is_dir():
             return
-        for path in _files_below(claim):
-            _move_unique(path, settings.folder / PROCESSED)
-        _remove_empty(claim)
+        for path in drop_queue.files_below(claim):
+            drop_queue.move_unique(path, settings.folder / PROCESSED)
+        drop_queue.remove_empty(claim)
 
     def replay(self, label: str, payload: bytes) -> Iterator[Record | RecordBatch]:
         """Parse an archived file again with the same code as fetch; nothing in the folder moves."""
@@ -233,7 +228,7 @@ class DropFolderConnector(Connector):
         """Files to read, oldest first; not those still being written (changed within settle_seconds)."""
         cutoff = time.time() - settings.settle_seconds
         found = []
-        for path in _files_in(settings.folder):
+        for path in drop_queue.files_in(settings.folder):
             name = path.name.lower()
             if name.startswith((".", "~$")) or not any(fnmatchcase(name, p) for p in settings.patterns):
                 continue
@@ -249,16 +244,16 @@ class DropFolderConnector(Connector):
         """Settle what earlier runs left in processing/: committed → processed/, uncommitted → read again,
         read twice without a commit → failed/."""
         folder = settings.folder
-        for entry in sorted((folder / PROCESSING).iterdir(), key=_token_order):
+        for entry in sorted((folder / PROCESSING).iterdir(), key=drop_queue.token_order):
             if entry == claim:
                 continue
             if entry.is_dir() and since is not None and entry.name == since:
-                for path in _files_below(entry):
-                    _move_unique(path, folder / PROCESSED)
-                _remove_empty(entry)
+                for path in drop_queue.files_below(entry):
+                    drop_queue.move_unique(path, folder / PROCESSED)
+                drop_queue.remove_empty(entry)
                 continue
             if entry.is_dir():
-                first, second = list(_files_in(entry)), list(_files_in(entry / AGAIN))
+                first, second = list(drop_queue.files_in(entry)), list(drop_queue.files_in(entry / AGAIN))
             else:
                 first, second = [entry], []  # put there by hand: read it as a first attempt
             for path in second:
@@ -267,10 +262,10 @@ class DropFolderConnector(Connector):
                     f"records passed validation (see `onescreen quarantine list --connector {self.name}`) or "
                     f"both runs failed before committing"))
             for path in first:
-                claimed = _claim(path, claim / AGAIN)
+                claimed = drop_queue.claim(path, claim / AGAIN)
                 if claimed is not None:
                     yield from self._read_claimed(claimed, settings, claim.name)
-            _remove_empty(entry)
+            drop_queue.remove_empty(entry)
 
     def _read_claimed(self, path: Path, settings: DropSettings, token: str) -> Iterator[Record | RecordBatch]:
         """Archive one claimed file, then yield its records; a file that cannot be read goes to failed/."""
@@ -296,7 +291,7 @@ class DropFolderConnector(Connector):
 
     def _refuse(self, settings: DropSettings, path: Path, source: str | None, reason: str) -> Record:
         """Move a file to failed/ with its reason beside it; the record quarantines the reason."""
-        target = _move_unique(path, settings.folder / FAILED)
+        target = drop_queue.move_unique(path, settings.folder / FAILED)
         where = f"{FAILED}/{target.name}" if target is not None else f"{FAILED}/"
         stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         text = (f"{reason}\n\nMoved here by connector {self.name} at {stamp}. Fix the file (or the connector's "
@@ -339,9 +334,9 @@ class DropFolderConnector(Connector):
         # runner has committed when a file turns out unreadable does not depend on how rows are read.
         while chunk := rows.take(batch_rows - len(lines), width):
             if chunk.columns is not None:
-                (taken_lines, taken), broken = _without_blank(chunk.lines, chunk.columns, probe), []
+                (taken_lines, taken), broken = drop_rows.without_blank(chunk.lines, chunk.columns, probe), []
             else:
-                taken_lines, taken, broken = _usable(chunk.lines, chunk.rows, width, ragged, probe)
+                taken_lines, taken, broken = drop_rows.usable(chunk.lines, chunk.rows, width, ragged, probe)
             for line, fields in broken:
                 yield Record(None, None, None, None, raw={"_file": name, "_line": line, "_fields": fields},
                              problem=(f"{name} line {line}: {len(fields)} fields where the header has {width}; "
@@ -361,17 +356,17 @@ class DropFolderConnector(Connector):
         needed = list(dict.fromkeys(self.mapping.columns()))
         best: list[str] | None = None  # the row closest to a header, for the reason when none is complete
         for _ in range(HEADER_SEARCH_ROWS):
-            line, fields = next(((line, f) for line, f in rows if not _blank(f)), (None, None))
+            line, fields = next(((line, f) for line, f in rows if not drop_rows.blank(f)), (None, None))
             if fields is None:
                 break
-            names = _column_names(fields)
+            names = drop_rows.column_names(fields)
             if all(column in names for column in needed):
-                doubled = [column for column in needed if _occurrences(fields, column) > 1]
+                doubled = [column for column in needed if drop_rows.occurrences(fields, column) > 1]
                 if doubled:
                     raise FileRejected(f"{name} line {line}: column(s) {', '.join(doubled)} appear more than once "
                                        f"in the header; which one to read is ambiguous")
                 return names
-            if best is None or _present(needed, names) > _present(needed, best):
+            if best is None or drop_rows.present(needed, names) > drop_rows.present(needed, best):
                 best = names
         if best is None:
             raise FileRejected(f"{name} has no header row (no non-blank row)")
@@ -398,14 +393,13 @@ class DropFolderConnector(Connector):
         mapping = self.mapping
         mapped = table[list(dict.fromkeys(mapping.columns()))].copy()
         for column in {mapping.unit_code, mapping.indicator} - {None, mapping.observed_at}:
-            mapped[column] = _each_distinct(mapped[column], lambda texts: texts.str.strip())
-        mapped[mapping.observed_at] = _each_distinct(
-            mapped[mapping.observed_at], lambda texts: texts.str.strip().str.replace(LOOSE_TIME, _iso, regex=True))
+            mapped[column] = drop_rows.each_distinct(mapped[column], lambda texts: texts.str.strip())
+        mapped[mapping.observed_at] = drop_rows.each_distinct(mapped[mapping.observed_at], drop_rows.iso_times)
         if mapping.indicator_names and not mapping.values and mapping.indicator not in (
                 mapping.unit_code, mapping.observed_at, mapping.value):
             # The mapping's own translation, once per distinct name rather than per row.
             names = mapping.indicator_names
-            mapped[mapping.indicator] = _each_distinct(
+            mapped[mapping.indicator] = drop_rows.each_distinct(
                 mapped[mapping.indicator], lambda texts: texts.map(lambda text: names.get(str(text), text)))
             mapping = dataclasses.replace(mapping, indicator_names={})
         self._read_ahead(mapped)
@@ -420,142 +414,17 @@ class DropFolderConnector(Connector):
         others = {mapping.unit_code, mapping.indicator}
         if mapping.observed_at in others.union(values) or others.intersection(values):
             return  # one column mapped twice: leave it as it is
-        times = _epoch_seconds(mapped[mapping.observed_at], ZoneInfo(self.context.timezone),
+        times = drop_rows.epoch_seconds(mapped[mapping.observed_at], ZoneInfo(self.context.timezone),
                                int(self.context.now) + FUTURE_TOLERANCE_SECONDS)
         if times is None:
             return
         mapped[mapping.observed_at] = times
         # Only with the times read: a row the array path fails for its time would be validated one by one, and
         # read its value as text there.
-        numbers = {column: _finite_numbers(mapped[column]) for column in values}
+        numbers = {column: drop_rows.finite_numbers(mapped[column]) for column in values}
         if all(column is not None for column in numbers.values()):
             for column, read in numbers.items():
                 mapped[column] = read
-
-
-# -- rows of a CSV -----------------------------------------------------------------------------------------
-
-
-def _distinct_texts(column: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
-    """(codes, distinct texts) of a column of texts, None when it holds anything else."""
-    values = column.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(values, skipna=False) != "string":
-        return None
-    codes, distinct = pd.factorize(values)
-    return codes, pd.Series(distinct, dtype=object)
-
-
-def _epoch_seconds(column: pd.Series, zone: ZoneInfo, latest: int) -> pd.Series | None:
-    """ISO texts as epoch seconds, as the validator reads them; None unless every one reads and is at most
-    `latest`."""
-    found = _distinct_texts(column)
-    if found is None:
-        return None
-    codes, distinct = found
-    seconds, read = _iso_times(distinct, zone)
-    if not read.all() or (seconds > latest).any():
-        return None
-    return pd.Series(seconds.to_numpy(dtype=np.int64)[codes], index=column.index)
-
-
-def _finite_numbers(column: pd.Series) -> pd.Series | None:
-    """Number texts as the validator reads them; None unless every one is a finite number (and every negative one
-    reads the same as the validator's one-by-one path would name it in a reason)."""
-    found = _distinct_texts(column)
-    if found is None:
-        return None
-    codes, distinct = found
-    numbers = _numbers(distinct).to_numpy(dtype=float)
-    if not np.isfinite(numbers).all():
-        return None
-    negative = numbers < 0
-    if negative.any() and any(float(text.strip()) != number
-                              for text, number in zip(distinct[negative], numbers[negative])):
-        return None
-    return pd.Series(numbers[codes], index=column.index)
-
-
-def _blank(fields: list[str | None]) -> bool:
-    for field in fields:  # a loop, not all(): most rows stop at their first field
-        if field and not field.isspace():
-            return False
-    return True
-
-
-def _usable(lines: Sequence[int], rows: list[list], width: int, ragged: bool,
-            probe: int) -> tuple[Sequence[int], list[list], list[tuple[int, list]]]:
-    """The rows to tabulate as columns (blank rows dropped, rows fitted to the header's width) with their lines,
-    and the broken rows with theirs."""
-    if list(map(len, rows)).count(width) == len(rows):
-        return *_without_blank(lines, [list(cells) for cells in zip(*rows)], probe), []
-    kept_lines, kept, broken = [], [], []
-    for line, fields in zip(lines, rows):
-        if _blank(fields):
-            continue
-        if len(fields) != width:
-            fitted = _fit(fields, width, ragged)
-            if fitted is None:
-                broken.append((line, fields))
-                continue
-            fields = fitted
-        kept_lines.append(line)
-        kept.append(fields)
-    return kept_lines, [list(cells) for cells in zip(*kept)] if kept else [[] for _ in range(width)], broken
-
-
-def _without_blank(lines: Sequence[int], columns: list[list], probe: int) -> tuple[Sequence[int], list[list]]:
-    """Rows as columns without the blank ones, looked at one by one only when the `probe` column has a blank."""
-    if not any(not cell or cell.isspace() for cell in set(columns[probe])):
-        return lines, columns
-    keep = [not _blank(fields) for fields in zip(*columns)]
-    return list(compress(lines, keep)), [list(compress(cells, keep)) for cells in columns]
-
-
-def _each_distinct(column: pd.Series, tidy: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """`tidy(column)` for an element-wise `tidy`, computed once per distinct text."""
-    found = _distinct_texts(column)
-    if found is None:
-        return tidy(column)  # empty cells of a workbook: rare and small, tidied as they are
-    codes, distinct = found
-    return pd.Series(tidy(distinct).to_numpy(dtype=object)[codes], index=column.index, dtype=object)
-
-
-def _fit(fields: list, width: int, ragged: bool) -> list | None:
-    """A row of the header's width, or None when its fields cannot be placed (a broken row)."""
-    if len(fields) > width:
-        return fields[:width] if _blank(fields[width:]) else None
-    return fields + [None] * (width - len(fields)) if ragged else None
-
-
-def _column_names(fields: list) -> list[str]:
-    """Header cells as unique names: blanks become 'column N', repeats get ' (2)', ' (3)'..."""
-    names: list[str] = []
-    taken = set(RESERVED)
-    for position, field in enumerate(fields, start=1):
-        base = str(field).strip() if field is not None and str(field).strip() else f"column {position}"
-        name, repeat = base, 1
-        while name in taken:
-            repeat += 1
-            name = f"{base} ({repeat})"
-        taken.add(name)
-        names.append(name)
-    return names
-
-
-def _present(needed: list[str], names: list[str]) -> int:
-    return sum(1 for column in needed if column in names)
-
-
-def _occurrences(fields: list, column: str) -> int:
-    return sum(1 for field in fields if field is not None and str(field).strip() == column)
-
-
-def _iso(match: re.Match) -> str:
-    year, month, day, hour, minute, second = match.groups()
-    text = f"{year}-{int(month):02d}-{int(day):02d}"
-    if hour is not None:
-        text += f"T{int(hour):02d}:{minute}" + (f":{second}" if second else "")
-    return text
 
 
 def _config_problem(config: dict) -> str | None:
@@ -577,80 +446,3 @@ def _config_problem(config: dict) -> str | None:
     if not isinstance(config["settle_seconds"], (int, float)) or config["settle_seconds"] < 0:
         return "settle_seconds must be 0 or more"
     return None
-
-
-def _folder_problem(folder: Path) -> str | None:
-    """Why the drop folder cannot be used, or None."""
-    if not folder.is_dir():
-        return f"drop folder {folder} does not exist or is not a folder: create it or fix config.folder"
-    for path in (folder, *(folder / sub for sub in (PROCESSING, PROCESSED, FAILED))):
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-            return f"{path} is not readable and writable by this process: fix its permissions"
-    return None
-
-
-def _files_in(folder: Path) -> Iterator[Path]:
-    if folder.is_dir():
-        yield from (path for path in folder.iterdir() if path.is_file())
-
-
-def _files_below(folder: Path) -> Iterator[Path]:
-    """The files of a claim folder: first attempts and those read again."""
-    yield from _files_in(folder)
-    yield from _files_in(folder / AGAIN)
-
-
-def _claimed_count(processing: Path) -> int:
-    """Files read by earlier runs and not yet confirmed (or put into processing/ by hand)."""
-    if not processing.is_dir():
-        return 0
-    return sum(1 if entry.is_file() else sum(1 for _ in _files_below(entry)) for entry in processing.iterdir())
-
-
-def _token_order(path: Path) -> tuple[float, str]:
-    try:
-        return float(path.name), path.name
-    except ValueError:
-        return float("inf"), path.name
-
-
-def _new_token(processing: Path) -> str:
-    """This run's claim folder name and cursor: its start time, unique among the claims present."""
-    moment = time.time()
-    while (processing / (token := f"{moment:.6f}")).exists():
-        moment += 1e-6
-    return token
-
-
-def _claim(path: Path, folder: Path) -> Path | None:
-    """Move a file into a claim folder (atomically, in the same file system); None when it has gone."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
-    try:
-        os.replace(path, target)
-    except FileNotFoundError:
-        return None  # taken by another run meanwhile
-    return target
-
-
-def _move_unique(path: Path, folder: Path) -> Path | None:
-    """Move a file into a folder without overwriting: report.csv, report-2.csv, report-3.csv..."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, suffix = path.stem, path.suffix
-    target, number = folder / path.name, 1
-    while target.exists() or target.with_name(target.name + ".reason.txt").exists():
-        number += 1
-        target = folder / f"{stem}-{number}{suffix}"
-    try:
-        os.replace(path, target)
-    except FileNotFoundError:
-        return None
-    return target
-
-
-def _remove_empty(folder: Path) -> None:
-    for path in (folder / AGAIN, folder):
-        try:
-            path.rmdir()
-        except OSError:
-            pass  # not empty (something unexpected is in it) or already gone: leave it
