@@ -11,7 +11,9 @@ unit and an indicator. Each run:
    datastream and why; its observations are not fetched, the others are.
 2. asks each resolved datastream for `Datastreams(<id>)/Observations?$filter=phenomenonTime ge <time>&$orderby=
    phenomenonTime asc&$top=<page_size>`, following `@iot.nextLink`. `result` is the value (a non-numeric result
-   is quarantined by the validator); an interval phenomenonTime ("start/end") is stored at its end.
+   is quarantined by the validator); an interval phenomenonTime ("start/end") is stored at its end. Pages are
+   handed to the runner as columnar batches (connectors/sensorthings_observations.py); a rejected observation is
+   still quarantined alone, with the observation as sent and its place in the archived page.
 
 The cursor is the newest stored observation time over all datastreams, saved when the whole run is committed.
 Because one cursor serves every datastream, a sensor that delivers late (offline for a while, then uploading its
@@ -66,10 +68,13 @@ from typing import Any, Callable, Iterator
 from urllib.parse import quote, urljoin, urlsplit
 
 from cityops.hierarchy import Level
-from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, register
+from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch,
+                             register)
 from connectors.config import duration_seconds
 from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, client_for, decode_json, excerpt, shown_url,
                              since_seconds)
+from connectors.read_ahead import read_ahead
+from connectors.sensorthings_observations import ObservationBatches, Stream
 
 AUTHS = ("none", "bearer", "header")
 # "<kind>:<name>" for kinds that read a named property, a bare kind otherwise.
@@ -80,21 +85,11 @@ INDICATOR_SOURCES = {"datastream_property": True, "observed_property_name": Fals
 # rather than "+", which some OData servers read literally.
 QUERY_SAFE = "',()/:"
 EXPAND = "Thing,ObservedProperty"
+READ_AHEAD_PAGES = 2
 
 
 class Unresolved(Exception):
     """A datastream that cannot be mapped to a unit and an indicator; the message says why and what to change."""
-
-
-@dataclass(frozen=True)
-class Stream:
-    """A datastream resolved to the unit and indicator its observations are stored under."""
-
-    ident: Any  # @iot.id: a number or a text, depending on the server
-    name: str
-    unit_code: str
-    indicator: str
-    entity: dict  # as the server listed it (with Thing and ObservedProperty), archived with its observations
 
 
 @dataclass(frozen=True)
@@ -226,7 +221,7 @@ class SensorThingsConnector(Connector):
                                  f"{'check datastream_filter' if chosen else 'check url'}")
         return Health(True, f"{count} datastreams{chosen}")
 
-    def fetch(self, since: str | None) -> Iterator[Record]:
+    def fetch(self, since: str | None) -> Iterator[Record | RecordBatch]:
         start = self._start(since)
         streams: list[Stream] = []
         claimed: dict[tuple[str, str], Stream] = {}
@@ -244,10 +239,16 @@ class SensorThingsConnector(Connector):
                     streams.append(self._resolve(entity, claimed))
                 except Unresolved as reason:
                     yield self._unresolved(entity, reason, f"{source}#{position}")
-        for stream in streams:
-            yield from self._observations(stream, start)
+        # The next pages are requested, archived and parsed while the runner validates and stores these. Two
+        # pages ahead: a batch's worth (20) was measured a few percent faster at 1 M observations, within noise,
+        # and ~7 MB higher at the peak.
+        batches = ObservationBatches()
+        for stream, source, observations in read_ahead(self._every_observation_page(streams, start),
+                                                       depth=READ_AHEAD_PAGES, name=f"{self.name} pages"):
+            yield from batches.add(stream, observations, source)
+        yield from batches.flush()
 
-    def replay(self, label: str, payload: bytes) -> Iterator[Record]:
+    def replay(self, label: str, payload: bytes) -> Iterator[Record | RecordBatch]:
         where = f"{self.name}: archived {label}"
         try:
             document = decode_json(payload, where)
@@ -259,7 +260,9 @@ class SensorThingsConnector(Connector):
             except Unresolved as reason:
                 yield self._unresolved(document["datastream"], reason, label)
                 return
-            yield from self._records(stream, self._entities(document["observations"], where), label)
+            batches = ObservationBatches()
+            yield from batches.add(stream, self._entities(document["observations"], where), label)
+            yield from batches.flush()
             return
         claimed: dict[tuple[str, str], Stream] = {}
         for position, entity in enumerate(self._entities(document, where)):
@@ -345,34 +348,22 @@ class SensorThingsConnector(Connector):
             return self.context.now - self.history if self.history else None
         return since_seconds(self.name, since, self.context.timezone) - self.lookback
 
-    def _observations(self, stream: Stream, start: float | None) -> Iterator[Record]:
+    def _every_observation_page(self, streams: list[Stream],
+                                start: float | None) -> Iterator[tuple[Stream, str, list]]:
+        for stream in streams:
+            for source, observations in self._observation_pages(stream, start):
+                yield stream, source, observations
+
+    def _observation_pages(self, stream: Stream, start: float | None) -> Iterator[tuple[str, list]]:
+        """(archive reference or label, observations) of each Observations page of a datastream."""
         params = {"$filter": f"phenomenonTime ge {odata_time(start)}" if start is not None else "",
                   "$orderby": "phenomenonTime asc", "$top": self.config["page_size"]}
         url = self._url(f"Datastreams({entity_key(stream.ident)})/Observations", params)
         label = safe_id(stream.ident)
         envelope_head = b'{"datastream": ' + json.dumps(stream.entity, ensure_ascii=False).encode() + \
             b',\n "observations": '
-        for source, observations in self._pages(url, f"Observations of datastream {stream.ident}",
-                                                lambda n: f"observations-{label}-{n}.json",
-                                                lambda body: envelope_head + body + b"}"):
-            yield from self._records(stream, observations, source)
-
-    def _records(self, stream: Stream, observations: list, source: str) -> Iterator[Record]:
-        for position, observation in enumerate(observations):
-            fields = observation if isinstance(observation, dict) else {}
-            phenomenon, result = fields.get("phenomenonTime"), fields.get("result")
-            observed_at = interval_end(phenomenon) if isinstance(phenomenon, str) else None
-            yield Record(stream.unit_code, stream.indicator, observed_at, result,
-                         raw=self._raw(stream, observed_at, result, observation),
-                         problem=observation_problem(stream, observation, observed_at),
-                         source=f"{source}#{position}")
-
-    @staticmethod
-    def _raw(stream: Stream, observed_at: Any, value: Any, observation: Any) -> dict:
-        """What a quarantined observation keeps: the record as resolved (so quarantine re-processing can run it
-        again after a unit or catalog fix), which datastream it came from and the observation as sent."""
-        return {"unit_code": stream.unit_code, "indicator": stream.indicator, "observed_at": observed_at,
-                "value": value, "datastream": stream.ident, "observation": observation}
+        yield from self._pages(url, f"Observations of datastream {stream.ident}",
+                               lambda n: f"observations-{label}-{n}.json", lambda body: envelope_head + body + b"}")
 
     # -- pages ---------------------------------------------------------------------------------------
 
@@ -447,19 +438,6 @@ def _text(value: Any, what: str) -> str:
     return text
 
 
-def observation_problem(stream: Stream, observation: Any, observed_at: str | None) -> str | None:
-    """Why an observation cannot even be read as a record; None when it can (the validator judges the rest)."""
-    where = f"datastream {stream.ident}"
-    if not isinstance(observation, dict):
-        return f"{where}: the observation is not a JSON object"
-    missing = [field for field in ("phenomenonTime", "result") if field not in observation]
-    if missing:
-        return f"{where}: the observation has no {' and no '.join(missing)}"
-    if not observed_at:
-        return f"{where}: phenomenonTime {observation['phenomenonTime']!r} is not a time"
-    return None
-
-
 def odata_time(seconds: float) -> str:
     """An instant as SensorThings compares it in $filter: ISO 8601 in UTC with Z (an offset's "+" is easily
     mangled into a space on its way through a query string)."""
@@ -468,11 +446,6 @@ def odata_time(seconds: float) -> str:
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "Z"
-
-
-def interval_end(phenomenon: str) -> str:
-    """The instant an observation is stored at: itself, or the end of an interval "start/end"."""
-    return phenomenon.rpartition("/")[2].strip()
 
 
 def entity_key(ident: Any) -> str:

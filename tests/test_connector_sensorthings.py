@@ -22,10 +22,11 @@ import pytest
 from sqlalchemy import text
 
 import connectors.sensorthings  # noqa: F401  (registers the type)
+import connectors.sensorthings_observations
 from cityops.hierarchy import Level
 from cityops.tree import load_tree
 from connectors.archive import RunArchive, open_payload, run_payloads
-from connectors.base import ConnectorContext, FatalError
+from connectors.base import ConnectorContext, FatalError, Record, RecordBatch
 from connectors.config import ConnectorInstance, load_connectors
 from connectors.runner import build_connector, run_connector
 
@@ -277,6 +278,20 @@ def archived(tmp_path, summary) -> list[tuple[str, bytes]]:
     return found
 
 
+def as_records(items) -> list[tuple]:
+    """(unit_code, indicator, observed_at, value, source) of every record a connector yielded, batches read row by
+    row (a batch's source: one payload, "#position" appended, or one source per row)."""
+    found = []
+    for item in items:
+        if isinstance(item, RecordBatch):
+            for position, row in zip(item.frame.index, item.frame[list(RecordBatch.COLUMNS)].itertuples(index=False)):
+                source = item.source[position] if isinstance(item.source, list) else f"{item.source}#{position}"
+                found.append((*row, source))
+        else:
+            found.append((item.unit_code, item.indicator, item.observed_at, item.value, item.source))
+    return found
+
+
 @pytest.fixture
 def context(sqlite_city_db, tmp_path):
     """What the runner hands a connector, with a run archive that check() must leave untouched."""
@@ -409,8 +424,9 @@ def test_each_way_of_naming_the_unit_and_the_indicator(sta, context, config, uni
     sta.observe(13, (at(1, 0), 52))
     envelope = json.dumps({"datastream": sta._entity(sta.datastreams[0], {"Thing", "ObservedProperty"}),
                            "observations": {"value": sta.observations[13]}}).encode()
-    (record,) = build_connector(instance(sta, **config), context).replay("observations-13-1.json", envelope)
-    assert (record.unit_code, record.indicator, record.value, record.problem) == (unit_code, indicator, 52, None)
+    replayed = list(build_connector(instance(sta, **config), context).replay("observations-13-1.json", envelope))
+    assert [type(item) for item in replayed] == [RecordBatch]
+    assert as_records(replayed) == [(unit_code, indicator, at(1, 0), 52, "observations-13-1.json#0")]
 
 
 def test_datastreams_that_cannot_be_resolved_are_quarantined_once_each_and_the_others_stored(sqlite_city_db, sta,
@@ -472,6 +488,93 @@ def test_unreadable_and_non_numeric_observations_are_quarantined_and_the_rest_st
     assert raw == {"unit_code": "990101001", "indicator": "pm25", "observed_at": at(1, 45), "value": "n/a",
                    "datastream": 11, "observation": sta.observations[11][5]}
     assert re.search(r"iot/.*/run-\d+/0002-observations-11-1\.json\.gz#5$", source)
+
+
+@pytest.mark.parametrize("batch_rows", [None, 3])
+def test_one_bad_observation_among_good_ones_is_quarantined_alone_with_its_page_and_position(
+        sqlite_city_db, sta, tmp_path, monkeypatch, batch_rows):
+    """Pages travel to the runner as batches of several pages (or, with small batches, several batches): a rejected
+    observation still names its own archived page and position, and keeps what the server sent."""
+    if batch_rows:
+        monkeypatch.setattr(connectors.sensorthings_observations, "BATCH_ROWS", batch_rows)
+    air_network(sta)
+    sta.observations[12][3]["result"] = "broken"  # AQI at 01:35: the second row of datastream 12's second page
+    sta.observe(11, (f"{at(1, 40)}/{at(1, 45)}", 9))  # an interval, among plain instants: stored at its end
+    sta.observe(13, ("", 5))  # no time at all: sorted first by the server
+    summary = run(sqlite_city_db, instance(sta, page_size=2), tmp_path)
+    assert (summary.status, summary.fetched, summary.accepted, summary.rejected) == ("partial", 13, 11, 2)
+    good = {key: value for key, value in AIR_VALUES.items() if key != ("990102002", "aqi", epoch(at(1, 35)))}
+    assert values(sqlite_city_db) == {**good, ("990101001", "pm25", epoch(at(1, 45))): 9}
+
+    found = {reason: (raw, source) for reason, raw, source in quarantined(sqlite_city_db)}
+    assert set(found) == {"value 'broken' is not a number", "datastream 13: phenomenonTime '' is not a time"}
+    raw, source = found["value 'broken' is not a number"]
+    assert raw == {"unit_code": "990102002", "indicator": "aqi", "observed_at": at(1, 35), "value": "broken",
+                   "datastream": 12, "observation": sta.observations[12][3]}
+    assert re.search(r"-observations-12-2\.json\.gz#1$", source)
+    raw, source = found["datastream 13: phenomenonTime '' is not a time"]
+    assert (raw["observed_at"], raw["value"], raw["datastream"]) == ("", 5, 13)
+    assert re.search(r"-observations-13-1\.json\.gz#0$", source)
+    assert cursor_of(sqlite_city_db) == str(epoch(at(1, 45)))
+
+
+def test_observations_come_as_columnar_batches_of_several_pages(sta, context, monkeypatch):
+    monkeypatch.setattr(connectors.sensorthings_observations, "BATCH_ROWS", 5)
+    air_network(sta)
+    connector = build_connector(instance(sta, page_size=2), context)
+    items = list(connector.fetch(None))
+    run = context.archive.reference  # each page's reference in the run's archive: two Datastreams pages first
+    # Pages of 2, 2, 1 (datastream 11) make the first batch; 2, 2 (12) and 2 (13) the second.
+    assert [(type(item), len(item)) for item in items] == [(RecordBatch, 5), (RecordBatch, 6)]
+    assert as_records(items) == [
+        ("990101001", "pm25", at(1, 0), 31.5, f"{run}/0003-observations-11-1.json.gz#0"),
+        ("990101001", "pm25", at(1, 10), 40, f"{run}/0003-observations-11-1.json.gz#1"),
+        ("990101001", "pm25", at(1, 20), 38.25, f"{run}/0004-observations-11-2.json.gz#0"),
+        ("990101001", "pm25", at(1, 30), 12, f"{run}/0004-observations-11-2.json.gz#1"),
+        ("990101001", "pm25", at(1, 40), 0, f"{run}/0005-observations-11-3.json.gz#0"),
+        ("990102002", "aqi", at(1, 5), 55, f"{run}/0006-observations-12-1.json.gz#0"),
+        ("990102002", "aqi", at(1, 15), 61, f"{run}/0006-observations-12-1.json.gz#1"),
+        ("990102002", "aqi", at(1, 25), 70, f"{run}/0007-observations-12-2.json.gz#0"),
+        ("990102002", "aqi", at(1, 35), 48, f"{run}/0007-observations-12-2.json.gz#1"),
+        ("990101002", "noise", at(1, 2), 52.5, f"{run}/0008-observations-13-1.json.gz#0"),
+        ("990101002", "noise", at(1, 32), 49, f"{run}/0008-observations-13-1.json.gz#1")]
+    # A rejected row's source row is built when the validator asks for it, from the page it came from.
+    assert items[1].raw[3] == {"unit_code": "990102002", "indicator": "aqi", "observed_at": at(1, 35), "value": 48,
+                               "datastream": 12, "observation": sta.observations[12][3]}
+
+
+def test_every_shape_of_phenomenon_time_is_read_as_one_observation_at_a_time_would_be(sta, context):
+    """Pages of plain instants are read column-wise; anything else (intervals, white space, missing fields) one by
+    one, with the same results."""
+    air_network(sta)
+    observations = [{"phenomenonTime": at(1, 0), "result": 1},
+                    {"phenomenonTime": f" {at(0, 0)} / {at(1, 10)} ", "result": 2},
+                    {"phenomenonTime": f" {at(1, 20)}", "result": [3, 4]},
+                    {"phenomenonTime": "   ", "result": 5},
+                    {"phenomenonTime": 1764118800, "result": 6},
+                    {"result": 7},
+                    {"phenomenonTime": at(1, 30)},
+                    ["not", "an", "object"],
+                    {"phenomenonTime": at(1, 40), "result": None}]
+    envelope = json.dumps({"datastream": sta._entity(sta.datastreams[0], {"Thing", "ObservedProperty"}),
+                           "observations": {"value": observations}}).encode()
+    items = list(build_connector(instance(sta), context).replay("observations-11-1.json", envelope))
+    assert as_records(items) == [
+        ("990101001", "pm25", at(1, 0), 1, "observations-11-1.json#0"),
+        ("990101001", "pm25", at(1, 10), 2, "observations-11-1.json#1"),
+        ("990101001", "pm25", at(1, 20), [3, 4], "observations-11-1.json#2"),
+        ("990101001", "pm25", at(1, 40), None, "observations-11-1.json#8"),
+        ("990101001", "pm25", "", 5, "observations-11-1.json#3"),
+        ("990101001", "pm25", None, 6, "observations-11-1.json#4"),
+        ("990101001", "pm25", None, 7, "observations-11-1.json#5"),
+        ("990101001", "pm25", at(1, 30), None, "observations-11-1.json#6"),
+        ("990101001", "pm25", None, None, "observations-11-1.json#7")]
+    assert [item.problem for item in items if isinstance(item, Record)] == [
+        "datastream 11: phenomenonTime '   ' is not a time", "datastream 11: phenomenonTime 1764118800 is not a time",
+        "datastream 11: the observation has no phenomenonTime", "datastream 11: the observation has no result",
+        "datastream 11: the observation is not a JSON object"]
+    assert items[-1].raw == {"unit_code": "990101001", "indicator": "pm25", "observed_at": None, "value": None,
+                             "datastream": 11, "observation": ["not", "an", "object"]}
 
 
 def test_a_503_is_retried_and_the_run_completes(sqlite_city_db, sta, tmp_path):
@@ -606,8 +709,7 @@ def test_replay_of_a_datastreams_page_reports_its_unresolvable_datastreams_and_b
 
     envelope = json.dumps({"datastream": sta._entity(sta.datastreams[0], {"Thing", "ObservedProperty"}),
                            "observations": {"value": sta.observations[11][:2]}}).encode()
-    records = list(connector.replay("observations-11-1.json", envelope))
-    assert [(r.unit_code, r.indicator, r.observed_at, r.value, r.source) for r in records] == [
+    assert as_records(connector.replay("observations-11-1.json", envelope)) == [
         ("990101001", "pm25", at(1, 0), 31.5, "observations-11-1.json#0"),
         ("990101001", "pm25", at(1, 10), 40, "observations-11-1.json#1")]
     with pytest.raises(FatalError, match="archived observations-11-1.json: the source answered with an HTML page"):
