@@ -225,14 +225,24 @@ def _leaf_frame(indicator: Indicator, tree: UnitTree) -> tuple[pd.DataFrame, pd.
     return membership, expected
 
 
-def _contiguous_runs(buckets: list[int], step: int) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
+# One window read and rolled up at a time covers at most this much time (bounded memory for long backfills).
+MAX_WINDOW_SECONDS = 7 * 86400
+# Buckets this close together are read in one window, the untouched buckets between them too (and not written):
+# hourly readings of a 15-minute indicator touch every fourth bucket, and one read per bucket would cost a query,
+# a merge and an aggregation each.
+MAX_GAP_SECONDS = 3600
+
+
+def _windows(buckets: list[int], step: int) -> list[tuple[int, int]]:
+    """[start, end) windows covering the sorted `buckets`, each bucket in exactly one."""
+    gap = max(step, MAX_GAP_SECONDS)
+    windows: list[tuple[int, int]] = []
     for start in buckets:
-        if runs and start <= runs[-1][1]:
-            runs[-1] = (runs[-1][0], start + step)
+        if windows and start - windows[-1][1] < gap and start + step - windows[-1][0] <= MAX_WINDOW_SECONDS:
+            windows[-1] = (windows[-1][0], start + step)
         else:
-            runs.append((start, start + step))
-    return runs
+            windows.append((start, start + step))
+    return windows
 
 
 def _window_clause(indicator_id: int, level: int, start: int, end: int):
@@ -338,14 +348,18 @@ def _refresh_history(session, indicator, ids, tree, buckets, offset, recent: _He
     written = 0
     sources = [ids[indicator.numerator], ids[indicator.denominator]] if indicator.is_derived else [ids[indicator.key]]
     in_memory = _buckets_held_in(recent, session, sources, int(indicator.level), buckets, step, offset)
-    for start, end, reader in [
-        *((start, end, recent.window) for start, end in _contiguous_runs(sorted(in_memory), step)),
-        *((start, end, partial(_read_window, session, int(indicator.level)))
-          for start, end in _contiguous_runs([b for b in buckets if b not in in_memory], step)),
+    from_database = [b for b in buckets if b not in in_memory]
+    for start, end, reader, wanted in [
+        *((start, end, recent.window, in_memory) for start, end in _windows(sorted(in_memory), step)),
+        *((start, end, partial(_read_window, session, int(indicator.level)), set(from_database))
+          for start, end in _windows(from_database, step)),
     ]:
         values = _leaf_values(session, indicator, ids, tree,
                               lambda ident: _latest_per_bucket(reader(ident, start, end), step, offset))
         rolled = aggregate(values, membership, indicator.rollup, indicator.scale, by=("bucket_start",))
+        # Only the buckets asked for: a window also spans untouched buckets, and the rows held in memory are not
+        # all the rows of those.
+        rolled = rolled[rolled["bucket_start"].isin(wanted)] if not rolled.empty else rolled
         if rolled.empty:
             continue
         rolled = rolled.merge(expected, left_on="ancestor_id", right_index=True)

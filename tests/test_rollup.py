@@ -539,3 +539,48 @@ def test_membership_counts_leaves_per_ancestor(sqlite_city_db):
     with_self = tree.leaf_counts(Level.COMMUNITY, include_self=True)
     assert with_self[ids[COMMUNITIES[0]]] == 1 and with_self[ids[CITY]] == 8
     assert tree.leaf_counts(Level.STREET, include_self=False)[ids[CITY]] == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# Windows: which buckets are read and rolled up together
+# ------------------------------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(0, 3000), unique=True, max_size=300), st.sampled_from([300, 900, 3600, 86400]))
+def test_windows_hold_every_bucket_once_and_stay_bounded(slots, step):
+    from cityops.rollup import MAX_WINDOW_SECONDS, _windows
+
+    buckets = sorted(slot * step for slot in slots)
+    windows = _windows(buckets, step)
+    assert all(end - start <= max(MAX_WINDOW_SECONDS, step) for start, end in windows)
+    assert all(previous[1] <= following[0] for previous, following in zip(windows, windows[1:]))
+    for bucket in buckets:
+        assert sum(start <= bucket and bucket + step <= end for start, end in windows) == 1
+
+
+def test_hourly_readings_of_a_fifteen_minute_indicator_are_read_in_one_window():
+    from cityops.rollup import _windows
+
+    hours = [HOUR + 3600 * n for n in range(48)]
+    assert _windows(hours, 900) == [(HOUR, HOUR + 47 * 3600 + 900)]
+
+
+def test_a_window_from_memory_never_rolls_up_a_bucket_it_does_not_hold_whole(city_db):
+    """Noise is measured every 15 minutes per street. A run's hourly rows are rolled up from memory in one window
+    that spans the half hour between them, where an earlier run stored another street's reading: that bucket
+    must come from the database (both streets), not from the run's rows alone."""
+    half_past = HOUR - 1800
+    ingest(city_db, [(S11, "noise", half_past, 50)])
+    run_rows = [(S12, "noise", HOUR - 3600, 40), (S12, "noise", half_past, 60), (S12, "noise", HOUR, 70)]
+    _, touched = city_db.store(run_rows)
+    recent = pd.DataFrame([(city_db.unit_ids[code], city_db.indicator_ids[key], at, float(value))
+                           for code, key, at, value in run_rows],
+                          columns=["unit_id", "indicator_id", "observed_at", "value"])
+    with city_db.session() as session:
+        refresh_rollups(session, city_db.catalog, city_db.indicator_ids, load_tree(session), touched, NOW,
+                        EIGHT_HOURS, recent)
+    rolled = history(city_db, "noise")
+    assert rolled[(D1, half_past)] == approx_row(55.0, 2, 2)
+    assert rolled[(D1, HOUR - 3600)] == approx_row(40.0, 1, 2)
+    assert rolled[(D1, HOUR)] == approx_row(70.0, 1, 2)
+    assert (D1, HOUR - 2700) not in rolled and (D1, HOUR - 900) not in rolled  # untouched buckets stay unwritten
