@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo
 from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch, register
 from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, client_for, declared_charset, decode_json,
                              excerpt, shown_url)
-from connectors.mapping import MISSING, lookup
+from connectors.mapping import MISSING, PageSources, lookup
 from connectors.read_ahead import read_ahead
 
 PAGINATIONS = ("none", "page", "offset", "next_link")
@@ -150,14 +150,14 @@ class HttpJsonConnector(Connector):
         # cost of a batch for little. (The runner commits every 200,000 rows anyway.) Pages keep coming while the
         # runner validates and commits (read_ahead), up to about one such batch ahead: bounded memory.
         pending: list = []
-        sources: list[str] = []
+        sources = PageSources()
         ahead = max(2, BATCH_ROWS // self.config["page_size"])
         for source, rows in read_ahead(self._pages(since), depth=ahead, name=f"{self.name} pages"):
             pending.extend(rows)
-            sources.extend(f"{source}#{position}" for position in range(len(rows)))
+            sources.add(source, len(rows))
             if len(pending) >= BATCH_ROWS:
                 yield from self.mapping.batch(pending, sources)
-                pending, sources = [], []
+                pending, sources = [], PageSources()
         if pending:
             yield from self.mapping.batch(pending, sources)
 

@@ -12,6 +12,7 @@ quarantines with the row as it came.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -21,6 +22,37 @@ import pandas as pd
 from connectors.base import Record, RecordBatch
 
 MISSING = object()  # what `lookup` returns for a path that is not there
+
+
+class PageSources:
+    """The sources of rows gathered from several payloads (pages): row `i` is "<payload>#<its place in it>",
+    written out only when asked for (a rejected row), not a million strings per run."""
+
+    def __init__(self):
+        self._starts: list[int] = []
+        self._payloads: list[str] = []
+        self._size = 0
+
+    def add(self, payload: str, rows: int) -> None:
+        self._starts.append(self._size)
+        self._payloads.append(payload)
+        self._size += rows
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, position: int) -> str:
+        if not 0 <= position < self._size:
+            raise IndexError(position)
+        page = bisect_right(self._starts, position) - 1
+        return f"{self._payloads[page]}#{position - self._starts[page]}"
+
+
+def source_at(source: "str | list[str] | PageSources | None", position: int) -> str | None:
+    """The source of the row at `position` of a batch: one payload's, or each row's own."""
+    if isinstance(source, (list, PageSources)):
+        return source[position]
+    return f"{source}#{position}" if source else None
 
 
 class MappingError(ValueError):
@@ -92,7 +124,7 @@ class FieldMapping:
         name = None if indicator is MISSING else self.indicator_names.get(str(indicator), indicator)
         yield self._record(unit, name, observed, value, row, source, missing)
 
-    def batch(self, rows: list, source: str | list[str] | None = None) -> Iterator[Record | RecordBatch]:
+    def batch(self, rows: list, source: str | list[str] | PageSources | None = None) -> Iterator[Record | RecordBatch]:
         """The records of many rows (a page of JSON) as one columnar batch, validated with array operations.
 
         The batch's index is each value's row position and `raw` the rows themselves, so a rejected record is
@@ -119,7 +151,7 @@ class FieldMapping:
         missing = {position for values in columns if MISSING in values  # one C scan per column, usually enough
                    for position, value in enumerate(values) if value is MISSING}
         for position in sorted(missing):
-            where = source[position] if isinstance(source, list) else f"{source}#{position}" if source else None
+            where = source_at(source, position)
             yield from self.records(rows[position], source=where)
         def objects(values: list) -> np.ndarray:
             # Through pandas: numpy would turn a column of lists (a nested value) into a 2-D array.

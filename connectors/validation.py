@@ -15,6 +15,7 @@ from cityops.catalog import Catalog, RollupRule
 from cityops.hierarchy import Level
 from cityops.tree import UnitTree
 from connectors.base import Record, RecordBatch
+from connectors.mapping import source_at
 
 FUTURE_TOLERANCE_SECONDS = 300
 
@@ -87,7 +88,7 @@ class Validator:
         rescued, rejected = [], []
         failing = frame.loc[~ok, list(RecordBatch.COLUMNS)]
         for position, row in zip(failing.index, failing.itertuples(index=False, name=None)):
-            where = source[position] if isinstance(source, list) else f"{source}#{position}" if source else None
+            where = source_at(source, position)
             record = Record(*row, source=where)
             try:
                 rescued.append(self.validate(record))

@@ -60,3 +60,20 @@ def test_a_batch_gives_each_record_the_verdict_it_gets_alone(sqlite_city_db, row
     for reason, record in rejected:
         position = int(record.source.split("#")[1])
         assert record.raw == dict(zip(RecordBatch.COLUMNS, rows[position]))
+
+
+def test_rows_gathered_from_several_pages_are_quarantined_with_their_own_page_and_place(sqlite_city_db):
+    from connectors.mapping import PageSources
+
+    pages = {"page-1.json": [(COMMUNITY, "hotline_complaints", NOW - 60, 1)] * 3,
+             "page-2.json": [(COMMUNITY, "hotline_complaints", NOW - 60, 2), ("nowhere", "hotline_complaints",
+                                                                               NOW - 60, 2)],
+             "page-3.json": [(COMMUNITY, "hotline_complaints", NOW - 60, "many")]}
+    sources, rows = PageSources(), []
+    for payload, page in pages.items():
+        sources.add(payload, len(page))
+        rows.extend(page)
+    assert len(sources) == 6 and sources[0] == "page-1.json#0" and sources[5] == "page-3.json#0"
+    frame = pd.DataFrame(rows, columns=list(RecordBatch.COLUMNS))
+    _stored, rejected = validator(sqlite_city_db).validate_frame(frame, raw=rows, source=sources)
+    assert sorted(record.source for _reason, record in rejected) == ["page-2.json#1", "page-3.json#0"]
