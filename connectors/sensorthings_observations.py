@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from connectors.base import Record, RecordBatch
+from connectors.mapping import PageSources
 
 # Observations per batch: the validator's fixed cost per batch (milliseconds) is spread over this many rows, and
 # the pages held meanwhile stay a few megabytes.
@@ -159,14 +160,15 @@ def _sorted_out(page: Page, unreadable: list[Record]) -> tuple[np.ndarray, list,
     return np.array(positions, dtype=np.int64), times, results
 
 
-def _sources(pages: list[Page]) -> str | list[str]:
+def _sources(pages: list[Page]) -> str | PageSources:
     """The batch's `source`: the page's reference when it is one page (the validator appends "#position"),
-    otherwise "reference#position" for every observation, by batch position."""
+    otherwise each observation's "reference#position", by batch position."""
     if len(pages) == 1:
         return pages[0].source
-    # Each "#position" written once, joined to each page's reference in C: a batch has 20,000 of them.
-    suffixes = [f"#{position}" for position in range(max(len(page.observations) for page in pages))]
-    return [text for page in pages for text in map(page.source.__add__, suffixes[:len(page.observations)])]
+    sources = PageSources()
+    for page in pages:
+        sources.add(page.source, len(page.observations))
+    return sources
 
 
 def observation_problem(stream: Stream, observation: Any, observed_at: str | None) -> str | None:

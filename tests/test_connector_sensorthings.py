@@ -28,6 +28,7 @@ from cityops.tree import load_tree
 from connectors.archive import RunArchive, open_payload, run_payloads
 from connectors.base import ConnectorContext, FatalError, Record, RecordBatch
 from connectors.config import ConnectorInstance, load_connectors
+from connectors.mapping import source_at
 from connectors.runner import build_connector, run_connector
 
 ZONE = "Asia/Shanghai"
@@ -285,7 +286,7 @@ def as_records(items) -> list[tuple]:
     for item in items:
         if isinstance(item, RecordBatch):
             for position, row in zip(item.frame.index, item.frame[list(RecordBatch.COLUMNS)].itertuples(index=False)):
-                source = item.source[position] if isinstance(item.source, list) else f"{item.source}#{position}"
+                source = source_at(item.source, position)
                 found.append((*row, source))
         else:
             found.append((item.unit_code, item.indicator, item.observed_at, item.value, item.source))
