@@ -7,7 +7,8 @@ in free text, and `scrub` does so through a whole source row, dropping its perso
 
 A source delivers requests by the page, and most texts in a page hold nothing personal: `mask_rows` and
 `mask_incidents` mask a page at once, finding the texts that hold a mobile number or an e-mail address in one pass
-over all of them, and give exactly what masking each row or incident on its own gives.
+over all of them (for rows, first over the page's JSON text: when that holds neither, no text in the page does),
+and give exactly what masking each row or incident on its own gives.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import is_
 from typing import Any
 
 import numpy as np
+import orjson
 
 MASK = "*"
 # Chinese mobile numbers (optionally +86, spaced or dashed as 138 1234 5678) and e-mail addresses in free text.
@@ -165,15 +168,20 @@ def mask_incident(contact: dict | None, raw: Any, address: str | None, descripti
 
 
 def mask_rows(rows: list, fields: Iterable[str]) -> list:
-    """`[mask_personal(row, fields) for row in rows]`, with the rows that hold no personal field and no nested
-    value masked together: such a row comes back as the same object when nothing in it needed masking."""
+    """`[mask_personal(row, fields) for row in rows]` for rows as parsed from JSON (dicts, lists, texts, numbers,
+    booleans, null): a row that holds no personal field comes back as the same object when nothing in it needed
+    masking. Most pages hold nothing to mask outside their personal fields, which one search of their JSON text
+    shows; the others have their flat rows' texts searched together."""
     fields = list(fields)
     wanted = {name.lower() for name in fields}
-    keys: set = set()
-    for row in rows:
-        if isinstance(row, dict):
-            keys.update(row)
+    keys = set().union(*(row for row in rows if isinstance(row, dict)))
     personal_keys = {key for key in keys if str(key).lower() in wanted}
+    if not personal_keys:
+        if not _may_hold_contact(rows):
+            return list(rows)
+    elif not _may_hold_contact([row for row in rows if not isinstance(row, dict) or personal_keys.isdisjoint(row)]):
+        return [row if not isinstance(row, dict) or personal_keys.isdisjoint(row) else mask_personal(row, fields)
+                for row in rows]
     masked = list(rows)
     texts = _PageTexts()
     for position, row in enumerate(rows):
@@ -186,25 +194,68 @@ def mask_rows(rows: list, fields: Iterable[str]) -> list:
     return masked
 
 
-def mask_incidents(incidents: list[tuple[dict | None, Any, Any, Any]],
-                   already_masked: list = ()) -> list[MaskedIncident | None]:
-    """For each (contact, raw, address, description): `mask_incident` of it, or None where that would change
-    nothing (an empty contact dict, and no mobile number or e-mail address in `raw`, `address` or
-    `description`). Incidents without contact and with a flat `raw` are searched together. A `raw` that is one
-    of the rows `mask_rows` returned (`already_masked`, the very objects) is not searched again: without contact,
-    masking it changes nothing (masks are idempotent)."""
-    results: list[MaskedIncident | None] = [None] * len(incidents)
-    masked_rows = {id(row) for row in already_masked}  # the list holds them: no id is reused meanwhile
-    texts = _PageTexts()
-    for position, (contact, raw, address, description) in enumerate(incidents):
-        flat = isinstance(contact, dict) and not contact and (raw is None or isinstance(raw, dict))
-        if not flat or not texts.gather(position, {"address": address, "description": description}) \
-                or (raw is not None and id(raw) not in masked_rows and not texts.gather(position, raw)):
-            results[position] = mask_incident(contact, raw, address, description)
-    for position in {position for position, _, _ in texts.to_mask()}:
-        if results[position] is None:
-            results[position] = mask_incident(*incidents[position])
-    return results
+def _may_hold_contact(values: list) -> bool:
+    """Whether a text anywhere in these JSON values may hold a mobile number or an e-mail address (False: none
+    does). A match of either is digits, spaces, hyphens, letters and "@", which JSON text keeps as they are, so it
+    shows in the values' JSON text (numbers and keys there can only add false alarms)."""
+    try:
+        text = orjson.dumps(values).decode()
+    except TypeError:  # orjson.JSONEncodeError is one: not JSON values (integers beyond 64 bits, other keys)
+        return True
+    return "@" in text or _MOBILE_CORE.search(text) is not None
+
+
+def mask_incidents(contacts: list, raws: list, addresses: list, descriptions: list,
+                   already_masked: list | tuple = ()) -> dict[int, MaskedIncident]:
+    """For incidents given as columns (each one's contact, raw, address and description), by position,
+    `mask_incident` of those it may change: all but those with an empty contact dict and no mobile number or
+    e-mail address in `raw`, `address` or `description` (those it leaves as they are). The texts of flat `raw`
+    dicts, addresses and descriptions are searched together. A `raw` that is one of the rows `mask_rows` returned
+    (`already_masked`, the very objects) is not searched again: without contact, masking it changes nothing
+    (masks are idempotent)."""
+    careful = {position for position, contact in enumerate(contacts) if not (isinstance(contact, dict)
+                                                                               and not contact)}
+    texts: list[str] = []
+    owners: list[int] = []
+    for column in (addresses, descriptions):
+        found = [(position, value) for position, value in enumerate(column) if isinstance(value, str)]
+        owners += [position for position, _ in found]
+        texts += [value for _, value in found]
+    if len(raws) == len(already_masked) and all(map(is_, raws, already_masked)):
+        searched = []  # each raw is the masked row at its position (a type keeping its rows as they are)
+    else:
+        trusted = {id(row) for row in already_masked}  # the caller holds those rows: no id is reused meanwhile
+        searched = [position for position, raw in enumerate(raws) if raw is not None and id(raw) not in trusted]
+    for position in searched:
+        raw = raws[position]
+        if position in careful:
+            continue
+        if isinstance(raw, dict) and set(map(type, raw.values())) <= _FLAT_TYPES:
+            values = [value for value in raw.values() if type(value) is str]
+            owners += [position] * len(values)
+            texts += values
+        else:
+            careful.add(position)  # nested values: scrubbed on their own
+    careful.update(owners[index] for index in _texts_to_mask(texts))
+    return {position: mask_incident(contacts[position], raws[position], addresses[position], descriptions[position])
+            for position in sorted(careful)}
+
+
+def _texts_to_mask(texts: list[str]) -> list[int]:
+    """The indexes of the texts in which `mask_text` finds something to mask without clear values (and perhaps a
+    few in which it finds nothing after all: an "@" outside an address, digits around a mobile-like number)."""
+    if not texts:
+        return []
+    joined = _TEXT_SEPARATOR.join(texts)
+    found = [match.start() for match in _MOBILE_CORE.finditer(joined)]
+    at = joined.find("@")
+    while at != -1:
+        found.append(at)
+        at = joined.find("@", at + 1)
+    if not found:
+        return []
+    starts = np.concatenate(([0], np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1)))
+    return np.unique(np.searchsorted(starts, np.array(found, dtype=np.int64), side="right") - 1).tolist()
 
 
 class _PageTexts:
@@ -229,20 +280,8 @@ class _PageTexts:
         return True
 
     def to_mask(self) -> list[tuple[int, Any, str]]:
-        """(position, key, text) of the texts in which `mask_text` finds something to mask (and perhaps a few in
-        which it finds nothing after all: an "@" outside an address, digits around a mobile-like number)."""
-        if not self.texts:
-            return []
-        joined = _TEXT_SEPARATOR.join(self.texts)
-        starts = np.concatenate(([0], np.cumsum(np.fromiter(map(len, self.texts), dtype=np.int64,
-                                                            count=len(self.texts)) + 1)))
-        found = [match.start() for match in _MOBILE_CORE.finditer(joined)]
-        at = joined.find("@")
-        while at != -1:
-            found.append(at)
-            at = joined.find("@", at + 1)
-        hits = np.unique(np.searchsorted(starts, np.array(found, dtype=np.int64), side="right") - 1).tolist()
-        return [self._owner(index) for index in hits]
+        """(position, key, text) of the texts in which `mask_text` may find something to mask (`_texts_to_mask`)."""
+        return [self._owner(index) for index in _texts_to_mask(self.texts)]
 
     def _owner(self, index: int) -> tuple[int, Any, str]:
         row_index = bisect_right(self.firsts, index) - 1

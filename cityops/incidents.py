@@ -4,9 +4,10 @@
 - Placement: `CommunityLocator` finds the community whose boundary holds a point (an STRtree over the community
   boundaries, built once per unit table); a point in the city but on no community (a gap between boundaries)
   goes to the nearest community within `PLACEMENT_TOLERANCE_METRES`; anything else is not placed, with the reason.
-- Storage: `incident_rows` turns validated incidents into rows (a page of them at once: their points placed
-  together), `incident_row` one; `upsert_incidents` stores rows by (source, external_id), a newer `updated_at`
-  winning and an older one never overwriting it.
+- Storage: `incident_rows_from_columns` turns a page of validated incidents, given as columns, into rows with a
+  few passes over each column (their points placed together), `incident_rows` a list of them, `incident_row`
+  one; `upsert_incidents` stores rows by (source, external_id), a newer `updated_at` winning and an older one
+  never overwriting it.
 - Counts: `count_open` gives, per community, the open incidents and those open longer than their limit.
 
 Nothing here knows connectors: the runner (connectors/runner.py) calls these in its transactions.
@@ -17,6 +18,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -55,6 +58,7 @@ class CommunityLocator:
         self.unit_ids = np.asarray(list(unit_ids), dtype=np.int64)
         self.geometries = np.asarray(list(geometries), dtype=object)
         self.tree = shapely.STRtree(self.geometries)
+        shapely.prepare(self.geometries)  # a page's points are tested against them (`place_many`)
         self.city = city
         if city is not None:
             shapely.prepare(city)
@@ -84,7 +88,12 @@ class CommunityLocator:
         lons, lats = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
         if not len(lons):
             return []
-        points, holders = self.tree.query(shapely.points(lons, lats), predicate="intersects")
+        given = shapely.points(lons, lats)
+        # The boxes holding each point, then the prepared boundaries among them that hold it (the tree's own
+        # predicate would test each unprepared boundary).
+        points, holders = self.tree.query(given)
+        holding = shapely.intersects(self.geometries[holders], given[points])
+        points, holders = points[holding], holders[holding]
         lowest = np.full(len(lons), _NOT_PLACED, dtype=np.int64)
         np.minimum.at(lowest, points, self.unit_ids[holders])  # on a border, the lower id (as `place`)
         placed: list[int | Unplaced] = lowest.tolist()
@@ -144,6 +153,8 @@ STATUSES = ("open", "closed")
 COLUMNS = ("source", "external_id", "category", "status", "source_status", "opened_at", "updated_at", "closed_at",
            "lon", "lat", "unit_id", "address", "description", "contact_masked", "raw", "run_id", "first_seen_at",
            "last_seen_at")
+_IN_COLUMNS = itemgetter(*COLUMNS)  # a row's values in COLUMNS' order
+_UNIT, _UPDATED, _LAST_SEEN = (COLUMNS.index(column) for column in ("unit_id", "updated_at", "last_seen_at"))
 _LENGTHS = {column: Incident.__table__.c[column].type.length
             for column in ("external_id", "category", "source_status")}
 
@@ -165,30 +176,107 @@ def incident_rows(locator: CommunityLocator, incidents: list[dict], *, source: s
                   now: int) -> list[dict | InvalidIncident]:
     """For each incident's fields (external_id, category, status, source_status, opened_at, updated_at, closed_at,
     lon, lat, address, description, contact_masked, raw; times already epoch seconds, personal data already
-    masked), a row for `upsert_incidents` or the `InvalidIncident` saying why it cannot be one. The points are
-    placed together (`CommunityLocator.place_many`)."""
-    rows: list[dict | InvalidIncident] = []
-    points: list[tuple[float, float]] = []
-    for fields in incidents:
-        try:
-            ident = _checked_id(fields["external_id"])
-            if fields["status"] not in STATUSES:
-                raise InvalidIncident(f"status {fields['status']!r} is neither open nor closed")
-            point = _coordinates(fields["lon"], fields["lat"])
-        except InvalidIncident as reason:
-            rows.append(reason)
-            continue
-        rows.append(_row(source, ident, fields, point, run_id, now))
-        points.append(point)
-    placed = iter(locator.place_many(*np.array(points, dtype=float).reshape(-1, 2).T))
-    for position, row in enumerate(rows):
-        if isinstance(row, dict):
-            unit = next(placed)
-            if isinstance(unit, Unplaced):
-                rows[position] = InvalidIncident(str(unit))
-            else:
-                row["unit_id"] = unit
-    return rows
+    masked), a row for `upsert_incidents` or the `InvalidIncident` saying why it cannot be one."""
+    columns = {name: [fields[name] for fields in incidents] for name in FIELDS}
+    return [outcome if isinstance(outcome, InvalidIncident) else dict(zip(COLUMNS, outcome))
+            for outcome in incident_rows_from_columns(locator, columns, source=source, run_id=run_id, now=now)]
+
+
+# The fields of an incident as `incident_rows` takes them.
+FIELDS = ("external_id", "category", "status", "source_status", "opened_at", "updated_at", "closed_at", "lon", "lat",
+          "address", "description", "contact_masked", "raw")
+
+
+def incident_rows_from_columns(locator: CommunityLocator, columns: dict[str, list], *, source: str,
+                               run_id: int | None, now: int) -> list[tuple | InvalidIncident]:
+    """`incident_rows` of incidents given as columns (one list per field of FIELDS), each row as its values in
+    COLUMNS' order (which `upsert_incidents` takes as it takes dicts): each check is one pass over its column, the
+    few incidents failing one are judged alone (for the reason `incident_row` gives), and the points are placed
+    together (`CommunityLocator.place_many`)."""
+    count = len(columns["external_id"])
+    idents = ["" if value is None else str(value).strip() for value in columns["external_id"]]
+    longest = _LENGTHS["external_id"]
+    lons, lats, readable = _points(columns["lon"], columns["lat"])
+    outcomes: list[tuple | InvalidIncident | None] = [None] * count
+    for position in [position for position, (ident, status, point_ok) in
+                     enumerate(zip(idents, columns["status"], readable.tolist()))
+                     if not ident or len(ident) > longest or status not in STATUSES or not point_ok]:
+        outcomes[position] = _invalid(columns, position)
+    kept = [position for position, outcome in enumerate(outcomes) if outcome is None]
+    if len(kept) < count:
+        columns = {name: [values[position] for position in kept] for name, values in columns.items()}
+        idents = [idents[position] for position in kept]
+        lons, lats = lons[kept], lats[kept]
+    placed = locator.place_many(lons, lats)
+    rows = iter(_rows(columns, idents, lons.tolist(), lats.tolist(), placed, source, run_id, now))
+    return [next(rows) if outcome is None else outcome for outcome in outcomes]
+
+
+def _points(lons: list, lats: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(longitudes, latitudes, whether each point is readable: both numbers, finite) as `_coordinates` reads them."""
+    try:
+        x = np.fromiter(map(float, lons), dtype=float, count=len(lons))
+        y = np.fromiter(map(float, lats), dtype=float, count=len(lats))
+    except (TypeError, ValueError, OverflowError):
+        points = [_point_or_nan(lon, lat) for lon, lat in zip(lons, lats)]
+        x = np.array([lon for lon, _ in points], dtype=float)
+        y = np.array([lat for _, lat in points], dtype=float)
+    return x, y, np.isfinite(x) & np.isfinite(y)
+
+
+def _point_or_nan(lon: Any, lat: Any) -> tuple[float, float]:
+    try:
+        return float(lon), float(lat)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan, math.nan
+
+
+def _invalid(columns: dict[str, list], position: int) -> InvalidIncident:
+    """Why the incident at `position` cannot be stored, judged in `incident_row`'s order (id, status, point)."""
+    try:
+        _checked_id(columns["external_id"][position])
+        status = columns["status"][position]
+        if status not in STATUSES:
+            raise InvalidIncident(f"status {status!r} is neither open nor closed")
+        _coordinates(columns["lon"][position], columns["lat"][position])
+    except InvalidIncident as reason:
+        return reason
+    raise AssertionError(f"incident {position} passes every check it failed in its column")
+
+
+def _rows(columns: dict[str, list], idents: list[str], lons: list, lats: list, placed: list, source: str,
+          run_id: int | None, now: int) -> list[tuple | InvalidIncident]:
+    """The rows of incidents whose id, status and point are good (the unplaced ones: their InvalidIncident)."""
+    statuses, updated = columns["status"], columns["updated_at"]
+    # A closed case without its own closing time closed when it was last updated; a reopened one is open.
+    closed = [(closed_at if closed_at is not None else updated_at) if status == "closed" else None
+              for status, updated_at, closed_at in zip(statuses, updated, columns["closed_at"])]
+    values = zip(repeat(source), idents, _clipped_column(columns["category"], "category"), statuses,
+                 _clipped_column(columns["source_status"], "source_status"), columns["opened_at"], updated, closed,
+                 lons, lats, placed, _text_column(columns["address"]), _text_column(columns["description"]),
+                 [json.dumps(contact, ensure_ascii=False, sort_keys=True) if contact else None
+                  for contact in columns["contact_masked"]],
+                 _json_column(columns["raw"]), repeat(run_id), repeat(now), repeat(now))
+    return [InvalidIncident(str(row[_UNIT])) if isinstance(row[_UNIT], Unplaced) else row for row in values]
+
+
+def _clipped_column(values: list, column: str) -> list[str | None]:
+    """Each value as text without surrounding blanks, cut to the column's length; None when it is blank."""
+    longest = _LENGTHS[column]
+    return [None if value is None else str(value).strip()[:longest] or None for value in values]
+
+
+def _text_column(values: list) -> list[str | None]:
+    """`_text` of each value."""
+    return [value if value is None or isinstance(value, str) else _text(value) for value in values]
+
+
+def _json_column(values: list) -> list[str | None]:
+    """`_json_text` of each value (None stays None)."""
+    try:
+        return [None if value is None else orjson.dumps(value, default=str).decode() for value in values]
+    except TypeError:  # orjson.JSONEncodeError is one
+        return [None if value is None else _json_text(value) for value in values]
 
 
 def _checked_id(external_id: Any) -> str:
@@ -198,23 +286,6 @@ def _checked_id(external_id: Any) -> str:
     if len(ident) > _LENGTHS["external_id"]:
         raise InvalidIncident(f"id {ident[:40]!r}… is longer than {_LENGTHS['external_id']} characters")
     return ident
-
-
-def _row(source: str, ident: str, fields: dict, point: tuple[float, float], run_id: int | None, now: int) -> dict:
-    status, updated_at, closed_at = fields["status"], fields["updated_at"], fields["closed_at"]
-    contact, raw = fields["contact_masked"], fields["raw"]
-    return {
-        "source": source, "external_id": ident, "category": _clipped(fields["category"], "category"),
-        "status": status, "source_status": _clipped(fields["source_status"], "source_status"),
-        "opened_at": fields["opened_at"], "updated_at": updated_at,
-        # A closed case without its own closing time closed when it was last updated; a reopened one is open.
-        "closed_at": (closed_at if closed_at is not None else updated_at) if status == "closed" else None,
-        "lon": point[0], "lat": point[1], "unit_id": None, "address": _text(fields["address"]),
-        "description": _text(fields["description"]),
-        "contact_masked": json.dumps(contact, ensure_ascii=False, sort_keys=True) if contact else None,
-        "raw": None if raw is None else _json_text(raw),
-        "run_id": run_id, "first_seen_at": now, "last_seen_at": now,
-    }
 
 
 def _json_text(value: Any) -> str:
@@ -229,7 +300,7 @@ def _json_text(value: Any) -> str:
 def _coordinates(lon: Any, lat: Any) -> tuple[float, float]:
     try:
         point = (float(lon), float(lat))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # overflow: an integer beyond any float
         raise InvalidIncident(f"no readable location (long {lon!r}, lat {lat!r})") from None
     if not all(math.isfinite(value) for value in point):
         raise InvalidIncident(f"no readable location (long {lon!r}, lat {lat!r})")
@@ -241,12 +312,6 @@ def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (dict, list)) else str(value)
-
-
-def _clipped(value: Any, column: str) -> str | None:
-    if value is None or not str(value).strip():
-        return None
-    return str(value).strip()[: _LENGTHS[column]]
 
 
 _UPSERT = (
@@ -264,26 +329,30 @@ _STORED = "SELECT external_id, updated_at, last_seen_at FROM incidents WHERE sou
 _IDS_PER_QUERY = 500
 
 
-def upsert_incidents(session: Session, rows: list[dict]) -> UpsertResult:
-    """Store rows from `incident_row` in the caller's transaction: new ones inserted, newer states replacing older
-    ones; every delivered incident's `last_seen_at` moves to its row's. Returns written and unchanged counts."""
+def upsert_incidents(session: Session, rows: list[dict | tuple]) -> UpsertResult:
+    """Store rows from `incident_row` (or their values in COLUMNS' order, as `incident_rows_from_columns` gives
+    them) in the caller's transaction: new ones inserted, newer states replacing older ones; every delivered
+    incident's `last_seen_at` moves to its row's. Returns written and unchanged counts."""
     if not rows:
         return UpsertResult(0, 0)
-    latest: dict[tuple[str, str], dict] = {}
-    for row in rows:  # one statement may not touch a key twice: the newest delivery per key, the last on a tie
-        key = (row["source"], row["external_id"])
-        if key not in latest or latest[key]["updated_at"] <= row["updated_at"]:
-            latest[key] = row
+    values = [row if type(row) is tuple else _IN_COLUMNS(row) for row in rows]
+    # One statement may not touch a key twice: the newest delivery per key, the last on a tie.
+    latest = {(row[0], row[1]): row for row in values}
+    if len(latest) < len(values):
+        latest = {}
+        for row in values:
+            key = (row[0], row[1])
+            if key not in latest or latest[key][_UPDATED] <= row[_UPDATED]:
+                latest[key] = row
     placeholder = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
     connection = session.connection()
     # Read first which are stored and not older: only those need last_seen_at moved on their own (the upsert
     # moves it for every row it writes), so a page of new incidents costs one statement, not two.
     stored = _stored_states(connection, placeholder, list(latest))
-    values = [tuple(row[column] for column in COLUMNS) for row in latest.values()]
     written = connection.exec_driver_sql(_UPSERT.format(placeholders=", ".join([placeholder] * len(COLUMNS))),
-                                         values).rowcount
-    unwritten = [(row["last_seen_at"], *key, row["last_seen_at"]) for key, row in latest.items()
-                 if key in stored and stored[key][0] >= row["updated_at"] and stored[key][1] < row["last_seen_at"]]
+                                         list(latest.values())).rowcount
+    unwritten = [(row[_LAST_SEEN], *key, row[_LAST_SEEN]) for key, (updated_at, last_seen_at) in stored.items()
+                 for row in (latest[key],) if updated_at >= row[_UPDATED] and last_seen_at < row[_LAST_SEEN]]
     if unwritten:
         connection.exec_driver_sql(_SEEN.format(p=placeholder), unwritten)
     return UpsertResult(written, len(rows) - written)
@@ -291,9 +360,13 @@ def upsert_incidents(session: Session, rows: list[dict]) -> UpsertResult:
 
 def _stored_states(connection, placeholder: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
     """(updated_at, last_seen_at) of each of the (source, external_id) keys that is stored."""
-    by_source: dict[str, list[str]] = {}
-    for source, ident in keys:
-        by_source.setdefault(source, []).append(ident)
+    sources = {source for source, _ in keys}
+    if len(sources) == 1:  # one connector's rows, as the runner stores them
+        by_source = {sources.pop(): [ident for _, ident in keys]}
+    else:
+        by_source: dict[str, list[str]] = {}
+        for source, ident in keys:
+            by_source.setdefault(source, []).append(ident)
     states = {}
     for source, idents in by_source.items():
         for start in range(0, len(idents), _IDS_PER_QUERY):

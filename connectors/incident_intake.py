@@ -1,64 +1,35 @@
 """What the runner does with incidents: mask personal data before anything is kept, validate and place each one
 in its community, and, after the run, store every community's open and overdue counts as observations.
 
-The runner takes incidents in one at a time. A type that reads them by the page yields `PagedIncident`s of one
-`IncidentPage`: the intake then does that work for the whole page when the first of them comes in (masking with
-one search over the page's texts, placing all points in one query of the community tree, timestamps and rows
-in one pass) and hands each incident its outcome as the runner asks, which is what it would have been alone.
+The runner takes incidents one at a time (`IncidentIntake.masked`, then `row`) or a page at a time (`batch`, for
+an `IncidentBatch`). A page is done with a few passes over its columns: masking with one search over the page's
+texts, times read by one comprehension per column, checks and rows built column by column, all points placed in
+one query of the community tree. The few incidents that fail a check are judged alone by the single-incident code,
+so each comes out exactly as it would alone: the same row, or the same reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from cityops.catalog import Catalog
 from cityops.db import session_scope
 from cityops.hierarchy import Level
-from cityops.incident_masking import MaskedIncident, mask_incident, mask_incidents, mask_rows
-from cityops.incidents import CommunityLocator, community_locator, count_open, incident_rows
+from cityops.incident_masking import MaskedIncident, mask_incident, mask_incidents
+from cityops.incidents import (COLUMNS, CommunityLocator, InvalidIncident, community_locator, count_open,
+                               incident_rows, incident_rows_from_columns)
 from cityops.rollup import bucket_start, queue_rollups
 from cityops.storage import upsert_observations
 from cityops.tree import UnitTree
-from connectors.base import FatalError, Incident, IncidentCounts, Record
+from connectors.base import FatalError, Incident, IncidentBatch, IncidentCounts, Record
 from connectors.validation import FUTURE_TOLERANCE_SECONDS, Rejected, Validator
 
-
-@dataclass(eq=False)
-class IncidentPage:
-    """Incidents a type read together (one page of its source), taken in by the intake as one. Made by `masked`
-    from the page's source rows, so that an incident keeping one of those rows as its `raw` need not have it
-    searched for personal data again."""
-
-    rows: list = field(default_factory=list, init=False)  # the source's rows, masked by `masked`
-    items: list[Incident] | None = None
-    # Per position, once the intake took the page in: (masked fields, None when masking changed nothing; the row,
-    # or the reason it is quarantined).
-    outcomes: list[tuple[MaskedIncident | None, dict | Exception]] | None = None
-
-    @classmethod
-    def masked(cls, rows: list, personal_fields: list[str]) -> "IncidentPage":
-        """A page of the source's rows with their personal fields masked (cityops.incident_masking.mask_rows):
-        what a type archives and makes its incidents from."""
-        page = cls()
-        page.rows = mask_rows(rows, personal_fields)
-        return page
-
-    def incidents(self, fields: list[dict]) -> list["PagedIncident"]:
-        """The page's incidents, from each one's fields (as `Incident` takes them)."""
-        self.items = [PagedIncident(**each, page=self, position=position) for position, each in enumerate(fields)]
-        return self.items
-
-
-@dataclass(frozen=True, eq=False)
-class PagedIncident(Incident):
-    """An incident of an `IncidentPage`. The intake computes its outcome from the fields it had when its page
-    was taken in (the runner only renames its `source`)."""
-
-    page: IncidentPage | None = field(default=None, repr=False)
-    position: int = 0
+_MASKED = ("contact", "raw", "address", "description")  # the fields masking may change
+_UPDATED = COLUMNS.index("updated_at")
 
 
 class IncidentIntake:
@@ -74,14 +45,6 @@ class IncidentIntake:
         self.now = now
         self._locator: CommunityLocator | None = None
 
-    def masked(self, item: Incident) -> Incident:
-        """The incident with `contact` masked and its values, phone numbers and e-mail addresses masked in `raw`,
-        `address` and `description` (and `contact`'s keys dropped from `raw`): all that is stored or quarantined."""
-        if isinstance(item, PagedIncident) and item.page is not None:
-            safe = self._outcome(item)[0]
-            return item if safe is None else _with(item, safe)
-        return _with(item, mask_incident(item.contact, item.raw, item.address, item.description))
-
     @property
     def locator(self) -> CommunityLocator:
         if self._locator is None:
@@ -89,42 +52,20 @@ class IncidentIntake:
                 self._locator = community_locator(session)
         return self._locator
 
+    # -- one incident --------------------------------------------------------------------------------
+
+    def masked(self, item: Incident) -> Incident:
+        """The incident with `contact` masked and its values, phone numbers and e-mail addresses masked in `raw`,
+        `address` and `description` (and `contact`'s keys dropped from `raw`): all that is stored or quarantined."""
+        return _with(item, mask_incident(item.contact, item.raw, item.address, item.description))
+
     def row(self, item: Incident) -> dict:
         """A row for cityops.incidents.upsert_incidents; Rejected or InvalidIncident with the reason."""
-        if isinstance(item, PagedIncident) and item.page is not None:
-            outcome = self._outcome(item)[1]
-            if isinstance(outcome, Exception):
-                raise outcome
-            return outcome
-        outcome = self._rows([item])[0]
+        outcome = incident_rows(self.locator, [self._fields(item)], source=self.name, run_id=self.run_id,
+                                now=self.now)[0]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
-
-    def _outcome(self, item: PagedIncident) -> tuple[MaskedIncident | None, dict | Exception]:
-        page = item.page
-        if page.outcomes is None:
-            items = page.items or []
-            masks = mask_incidents([(each.contact, each.raw, each.address, each.description) for each in items],
-                                   already_masked=page.rows)
-            rows = self._rows([each if safe is None else _with(each, safe) for each, safe in zip(items, masks)])
-            page.outcomes = list(zip(masks, rows))
-            page.items = None  # what the page needs now is its outcomes (and the incidents no longer hold a cycle)
-        return page.outcomes[item.position]
-
-    def _rows(self, items: list[Incident]) -> list[dict | Exception]:
-        """Rows of (masked) incidents, or the Rejected / InvalidIncident saying why each cannot be one."""
-        outcomes: list[dict | Exception | None] = []
-        valid = []
-        for item in items:
-            try:
-                valid.append(self._fields(item))
-                outcomes.append(None)
-            except Rejected as reason:
-                outcomes.append(reason)
-        rows = iter(incident_rows(self.locator, valid, source=self.name, run_id=self.run_id, now=self.now)
-                    if valid else [])
-        return [next(rows) if outcome is None else outcome for outcome in outcomes]
 
     def _fields(self, item: Incident) -> dict:
         """The incident's fields as cityops.incidents.incident_rows takes them: times read and checked."""
@@ -144,6 +85,171 @@ class IncidentIntake:
                 "source_status": item.source_status, "opened_at": opened_at, "updated_at": updated_at,
                 "closed_at": closed_at, "lon": item.lon, "lat": item.lat, "address": item.address,
                 "description": item.description, "contact_masked": item.contact, "raw": item.raw}
+
+    # -- a page of them ------------------------------------------------------------------------------
+
+    def batch(self, batch: IncidentBatch) -> tuple[list[tuple], list[tuple[str, Incident]], int | None]:
+        """(rows for cityops.incidents.upsert_incidents (values in its COLUMNS' order), [(reason, masked
+        incident)] to quarantine, the newest `updated_at` of the rows) of a page of incidents, in the page's order:
+        what `masked` and `row` give each of them."""
+        columns = self._masked_columns(batch)
+        opened, updated, closed, rejected = self._times(batch, columns)
+        kept = [position for position in range(len(batch)) if position not in rejected] if rejected \
+            else range(len(batch))
+        fields = {"external_id": columns["external_id"], "category": columns["category"],
+                  "status": columns["status"], "source_status": columns["source_status"], "opened_at": opened,
+                  "updated_at": updated, "closed_at": closed, "lon": columns["lon"], "lat": columns["lat"],
+                  "address": columns["address"], "description": columns["description"],
+                  "contact_masked": columns["contact"], "raw": columns["raw"]}
+        if rejected:
+            fields = {name: [values[position] for position in kept] for name, values in fields.items()}
+        outcomes = incident_rows_from_columns(self.locator, fields, source=self.name, run_id=self.run_id,
+                                              now=self.now)
+        rows = [outcome for outcome in outcomes if not isinstance(outcome, InvalidIncident)]
+        if len(rows) < len(outcomes):
+            rejected.update((kept[index], str(outcome)) for index, outcome in enumerate(outcomes)
+                            if isinstance(outcome, InvalidIncident))
+        quarantined = [(rejected[position], _incident_of(batch, columns, position)) for position in sorted(rejected)]
+        return rows, quarantined, max((row[_UPDATED] for row in rows), default=None)
+
+    def _times(self, batch: IncidentBatch, columns: dict[str, list]) -> tuple[list, list, list, dict[int, str]]:
+        """Every incident's opening, update and closing time in epoch seconds, and by position the reasons of
+        those whose times (or `problem`) make them rejected, as `_fields` gives them."""
+        count = len(batch)
+        given_updates = columns["updated_at"]
+        # The three times of every incident read in one pass (one array computation for the page).
+        seconds, wrong = self._seconds([*columns["opened_at"], *given_updates, *columns["closed_at"]])
+        opened, closed = seconds[:count], seconds[2 * count:]
+        updated = [opening if given is None else update
+                   for opening, given, update in zip(opened, given_updates, seconds[count:2 * count])]
+        latest = self.now + FUTURE_TOLERANCE_SECONDS
+        suspects = {*(position % count for position in wrong),
+                    *(position for position, problem in enumerate(columns["problem"]) if problem),
+                    *(position for position, opening in enumerate(opened) if opening is None or opening > latest),
+                    *(position for position, update in enumerate(updated) if update is not None and update > latest)}
+        rejected: dict[int, str] = {}
+        for position in sorted(suspects):
+            try:
+                self._fields(_incident_of(batch, columns, position))
+            except Rejected as reason:
+                rejected[position] = str(reason)
+            else:
+                raise AssertionError(f"incident {position} of {batch.source_of(position)} failed a check on its "
+                                     f"times that `_fields` passes")
+        return opened, updated, closed, rejected
+
+    def _masked_columns(self, batch: IncidentBatch) -> dict[str, list]:
+        """The batch's columns with what `masked` changes in each incident changed."""
+        columns = batch.columns
+        changed = mask_incidents(*(columns[name] for name in _MASKED), already_masked=batch.masked_rows)
+        if not changed:
+            return columns
+        masked = {name: list(columns[name]) for name in _MASKED}
+        for position, safe in changed.items():
+            for name in _MASKED:
+                masked[name][position] = getattr(safe, name)
+        return {**columns, **masked}
+
+    def _seconds(self, values: list) -> tuple[list[int | None], set[int]]:
+        """Each time as epoch seconds (None where it is None or no time) and the positions of those that are no
+        time: what `Validator.timestamp` reads. Texts in the usual form are read with array arithmetic, other ISO
+        texts by one comprehension, anything else by `timestamp` itself."""
+        positions, fixed = _usual_form_seconds(values)
+        if len(positions) == len(values):
+            return fixed.tolist(), set()
+        seconds = list(values)
+        for position, value in zip(positions.tolist(), fixed.tolist()):
+            seconds[position] = value
+        # An int is its own epoch seconds (as `timestamp` says); bool is no int here.
+        rest = [position for position, value in enumerate(seconds) if value is not None and type(value) is not int]
+        zone = self.validator.zone
+        # The first and last years are left to `timestamp`: converting them to UTC may leave the calendar.
+        read = [int((value if value.tzinfo is not None else value.replace(tzinfo=zone)).timestamp())
+                if type(value) is datetime and 1 < value.year < 9999 else value
+                for value in _parsed_times([values[position] for position in rest])]
+        wrong: set[int] = set()
+        for position, value in zip(rest, read):
+            if type(value) is int:
+                seconds[position] = value
+                continue
+            try:
+                seconds[position] = self.validator.timestamp(values[position])
+            except Rejected:
+                seconds[position] = None
+                wrong.add(position)
+        return seconds, wrong
+
+
+def _parsed_times(values: list) -> list:
+    """Texts as `datetime.fromisoformat` reads them after `Validator.timestamp`'s clean-up; anything else (and
+    texts it cannot read) as given, for `timestamp` to judge."""
+    try:
+        return [_FROM_ISO(value.strip().replace("Z", "+00:00")) if isinstance(value, str) else value
+                for value in values]
+    except ValueError:  # a text that is no ISO time: read the others one by one
+        return [_parsed_time(value) for value in values]
+
+
+def _parsed_time(value):
+    if not isinstance(value, str):
+        return value
+    try:
+        return _FROM_ISO(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return value
+
+
+_FROM_ISO = datetime.fromisoformat
+
+# The usual form of a time with its offset, 2026-11-26T10:30:00+08:00 (or with a space for T): where its digits
+# are, and the days before each month in a common year.
+_USUAL_LENGTH = 25
+_USUAL_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24]
+_MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _usual_form_seconds(values: list) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, epoch seconds) of the texts written exactly in the usual form and naming a real moment (what
+    `datetime.fromisoformat` reads them as), computed with array arithmetic; the others are not among them."""
+    positions = [position for position, value in enumerate(values)
+                 if type(value) is str and len(value) == _USUAL_LENGTH]
+    none = np.empty(0, dtype=np.int64)
+    if not positions:
+        return none, none
+    try:
+        codes = np.array(values if len(positions) == len(values) else [values[p] for p in positions],
+                         dtype=f"S{_USUAL_LENGTH}").view(np.uint8).reshape(-1, _USUAL_LENGTH)
+    except UnicodeEncodeError:  # not ASCII: not the usual form
+        return none, none
+    digits = codes[:, _USUAL_DIGITS].astype(np.int64) - ord("0")
+    (year, month, day, hour, minute, second, offset_hours, offset_minutes) = (
+        digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3],
+        *(digits[:, at] * 10 + digits[:, at + 1] for at in range(4, 18, 2)))
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _MONTH_DAYS[np.clip(month, 1, 12) - 1] + (leap & (month == 2))
+    usual = (((digits >= 0) & (digits <= 9)).all(axis=1)
+             & (codes[:, 4] == ord("-")) & (codes[:, 7] == ord("-"))
+             & ((codes[:, 10] == ord("T")) | (codes[:, 10] == ord(" ")))
+             & (codes[:, 13] == ord(":")) & (codes[:, 16] == ord(":")) & (codes[:, 22] == ord(":"))
+             & ((codes[:, 19] == ord("+")) | (codes[:, 19] == ord("-")))
+             # fromisoformat's limits (the first and last years are left to `timestamp`, as datetimes are)
+             & (year > 1) & (year < 9999) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+             & (hour <= 23) & (minute <= 59) & (second <= 59) & (offset_hours <= 23) & (offset_minutes <= 59))
+    # Days since 1970-01-01 of the proleptic Gregorian date (H. Hinnant's days_from_civil).
+    shifted = year - (month <= 2)
+    era = shifted // 400
+    year_of_era = shifted - era * 400
+    day_of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year - 719468
+    offset = np.where(codes[:, 19] == ord("-"), -1, 1) * (offset_hours * 3600 + offset_minutes * 60)
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
+    return np.asarray(positions, dtype=np.int64)[usual], seconds[usual]
+
+
+def _incident_of(batch: IncidentBatch, columns: dict[str, list], position: int) -> Incident:
+    """The incident at `position` of the batch, with its masked fields."""
+    return Incident(**{name: columns[name][position] for name in IncidentBatch.FIELDS},
+                    source=batch.source_of(position))
 
 
 def _with(item: Incident, safe: MaskedIncident) -> Incident:

@@ -3,13 +3,14 @@
 GeoReport v2 has a standard shape, so there is no `mapping:`. Each run asks `<url>/requests.json` for the requests
 of a time window — `start_date` (the cursor minus `lookback`; on the first run, `history` ago) to `end_date`
 (now), in the deployment's zone as ISO 8601 — page by page (`page`, `page_size`) until a page is empty (or
-repeats only requests already read: a server that ignores `page`). Each request becomes an `Incident`:
-service_request_id, category (`service_name`, or `service_code`: `category_field`), status (`status_closed` says
-which of the source's statuses mean closed; everything else is open), requested / updated time, point
-(`long`, `lat`), address and description. The runner places it in the community whose boundary holds its
-point, stores it (a newer `updated_datetime` replaces what is stored, an older one never does), and after each
-run stores every community's open and overdue counts (open longer than `overdue_after`, or its category's
-limit in `overdue_by_category`) as `open_indicator` and `overdue_indicator` at the hour holding the run's time.
+repeats only requests already read: a server that ignores `page`). Each request becomes an incident (a page of
+them one `IncidentBatch`): service_request_id, category (`service_name`, or `service_code`: `category_field`),
+status (`status_closed` says which of the source's statuses mean closed; everything else is open), requested /
+updated time, point (`long`, `lat`), address and description. The runner places it in the community whose
+boundary holds its point, stores it (a newer `updated_datetime` replaces what is stored, an older one never does),
+and after each run stores every community's open and overdue counts (open longer than `overdue_after`, or its
+category's limit in `overdue_by_category`) as `open_indicator` and `overdue_indicator` at the hour holding the
+run's time.
 Keep the schedule well inside the indicators' interval (1h): each run refreshes the current hour's value.
 Only one connector should feed a pair of count indicators (`counts: false` on any other).
 
@@ -72,13 +73,12 @@ from zoneinfo import ZoneInfo
 import orjson
 import requests
 
-from cityops.incident_masking import mask_text, mask_value, scrub
-from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Incident, IncidentCounts,
-                             RetriableError, register)
+from cityops.incident_masking import mask_rows, mask_text, mask_value, scrub
+from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, IncidentBatch,
+                             IncidentCounts, RetriableError, register)
 from connectors.config import duration_seconds
 from connectors.http import (REQUEST_FIELDS, HttpClient, declared_charset, decode_json, excerpt, shown_url,
                              since_seconds)
-from connectors.incident_intake import IncidentPage
 from connectors.read_ahead import read_ahead
 
 PERSONAL_FIELDS = ["email", "phone", "first_name", "last_name", "name", "device_id", "account_id"]
@@ -228,12 +228,12 @@ class Open311Connector(Connector):
             return Health(False, f"{error.family}: {error}")
         return Health(True, f"{len(services)} services; requests.json answers")
 
-    def fetch(self, since: str | None) -> Iterator[Incident]:
+    def fetch(self, since: str | None) -> Iterator[IncidentBatch]:
         # The next pages are requested while the runner places and stores this one (read_ahead).
         for page, source in read_ahead(self._pages(since), depth=READ_AHEAD_PAGES, name=f"{self.name} pages"):
-            yield from self._incidents(page, source)
+            yield self._batch(page, source)
 
-    def _pages(self, since: str | None) -> Iterator[tuple[IncidentPage, str]]:
+    def _pages(self, since: str | None) -> Iterator[tuple[list, str]]:
         """Each answer's requests (masked) and archive reference: the window's pages, then the re-check."""
         params = {**self._common(), self.config["since_param"]: self._time_text(self._start(since))}
         if self.config["until_param"]:
@@ -247,14 +247,14 @@ class Open311Connector(Connector):
                                  f"shorten lookback / history")
             page = {**params, self.config["page_param"]: number, self.config["size_param"]: size}
             requests, source = self._page(f"requests-{number}.json", page)
-            idents = [_request_id(row) for row in requests.rows]
-            if not requests.rows or seen.issuperset(idents):
+            idents = _request_ids(requests)
+            if not requests or seen.issuperset(idents):
                 break  # the last page, or a server ignoring `page` and sending the same requests again
             seen.update(idents)
             yield requests, source
         yield from self._recheck(seen)
 
-    def replay(self, label: str, payload: bytes) -> Iterator[Incident]:
+    def replay(self, label: str, payload: bytes) -> Iterator[IncidentBatch]:
         where = f"{self.name}: archived {label}"
         try:
             document = decode_json(payload, where)
@@ -262,11 +262,11 @@ class Open311Connector(Connector):
             raise FatalError(str(error)) from None  # an archived payload will never become valid
         document, requests = self._masked(document)
         self._rows(document, where)
-        yield from self._incidents(requests, label)
+        yield self._batch(requests, label)
 
     # -- pages ---------------------------------------------------------------------------------------
 
-    def _recheck(self, seen: set[str]) -> Iterator[tuple[IncidentPage, str]]:
+    def _recheck(self, seen: set[str]) -> Iterator[tuple[list, str]]:
         """The stored open requests this run's window did not return, asked about by id."""
         if not self.recheck:
             return
@@ -277,7 +277,7 @@ class Open311Connector(Connector):
             params = {**self._common(), "service_request_id": ",".join(pending[start:start + step])}
             yield self._page(f"recheck-{number}.json", params)
 
-    def _page(self, label: str, params: dict) -> tuple[IncidentPage, str]:
+    def _page(self, label: str, params: dict) -> tuple[list, str]:
         """The requests of one requests.json answer, archived (masked) before they are read, and its reference."""
         url = f"{self.base}/requests.json"
         where = self._where(label)
@@ -305,47 +305,48 @@ class Open311Connector(Connector):
                              f"{type(document).__name__} '{excerpt(_text_of(document))}'); check url")
         return document
 
-    def _incidents(self, requests: IncidentPage, source: str) -> Iterator[Incident]:
-        """The incidents of one page's (masked) service requests, as one page for the runner's intake."""
-        rows = requests.rows
-        keys: set = set()
-        for row in rows:
-            if isinstance(row, dict):
-                keys.update(row)
+    def _batch(self, page: list, source: str) -> IncidentBatch:
+        """The incidents of one page's (masked) service requests, as columns; a request that cannot be one is
+        quarantined with why (its `problem`)."""
+        rows = [row if isinstance(row, dict) else {} for row in page]
+        idents = _request_ids(rows)
+        opened = [row.get("requested_datetime") for row in rows]
+        statuses = [row.get("status") for row in rows]
+        chosen, other = self.category_fields
+        closed = self.closed
+        contacts, raws = self._contacts(page)
+        return IncidentBatch({
+            "external_id": [ident or "" for ident in idents],
+            "category": [row.get(chosen) or row.get(other) for row in rows],
+            "status": ["closed" if str(status or "").strip().lower() in closed else "open" for status in statuses],
+            "source_status": [None if status is None else str(status) for status in statuses],
+            "opened_at": opened,
+            "updated_at": [row.get("updated_datetime") or opening for row, opening in zip(rows, opened)],
+            "closed_at": [row.get("closed_datetime") for row in rows],
+            "lon": [row.get("long") for row in rows], "lat": [row.get("lat") for row in rows],
+            "address": [row.get("address") for row in rows], "description": [row.get("description") for row in rows],
+            "contact": contacts, "raw": raws,
+            "problem": [None if ident is not None and opening else _problem(request, ident)
+                        for request, ident, opening in zip(page, idents, opened)],
+        }, source, masked_rows=page)
+
+    def _contacts(self, page: list) -> tuple[list[dict], list]:
+        """Each (masked) request's personal fields (its contact) and the request without them (its raw)."""
+        keys = set().union(*(row for row in page if isinstance(row, dict)))
         wanted = {name.lower() for name in self.personal}
         personal = {key for key in keys if str(key).lower() in wanted}
-        yield from requests.incidents([self._incident(row, f"{source}#{position}", personal)
-                                       for position, row in enumerate(rows)])
-
-    def _incident(self, row: Any, source: str, personal: set) -> dict:
-        """An incident's fields from one (masked) service request; a row that cannot be one is quarantined with
-        why. `personal`: the page's keys that are personal fields."""
-        if not isinstance(row, dict):
-            return {"external_id": "", "category": None, "status": "open", "source_status": None,
-                    "opened_at": None, "updated_at": None, "raw": row, "source": source,
-                    "problem": f"a service request must be an object, not {type(row).__name__}"}
-        if personal.isdisjoint(row):
-            contact, raw = {}, row  # nothing to take out: the row is kept as it is (nothing changes it)
-        else:
-            contact = {key: value for key, value in row.items()
-                       if key in personal and value is not None and str(value).strip()}
-            raw = {key: value for key, value in row.items() if key not in personal}
-        ident = _request_id(row)
-        status = row.get("status")
-        opened = row.get("requested_datetime")
-        problem = None
-        if ident is None:
-            problem = "no service_request_id"
-        elif not opened:
-            problem = f"service request {ident}: no requested_datetime"
-        chosen, other = self.category_fields
-        return {"external_id": ident or "", "category": row.get(chosen) or row.get(other),
-                "status": "closed" if str(status or "").strip().lower() in self.closed else "open",
-                "source_status": None if status is None else str(status), "opened_at": opened,
-                "updated_at": row.get("updated_datetime") or opened, "closed_at": row.get("closed_datetime"),
-                "lon": row.get("long"), "lat": row.get("lat"), "address": row.get("address"),
-                "description": row.get("description"), "contact": contact, "raw": raw, "source": source,
-                "problem": problem}
+        if not personal:
+            return [{}] * len(page), page  # nothing to take out: the rows are kept as they are
+        contacts, raws = [], []
+        for row in page:
+            if not isinstance(row, dict) or personal.isdisjoint(row):
+                contacts.append({})
+                raws.append(row)
+            else:
+                contacts.append({key: value for key, value in row.items()
+                                 if key in personal and value is not None and str(value).strip()})
+                raws.append({key: value for key, value in row.items() if key not in personal})
+        return contacts, raws
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -366,17 +367,17 @@ class Open311Connector(Connector):
         """W3C date-time in the deployment's zone, as GeoReport v2 writes them: 2026-11-26T10:30:00+08:00."""
         return datetime.fromtimestamp(int(seconds), ZoneInfo(self.context.timezone)).isoformat()
 
-    def _masked(self, document: Any) -> tuple[Any, IncidentPage]:
+    def _masked(self, document: Any) -> tuple[Any, list]:
         """The answer with every request's personal fields masked (cityops.incident_masking.mask_personal), and
-        the page of its requests (masked; none when the answer holds no list of them)."""
+        its requests (masked; none when the answer holds no list of them)."""
         if isinstance(document, list):
-            requests = IncidentPage.masked(document, self.personal)
-            return requests.rows, requests
+            requests = mask_rows(document, self.personal)
+            return requests, requests
         if isinstance(document, dict) and isinstance(document.get("service_requests"), list):
-            requests = IncidentPage.masked(document["service_requests"], self.personal)
-            return {key: requests.rows if key == "service_requests" else scrub(value)
+            requests = mask_rows(document["service_requests"], self.personal)
+            return {key: requests if key == "service_requests" else scrub(value)
                     for key, value in document.items()}, requests
-        return scrub(document), IncidentPage.masked([], self.personal)
+        return scrub(document), []
 
     def _masked_text(self, body: bytes) -> bytes:
         """A body that is not JSON, with `"<personal field>": "<value>"` pairs, mobile numbers and e-mail addresses
@@ -413,9 +414,19 @@ class Open311Connector(Connector):
         return f"{self.name}: {label} of {shown_url(self.base)}"
 
 
-def _request_id(row: Any) -> str | None:
-    ident = row.get("service_request_id") if isinstance(row, dict) else None
-    return None if ident is None or not str(ident).strip() else str(ident).strip()
+def _request_ids(rows: list) -> list[str | None]:
+    """Each request's service_request_id as text (None: none, or blank)."""
+    idents = [row.get("service_request_id") if isinstance(row, dict) else None for row in rows]
+    return [None if ident is None else str(ident).strip() or None for ident in idents]
+
+
+def _problem(request: Any, ident: str | None) -> str:
+    """Why a request without an id or an opening time cannot be an incident."""
+    if not isinstance(request, dict):
+        return f"a service request must be an object, not {type(request).__name__}"
+    if ident is None:
+        return "no service_request_id"
+    return f"service request {ident}: no requested_datetime"
 
 
 def _json_bytes(document: Any) -> bytes:

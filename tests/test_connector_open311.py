@@ -20,10 +20,13 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import inspect, text
 
 import connectors.open311  # noqa: F401  (registers the type)
 from cityops.hierarchy import Level
+from cityops.incidents import COLUMNS
 from cityops.tree import load_tree
 from connectors.archive import open_payload, run_payloads
 from connectors.base import ConnectorContext
@@ -534,5 +537,75 @@ def test_fetch_is_lazy_and_archives_nothing_outside_a_run(sqlite_city_db, server
     server.requests = [request("r1", 0.5, 0.5, NOW - HOUR)]
     items = build_connector(instance(server), _context(sqlite_city_db)).fetch(None)
     assert server.asked() == []
-    first = next(items)
+    first = next(items).incident(0)  # a page of incidents
     assert (first.external_id, first.status, first.lon, first.lat) == ("r1", "open", 0.5, 0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# A page at once: exactly what each request alone gives
+# ------------------------------------------------------------------------------------------------
+
+
+_TIMES = st.sampled_from([
+    iso(NOW - HOUR), iso(NOW - 80 * HOUR), iso(NOW - 30), "2026-11-26 09:00:00+08:00", "2026-11-26T09:00:00",
+    "2026-11-26T01:00:00Z", " 2026-11-26T09:00:00+08:00 ", "2026-11-26T09:00:00.250+08:00", "2026-11-26",
+    "2026-02-30T10:00:00+08:00", "2026-11-26T24:00:00+08:00", "2026-11-26x09:00:00+08:00", "0001-01-02T00:00:00+08:00",
+    "yesterday", "", iso(NOW + 86400), iso(NOW + 200), NOW - HOUR, float(NOW - 2 * HOUR), True, None])
+_POINTS = st.sampled_from([(0.5, 0.5), (1.5, 0.5), (0.5, 1.5), (3.5, 1.5), (1.0, 0.5), (5.0, 5.0), (0.5, 3.5),
+                           (None, 0.5), ("1.5", "0.5"), ("east", 0.5), (float("nan"), 0.5), (0.5, float("inf")),
+                           (10 ** 400, 0.5)])
+_TEXTS = st.sampled_from([None, "路灯不亮", f"回电 {PHONE}", f"mail {EMAIL}", f"{NAME}反映", "x@y", 12, {"nested": PHONE}])
+
+
+@st.composite
+def _service_requests(draw) -> Any:
+    """A service request as servers send them, good or bad in every way the intake judges."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from(["just text", 7, None, [PHONE]]))
+    lon, lat = draw(_POINTS)
+    row = {"service_request_id": draw(st.sampled_from(["r1", "r2", "r3", " r4 ", "", None, 17, "x" * 200])),
+           "status": draw(st.sampled_from(["open", "closed", " Closed ", "in_progress", None, 3])),
+           "service_name": draw(st.sampled_from(["道路破损", "", None])), "service_code": "001",
+           "requested_datetime": draw(_TIMES), "long": lon, "lat": lat,
+           "description": draw(_TEXTS), "address": draw(_TEXTS)}
+    for key, values in (("updated_datetime", _TIMES), ("closed_datetime", _TIMES), ("phone", st.just(PHONE)),
+                        ("first_name", st.just(NAME)), ("email", st.sampled_from([EMAIL, "", None])),
+                        ("notes", st.just([f"call {PHONE}", {"email": EMAIL}]))):
+        if draw(st.booleans()):
+            row[key] = draw(values)
+    return row
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(page=st.lists(_service_requests(), max_size=12))
+def test_a_page_gives_exactly_the_rows_and_quarantine_its_requests_give_alone(sqlite_city_db, page):
+    from connectors.incident_intake import IncidentIntake
+    from connectors.runner import _quarantine_row
+    from connectors.validation import Validator
+
+    context = _context(sqlite_city_db)
+    connector = build_connector(ConnectorInstance(name="city-311", type="open311", levels=(Level.COMMUNITY,),
+                                                  interval_seconds=600, config={"url": "http://127.0.0.1:9/v2"}),
+                                context)
+    validator = Validator.build(sqlite_city_db.catalog, sqlite_city_db.indicator_ids, context.tree,
+                                (Level.COMMUNITY,), ZONE, NOW)
+    intake = IncidentIntake(sqlite_city_db.url, "city-311", validator, 1, NOW)
+    _, requests = connector._masked(page)
+    batch = connector._batch(requests, "requests-1.json")
+    rows, rejected, newest = intake.batch(batch)
+
+    alone_rows, alone_rejected = [], []
+    for position in range(len(batch)):
+        safe = intake.masked(batch.incident(position))  # what the page's incident would be on its own
+        try:
+            alone_rows.append(intake.row(safe))
+        except ValueError as reason:  # Rejected or InvalidIncident
+            alone_rejected.append((str(reason), safe))
+    assert [dict(zip(COLUMNS, row)) for row in rows] == alone_rows
+    assert [_quarantine_row(1, "city-311", reason, item, NOW) for reason, item in rejected] == \
+        [_quarantine_row(1, "city-311", reason, item, NOW) for reason, item in alone_rejected]
+    assert newest == max((row["updated_at"] for row in alone_rows), default=None)
+    assert len(rows) + len(rejected) == len(page)
+    stored = json.dumps([rows, [_quarantine_row(1, "city-311", reason, item, NOW) for reason, item in rejected]],
+                        ensure_ascii=False, default=str)
+    assert PHONE not in stored and EMAIL not in stored  # (a name is masked only where it is a requester's)
