@@ -161,13 +161,14 @@ def dependents(catalog: Catalog, touched_keys) -> list[Indicator]:
 
 def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str, int], tree: UnitTree,
                     touched: dict[str, set[int]], now: int, utc_offset_seconds: int = 0,
-                    recent: pd.DataFrame | None = None) -> int:
+                    recent: pd.DataFrame | None = None, left: dict[str, set[int]] | None = None) -> int:
     """Recompute roll-ups for the time buckets that `touched` (key → observed_at values) fell into.
 
     `recent` (unit_id, indicator_id, observed_at, value) are rows this process has just committed: a bucket
     whose stored rows are exactly these is rolled up from memory instead of being read back (a backfill's
-    buckets are); any other bucket is read from the database. Returns the number of roll-up rows written.
-    The caller commits.
+    buckets are); any other bucket is read from the database — unless `left` is given: then those buckets are
+    not computed but added to `left` (key → times, as `touched`), for a later pass. Returns the number of
+    roll-up rows written. The caller commits.
     """
     written = 0
     held = _HeldRows(recent) if recent is not None and not recent.empty else None
@@ -177,7 +178,12 @@ def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str,
         if not times:
             continue
         buckets = sorted({bucket_start(t, indicator.interval_seconds, utc_offset_seconds) for t in times})
-        written += _refresh_history(session, indicator, indicator_ids, tree, buckets, utc_offset_seconds, held)
+        skipped: set[int] | None = set() if left is not None else None
+        written += _refresh_history(session, indicator, indicator_ids, tree, buckets, utc_offset_seconds, held,
+                                    skipped)
+        for key in sources if skipped else ():
+            # Both ends of each bucket, so the sources' own buckets (of any interval) cover it.
+            left.setdefault(key, set()).update(t for b in skipped for t in (b, b + indicator.interval_seconds - 1))
         if max(times) >= now - indicator.interval_seconds * STALE_GRACE:
             written += _refresh_current(session, indicator, indicator_ids, tree, now)
     return written
@@ -200,8 +206,11 @@ def queue_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str, i
 
 
 def process_backlog(session: Session, catalog: Catalog, indicator_ids: dict[str, int], tree: UnitTree,
-                    now: int, utc_offset_seconds: int = 0, recent: pd.DataFrame | None = None) -> int:
-    """Compute every queued bucket's roll-ups and clear the queue, in the caller's transaction."""
+                    now: int, utc_offset_seconds: int = 0, recent: pd.DataFrame | None = None,
+                    held_only: bool = False) -> int:
+    """Compute every queued bucket's roll-ups and clear the queue, in the caller's transaction. With
+    `held_only`, only the buckets `recent` holds whole; the others stay queued (a run letting go of the rows it
+    holds, midway: a bucket it must read back now would likely be read back again at its end)."""
     key_by_id = {ident: key for key, ident in indicator_ids.items()}
     # Take the queue in one statement: buckets another run queues meanwhile stay for the next pass, and if the
     # computation fails the transaction rolls back and the queue is intact.
@@ -216,7 +225,11 @@ def process_backlog(session: Session, catalog: Catalog, indicator_ids: dict[str,
             continue  # an indicator removed from the catalog: nothing to roll up any more
         # Both ends of the bucket, so a derived indicator with another interval sees every bucket it overlaps.
         touched[key].update((start, start + catalog[key].interval_seconds - 1))
-    return refresh_rollups(session, catalog, indicator_ids, tree, touched, now, utc_offset_seconds, recent)
+    left: dict[str, set[int]] | None = {} if held_only else None
+    written = refresh_rollups(session, catalog, indicator_ids, tree, touched, now, utc_offset_seconds, recent, left)
+    if left:
+        queue_rollups(session, catalog, indicator_ids, left, utc_offset_seconds)
+    return written
 
 
 def _leaf_frame(indicator: Indicator, tree: UnitTree) -> tuple[pd.DataFrame, pd.Series]:
@@ -342,13 +355,17 @@ def _leaf_values(session: Session, indicator: Indicator, ids: dict[str, int], tr
     return frame
 
 
-def _refresh_history(session, indicator, ids, tree, buckets, offset, recent: _HeldRows | None = None) -> int:
+def _refresh_history(session, indicator, ids, tree, buckets, offset, recent: _HeldRows | None = None,
+                     skipped: set[int] | None = None) -> int:
     membership, expected = _leaf_frame(indicator, tree)
     step = indicator.interval_seconds
     written = 0
     sources = [ids[indicator.numerator], ids[indicator.denominator]] if indicator.is_derived else [ids[indicator.key]]
     in_memory = _buckets_held_in(recent, session, sources, int(indicator.level), buckets, step, offset)
     from_database = [b for b in buckets if b not in in_memory]
+    if skipped is not None:
+        skipped.update(from_database)
+        from_database = []
     for start, end, reader, wanted in [
         *((start, end, recent.window, in_memory) for start, end in _windows(sorted(in_memory), step)),
         *((start, end, partial(_read_window, session, int(indicator.level)), set(from_database))

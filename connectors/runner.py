@@ -5,12 +5,12 @@ commits good rows (upsert), quarantines bad ones with their reason, refreshes th
 advances the cursor — all in one transaction per batch, so a crash loses nothing and duplicates nothing;
 and closes the run record with its counts and status. A failure ends only this connector's run.
 
-Incidents (connectors.base.Incident) go the same way: their personal data masked first (nothing personal is
-stored in clear, quarantine included), validated and placed in a community (cityops.incidents), upserted in
-their batch's transaction. After a run that did not fail, a connector that names incident indicators
-(`incident_counts()`) gets every community's open and overdue counts stored as observations at the run's time
-bucket, in one more transaction with their roll-ups queued. Counts are derived data, like roll-ups: the run's
-fetched / accepted / duplicates / rejected count what the connector delivered, not them.
+Incidents (connectors.base.Incident, or a page of them as an IncidentBatch) go the same way: their personal data
+masked first (nothing personal is stored in clear, quarantine included), validated and placed in a community
+(cityops.incidents), upserted in their batch's transaction. After a run that did not fail, a connector that names
+incident indicators (`incident_counts()`) gets every community's open and overdue counts stored as observations at
+the run's time bucket, in one more transaction with their roll-ups queued. Counts are derived data, like roll-ups:
+the run's fetched / accepted / duplicates / rejected count what the connector delivered, not them.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from cityops.rollup import process_backlog, queue_rollups
 from cityops.storage import _dialect_insert, sync_indicators, upsert_observations
 from cityops.tree import load_tree
 from connectors.archive import RunArchive, open_payload, purge
-from connectors.base import (REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Incident, Record,
-                             RecordBatch, RetriableError)
+from connectors.base import (REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Incident,
+                             IncidentBatch, Record, RecordBatch, RetriableError)
 from connectors.config import ConnectorInstance
 from connectors.incident_intake import IncidentIntake, check_counting, store_counts
 from connectors.validation import Rejected, Validator
@@ -77,7 +77,7 @@ def build_connector(instance: ConnectorInstance, context: ConnectorContext) -> C
 def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
                   now: float | None = None, since: str | None = None, batch_size: int = 200_000,
                   progress=None, archive_root: Path | None = None, replay: list[str] | None = None,
-                  items: Iterable[Record | RecordBatch | Incident] | None = None,
+                  items: Iterable[Record | RecordBatch | Incident | IncidentBatch] | None = None,
                   until: int | None = None, timeout: float | None = None) -> RunSummary:
     """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts.
 
@@ -149,6 +149,13 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                 batch.add_frame(valid, item.cursor)
                 batch.quarantine.extend(_quarantine_row(run_id, instance.name, reason, record, int(now))
                                         for reason, record in rejected)
+            elif isinstance(item, IncidentBatch):
+                summary.fetched += len(item)
+                rows, rejected, newest = intake.batch(item)
+                if rows:  # the batch's cursor, or its newest update (as cursor_of says for single incidents)
+                    batch.add_incidents(rows, item.cursor if item.cursor is not None else str(newest))
+                batch.quarantine.extend(_quarantine_row(run_id, instance.name, reason, incident, int(now))
+                                        for reason, incident in rejected)
             elif isinstance(item, Incident):
                 summary.fetched += 1
                 safe = intake.masked(item)
@@ -173,7 +180,9 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                 recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
                                    advance=connector.ordered and not rerun, run_id=run_id))
                 if recent.size >= RECENT_ROWS_LIMIT:
-                    _roll_up(database_url, catalog, ids, tree, now, offset, recent)
+                    # Only what the rows held cover whole: a source delivering unit by unit (or datastream by
+                    # datastream) adds to the same buckets all run long, and they are read back once, at the end.
+                    _roll_up(database_url, catalog, ids, tree, now, offset, recent, held_only=True)
                 batch = _Batch(cursor=batch.cursor)
                 if progress:
                     progress(summary)
@@ -250,9 +259,9 @@ class _RecentRows:
         return frame
 
 
-def _roll_up(database_url, catalog, ids, tree, now, offset, recent: _RecentRows) -> None:
+def _roll_up(database_url, catalog, ids, tree, now, offset, recent: _RecentRows, held_only: bool = False) -> None:
     with session_scope(database_url) as session:
-        process_backlog(session, catalog, ids, tree, int(now), offset, recent.take())
+        process_backlog(session, catalog, ids, tree, int(now), offset, recent.take(), held_only=held_only)
 
 
 class _Batch:
@@ -274,6 +283,11 @@ class _Batch:
     def add_incident(self, row: dict, cursor: str) -> None:
         self.incidents.append(row)
         self.size += 1
+        self._reach(cursor)
+
+    def add_incidents(self, rows: list[dict], cursor: str) -> None:
+        self.incidents.extend(rows)
+        self.size += len(rows)
         self._reach(cursor)
 
     def add_frame(self, frame: pd.DataFrame, cursor: str | None) -> None:
@@ -377,9 +391,9 @@ def _replayed(connector: Connector, root: Path | None, references: list[str]):
             yield _from_archive(item, reference.removesuffix(".gz") + ".gz")
 
 
-def _from_archive(item: Record | RecordBatch | Incident, reference: str) -> Record | RecordBatch | Incident:
+def _from_archive(item: Record | RecordBatch | Incident | IncidentBatch, reference: str):
     """A replayed item's source names the archived payload (a connector replaying only knows its label)."""
-    if isinstance(item, RecordBatch):
+    if isinstance(item, (RecordBatch, IncidentBatch)):
         return dataclasses.replace(item, source=reference)
     position = item.source.rpartition("#")[2] if item.source and "#" in item.source else None
     return dataclasses.replace(item, source=f"{reference}#{position}" if position else reference)
