@@ -147,7 +147,10 @@ class Validator:
         if isinstance(raw, datetime):
             if raw.tzinfo is None:
                 raw = raw.replace(tzinfo=self.zone)
-            return int(raw.astimezone(timezone.utc).timestamp())
+            try:
+                return int(raw.astimezone(timezone.utc).timestamp())
+            except (OverflowError, ValueError, OSError):  # year 1 or 9999 shifted past the calendar's ends
+                raise Rejected(f"timestamp {raw.isoformat()} is out of range") from None
         raise Rejected(f"timestamp {raw!r} is not a time")
 
 
@@ -204,6 +207,9 @@ def _iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
 
 def _distinct_iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
     texts = times.astype("string").str.strip()
+    # Years pandas cannot hold (before 1678, after 2261) go to `timestamp`, which names them out of range.
+    years = pd.to_numeric(texts.str.slice(0, 4), errors="coerce")
+    texts = texts.where(years.between(1700, 2200))
     zoned = texts.str.contains(_ZONED, regex=True, na=False)
     parsed = pd.Series(pd.NaT, index=times.index, dtype="datetime64[ns, UTC]")
     if zoned.any():

@@ -21,6 +21,7 @@ COMMUNITY = "990101001001"
 UNIT_CODES = st.sampled_from([COMMUNITY, "990101002002", "990101001", "000000000000", 990101001001, True, None])
 INDICATORS = st.sampled_from(["hotline_complaints", "noise", "aqi", "unknown_key", "hotline_per_10k", 7])
 TIMES = st.sampled_from(["2026-11-26T10:00:00+08:00", "2026-11-26 09:00", " 2026-11-26T01:00:00Z ",
+                         "0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00", "0001-01-01 00:00",
                          "2026-11-26T10:00:00", "2026-11-26", "26/11/2026 10:00", "2026-11-27T10:00:00+08:00",
                          "", None, NOW - 60, NOW + 86400, 1.5e9, True])
 VALUES = st.one_of(st.integers(-3, 50), st.floats(allow_nan=True, allow_infinity=True),
