@@ -333,9 +333,9 @@ def main(argv=None) -> Report | None:
         if position in raw_at:
             if rows:
                 raw_seconds.append(raw_sample(template, folder, len(raw_seconds), rows))
-            for type_name, baseline in own.items():
-                own_seconds[type_name].append(own_raw_sample(template, folder, len(own_seconds[type_name]),
-                                                             baseline))
+            for baseline_type, baseline in own.items():
+                own_seconds[baseline_type].append(own_raw_sample(template, folder, len(own_seconds[baseline_type]),
+                                                                 baseline))
         if type_name is None:
             break
         for plan in (small, large):
