@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from collections import defaultdict
 
 import numpy as np
@@ -10,10 +12,13 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from cityops.hierarchy import Level, UnitRecord
+from cityops.incidents import place_incidents_again
 from cityops.models import Unit
 
 # Coordinates on the map need ~1 m, not the source's full precision: 5 decimals of a degree.
 MAP_DECIMALS = 5
+
+log = logging.getLogger(__name__)
 
 
 class HierarchyError(ValueError):
@@ -85,6 +90,11 @@ def replace_units(session: Session, records: list[UnitRecord]) -> int:
         })
     session.execute(delete(Unit))
     session.execute(insert(Unit), rows)
+    # Incidents belong to the community holding their point: with boundaries redrawn, that may be another one.
+    moved, unplaced = place_incidents_again(session)
+    if moved or unplaced:
+        log.info("boundaries replaced: %d incident(s) moved to another community, %d no longer inside any (they "
+                 "keep their community)", moved, unplaced)
     return len(rows)
 
 

@@ -122,6 +122,24 @@ class CommunityLocator:
         return int(self.unit_ids[candidates[best]]) if distances[best] <= self.tolerance else None
 
 
+
+def place_incidents_again(session: Session) -> tuple[int, int]:
+    """After the boundaries changed (an import): every stored incident placed again in the community that now
+    holds its point, in the caller's transaction. Returns (moved, unplaced): an incident whose point no
+    community holds any more keeps its unit id, and is counted, so the import can say so."""
+    stored = session.execute(select(Incident.id, Incident.lon, Incident.lat, Incident.unit_id)).all()
+    if not stored:
+        return 0, 0
+    placed = community_locator(session).place_many(np.array([row.lon for row in stored], dtype=float),
+                                                   np.array([row.lat for row in stored], dtype=float))
+    moves = [(unit, row.id) for row, unit in zip(stored, placed)
+             if not isinstance(unit, Unplaced) and unit != row.unit_id]
+    if moves:
+        placeholder = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+        session.connection().exec_driver_sql(
+            f"UPDATE incidents SET unit_id = {placeholder} WHERE id = {placeholder}", moves)
+    return len(moves), sum(isinstance(unit, Unplaced) for unit in placed)
+
 _locators: dict[tuple, CommunityLocator] = {}
 
 

@@ -267,6 +267,18 @@ class Connector(ABC):
         """Parse an archived payload again (after a mapping or catalog fix). Types that can, override."""
         raise FatalError(f"connector type {self.type_name!r} cannot replay archived payloads")
 
+    def from_quarantine(self, raw: Any, source: str) -> Iterator[Record | RecordBatch | Incident | IncidentBatch]:
+        """What a quarantined row (as it was kept: the source's row) stands for now, after a fix: a mapped row's
+        records through the mapping, a record kept field by field as that record. Types whose quarantined rows
+        are their own shape (incidents) override."""
+        if self.mapping is not None and isinstance(raw, dict):
+            yield from self.mapping.records(raw, source=source)
+        elif isinstance(raw, dict) and set(RecordBatch.COLUMNS) <= set(raw):
+            yield Record(*(raw[name] for name in RecordBatch.COLUMNS), raw=raw, source=source)
+        else:
+            yield Record(None, None, None, None, raw=raw, source=source,
+                         problem="the stored row has no unit, indicator, time and value")
+
     @abstractmethod
     def check(self) -> Health:
         """Whether the source can be reached and read now, and if not, why."""

@@ -264,6 +264,10 @@ class Open311Connector(Connector):
         self._rows(document, where)
         yield self._batch(requests, label)
 
+    def from_quarantine(self, raw: Any, source: str) -> Iterator[IncidentBatch]:
+        """A quarantined request (kept masked, without its personal fields) as an incident again."""
+        yield self._batch([raw], source)
+
     # -- pages ---------------------------------------------------------------------------------------
 
     def _recheck(self, seen: set[str]) -> Iterator[tuple[list, str]]:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from sqlalchemy import select, update
 
 from cityops.catalog import Catalog
 from cityops.db import session_scope
 from cityops.models import QuarantinedRecord
-from connectors.base import Record
+from connectors.base import Connector, Incident, IncidentBatch, Record, RecordBatch
 from connectors.config import ConnectorInstance
 from connectors.runner import RunSummary, run_connector
 
@@ -50,29 +51,26 @@ def list_quarantine(database_url: str, connector: str | None = None, include_don
                 for r in session.scalars(statement)]
 
 
-def records_of(entry: QuarantineEntry, instance: ConnectorInstance) -> list[Record]:
-    """The records a quarantined row stands for now, tagged with the row's id as their source."""
+def items_of(entry: QuarantineEntry, connector: Connector) -> Iterator[Record | RecordBatch | Incident | IncidentBatch]:
+    """What a quarantined row stands for now, as its connector type reads such a row, tagged with the row's id as
+    its source."""
     source = f"{SOURCE_PREFIX}{entry.id}"
     try:
         raw = json.loads(entry.raw)
     except ValueError:
-        return [Record(None, None, None, None, raw=entry.raw, problem="the stored row is not JSON", source=source)]
-    if instance.mapping is not None and isinstance(raw, dict):
-        return list(instance.mapping.records(raw, source=source))
-    if isinstance(raw, dict) and {"unit_code", "indicator", "observed_at", "value"} <= set(raw):
-        return [Record(raw["unit_code"], raw["indicator"], raw["observed_at"], raw["value"], raw=raw, source=source)]
-    return [Record(None, None, None, None, raw=raw, problem="the stored row has no unit, indicator, time and value",
-                   source=source)]
+        yield Record(None, None, None, None, raw=entry.raw, problem="the stored row is not JSON", source=source)
+        return
+    yield from connector.from_quarantine(raw, source)
 
 
 def reprocess(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
-              ids: list[int] | None = None) -> tuple[RunSummary, dict[str, int]]:
+              ids: list[int] | None = None, now: float | None = None) -> tuple[RunSummary, dict[str, int]]:
     """Run a connector's open quarantined records again; returns the run and how many were accepted or
     rejected again. Only the given `ids` when set."""
     entries = [e for e in list_quarantine(database_url, instance.name, limit=1_000_000)
                if ids is None or e.id in ids]
-    records = [record for entry in entries for record in records_of(entry, instance)]
-    summary = run_connector(database_url, instance, catalog, timezone=timezone, items=records)
+    summary = run_connector(database_url, instance, catalog, timezone=timezone, now=now,
+                            items=lambda connector: (item for entry in entries for item in items_of(entry, connector)))
     with session_scope(database_url) as session:
         again = {int(source.removeprefix(SOURCE_PREFIX).split("#")[0])
                  for source in session.scalars(select(QuarantinedRecord.source).where(

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -77,13 +77,15 @@ def build_connector(instance: ConnectorInstance, context: ConnectorContext) -> C
 def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catalog, *, timezone: str,
                   now: float | None = None, since: str | None = None, batch_size: int = 200_000,
                   progress=None, archive_root: Path | None = None, replay: list[str] | None = None,
-                  items: Iterable[Record | RecordBatch | Incident | IncidentBatch] | None = None,
+                  items: Iterable[Record | RecordBatch | Incident | IncidentBatch]
+                  | Callable[[Connector], Iterable[Record | RecordBatch | Incident | IncidentBatch]] | None = None,
                   until: int | None = None, timeout: float | None = None) -> RunSummary:
     """Run one connector once. `since` overrides the stored cursor (a backfill); `progress` gets counts.
 
     With `archive_root`, the run's raw payloads are kept there (and older runs past the instance's retention
     removed). With `replay` (payload references under `archive_root`), those payloads are parsed again instead
-    of fetching; with `items`, those records are run instead (quarantined records re-processed). Neither moves
+    of fetching; with `items`, those records are run instead (quarantined records re-processed; a callable is
+    given the run's connector and returns them, for records only the connector type can rebuild). Neither moves
     the cursor. With `until` (a backfill of a time range from `since`), records observed after it are skipped
     and the cursor does not move: the regular schedule fetches what comes after from its own cursor.
     With `timeout` (seconds; the scheduler passes the instance's), a run still fetching past it stops between two
@@ -131,6 +133,8 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         counting = connector.incident_counts()
         if counting is not None:
             check_counting(counting, validator, tree, instance.name)
+        if callable(items):
+            items = items(connector)
         if items is None:
             items = (_replayed(connector, archive_root, replay) if replay is not None
                      else connector.fetch(since if since is not None else stored_cursor))

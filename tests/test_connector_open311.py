@@ -9,6 +9,8 @@ given requests. Incidents land in the tiny city (tests/city_factory.py): communi
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import socket
 import threading
@@ -365,6 +367,32 @@ def test_requests_that_cannot_be_placed_or_read_are_quarantined_with_reasons(sql
     sources = [source for (source,) in fetch_all(sqlite_city_db, "SELECT source FROM quarantine ORDER BY id")]
     assert all(source.endswith(f"requests-1.json.gz#{n}") for n, source in zip(range(1, 7), sources))
 
+
+def test_quarantined_requests_are_placed_once_the_boundaries_cover_them(sqlite_city_db, server, tmp_path):
+    """A request outside every community is quarantined; after a boundary import that covers its point,
+    re-processing the quarantine places it, and the others are judged again with their own reasons."""
+    from shapely import affinity
+
+    from cityops.boundaries import replace_units
+    from city_factory import tiny_city
+    from connectors.quarantine import list_quarantine, reprocess
+
+    server.requests = [request("good", 3.5, 1.5, NOW - HOUR), request("far", 5.0, 5.0, NOW - HOUR, phone=PHONE),
+                       request("badtime", 0.5, 0.5, NOW - HOUR, requested_datetime="yesterday")]
+    inst = instance(server)
+    assert run(sqlite_city_db, inst, tmp_path).rejected == 2
+    grown = [dataclasses.replace(unit, geometry=affinity.scale(unit.geometry, 3, 3, origin=(0, 0)))
+             for unit in tiny_city()]  # the same units, three times the size: (5, 5) is now in 990101002002
+    with sqlite_city_db.session() as session:
+        replace_units(session, grown)
+    summary, outcomes = reprocess(sqlite_city_db.url, inst, sqlite_city_db.catalog, timezone=ZONE, now=NOW)
+    assert incidents(sqlite_city_db)["good"]["code"] == "990101001002"  # placed again by the import
+    assert outcomes == {"accepted": 1, "rejected": 1} and summary.accepted == 1
+    far = incidents(sqlite_city_db)["far"]
+    assert far["code"] == "990101002002" and PHONE not in json.dumps(far, default=str)
+    still = list_quarantine(sqlite_city_db.url, inst.name)
+    assert [json.loads(entry.raw)["service_request_id"] for entry in still] == ["badtime"]
+    assert "'yesterday' is not ISO 8601" in still[0].reason
 
 def test_personal_fields_are_stored_only_masked_anywhere_on_sqlite_and_postgresql(city_db, server, tmp_path):
     personal = {"phone": PHONE, "email": EMAIL, "first_name": NAME, "last_name": "Li", "device_id": DEVICE,
