@@ -84,7 +84,12 @@ def indicator_from_card(_clicks):
     prevent_initial_call=True,
 )
 def select_indicator(indicator_key, selection):
+    # Also called when the selector is mounted after the map has painted (Dash runs a callback whose input is
+    # inserted by another one): then it names the indicator already selected, and writing the selection back
+    # would undo a drill-down made in the meantime.
+    if isinstance(selection, dict) and selection.get("indicator") == indicator_key:
+        return no_update
     with viewer_request() as request:
-        if indicator_key not in request.catalog:
+        if not isinstance(indicator_key, str) or indicator_key not in request.catalog:
             return no_update
     return {**(selection or {}), "indicator": indicator_key}

@@ -171,6 +171,17 @@ def test_the_indicator_selector_comes_after_the_map_showing_the_selected_indicat
     for forged in ({"indicator": "no_such_key"}, {"indicator": ["aqi"]}, None, "aqi"):
         assert in_callback(app, show_indicator_selector, 1, forged).value == "hotline_complaints"
 
+
+def test_mounting_the_selector_never_undoes_a_drill_down(app):
+    """The selector mounts after the map has painted and Dash then calls select_indicator with its value: that
+    must not write back a selection the viewer has changed meanwhile."""
+    from callbacks.selection import select_indicator
+
+    drilled = {"unit": DISTRICT, "indicator": "hotline_complaints"}
+    assert in_callback(app, select_indicator, "hotline_complaints", drilled) is no_update
+    assert in_callback(app, select_indicator, "aqi", drilled) == {"unit": DISTRICT, "indicator": "aqi"}
+    assert in_callback(app, select_indicator, ["aqi"], drilled) is no_update
+
 def test_scripts_are_compressed_once_and_callback_responses_every_time(app):
     import re
 
