@@ -26,11 +26,14 @@ GEOJSON_CHUNK = Path(dash_leaflet.__file__).parent / "async-GeoJSON.js"
 # loads ~35 ms sooner without it (bench/first_screen.py). Of all it defines, Dash's renderer and dcc use one
 # thing, `regeneratorRuntime`, which assets/vendor/regenerator-runtime.js provides (2 kB compressed).
 BABEL_POLYFILL = re.compile(r'<script src="[^"]*/polyfill@[^"]*"></script>\s*')
+# Dash sends dash_table's bundle to every page because Dash itself imports it; the screen uses no DataTable
+# (tests/test_callbacks.py checks the layouts), and the first screen need not parse it.
+DASH_TABLE = re.compile(r'<script src="[^"]*/dash_table/[^"]*"></script>\s*')
 
 
 class OneScreenDash(Dash):
     """Dash, with preload hints in the page's <head> for what the first screen needs after its scripts,
-    and without the polyfill (see BABEL_POLYFILL).
+    and without the polyfill and dash_table's bundle (see BABEL_POLYFILL, DASH_TABLE).
 
     Dash's renderer asks for the layout (which carries the first map, see callbacks/map.py) and the callbacks
     only once every script has been evaluated, and dash-leaflet asks for its GeoJSON code only once the map has
@@ -40,7 +43,7 @@ class OneScreenDash(Dash):
     """
 
     def interpolate_index(self, **kwargs) -> str:
-        kwargs["scripts"] = BABEL_POLYFILL.sub("", kwargs["scripts"])
+        kwargs["scripts"] = DASH_TABLE.sub("", BABEL_POLYFILL.sub("", kwargs["scripts"]))
         prefix = self.config.requests_pathname_prefix
         hints = [f'<link rel="preload" href="{prefix}{endpoint}" as="fetch" crossorigin="anonymous">'
                  for endpoint in ("_dash-layout", "_dash-dependencies")]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from dash import no_update
+from plotly.utils import PlotlyJSONEncoder
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
 
@@ -155,6 +156,10 @@ def test_the_first_layout_carries_the_map_and_the_page_hints_what_it_needs(app):
     page = client.get("/").get_data(as_text=True)
     for hint in ("/_dash-layout", "/_dash-dependencies", "/_dash-component-suites/dash_leaflet/async-GeoJSON.js"):
         assert f'<link rel="preload" href="{hint}"' in page
+    # Neither the polyfill nor dash_table's bundle is sent, and no layout (the page's and every callback's
+    # components, as Dash validates them) has a component that would need them.
+    assert "polyfill@" not in page and "/dash_table/" not in page
+    assert "dash_table" not in json.dumps(app.validation_layout.to_plotly_json(), cls=PlotlyJSONEncoder)
 
 
 def test_the_indicator_selector_comes_after_the_map_showing_the_selected_indicator(app):
