@@ -331,6 +331,16 @@ REQUEST_FIELDS = (
 )
 
 
+def check_request_config(config: dict, counts: tuple[str, ...]) -> None:
+    """What every HTTP type's config needs (defaults applied): a token when `auth` asks for one, and `counts`
+    (page sizes, attempts, byte limits) of at least 1. A ValueError says what to write instead."""
+    if config["auth"] != "none" and not config.get("token"):
+        raise ValueError(f"auth {config['auth']} needs a token: set token_env to the name of an environment "
+                         f"variable holding it")
+    for field in counts:
+        if config[field] < 1:
+            raise ValueError(f"{field} must be at least 1, not {config[field]}")
+
 def client_for(name: str, config: dict, attempts: int, noun: str = "source") -> HttpClient:
     """The HttpClient a connector's config asks for: timeout, retries, size limit, and `auth` none / bearer /
     header with the secret `token` (in `header_name`, by default Authorization for bearer, X-API-Key for header)."""

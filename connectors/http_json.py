@@ -47,8 +47,8 @@ from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch, register
-from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, client_for, declared_charset, decode_json,
-                             excerpt, shown_url)
+from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, check_request_config, client_for,
+                             declared_charset, decode_json, excerpt, shown_url)
 from connectors.mapping import MISSING, PageSources, lookup
 from connectors.read_ahead import read_ahead
 
@@ -115,12 +115,7 @@ class HttpJsonConnector(Connector):
                 raise ValueError(f"{field} must be one of {', '.join(allowed)}, not {config[field]!r}")
         if urlsplit(config["url"]).scheme not in ("http", "https") or not urlsplit(config["url"]).hostname:
             raise ValueError(f"url must be an http:// or https:// address, not {config['url']!r}")
-        if config["auth"] != "none" and not config.get("token"):
-            raise ValueError(f"auth {config['auth']} needs a token: set token_env to the name of an "
-                             f"environment variable holding it")
-        for field in ("page_size", "max_pages", "attempts", "max_bytes"):
-            if config[field] < 1:
-                raise ValueError(f"{field} must be at least 1, not {config[field]}")
+        check_request_config(config, ("page_size", "max_pages", "attempts", "max_bytes"))
         if not isinstance(config["params"], dict):
             raise ValueError("params must map parameter names to values")
 

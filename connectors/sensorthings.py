@@ -71,8 +71,8 @@ from cityops.hierarchy import Level
 from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch,
                              register)
 from connectors.config import duration_seconds
-from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, client_for, decode_json, excerpt, shown_url,
-                             since_seconds)
+from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, check_request_config, client_for, decode_json,
+                             excerpt, shown_url, since_seconds)
 from connectors.read_ahead import read_ahead
 from connectors.sensorthings_observations import ObservationBatches, Stream
 
@@ -183,12 +183,7 @@ class SensorThingsConnector(Connector):
             raise ValueError("indicator_names must map source names to catalog keys, e.g. {\"PM2.5\": pm25}")
         if config["auth"] not in AUTHS:
             raise ValueError(f"auth must be one of {', '.join(AUTHS)}, not {config['auth']!r}")
-        if config["auth"] != "none" and not config.get("token"):
-            raise ValueError(f"auth {config['auth']} needs a token: set token_env to the name of an "
-                             f"environment variable holding it")
-        for field in ("page_size", "max_pages", "attempts", "max_bytes"):
-            if config[field] < 1:
-                raise ValueError(f"{field} must be at least 1, not {config[field]}")
+        check_request_config(config, ("page_size", "max_pages", "attempts", "max_bytes"))
         for field in ("lookback", "history"):
             duration_seconds(config[field], field, allow_zero=True)
 
