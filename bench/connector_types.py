@@ -91,7 +91,8 @@ PROFILE_PATH = common.RESULTS_DIR / "connector_types-profiles.txt"
 # The runner's rows per transaction (its default, which the app uses).
 BATCH_SIZE = inspect.signature(run_connector).parameters["batch_size"].default
 
-from connector_sources import BASELINES, BUILDERS, EMPTY_PAGES, City, Plan, RawBaseline, serve_pages  # noqa: E402
+from connector_sources import BASELINES, BUILDERS, City, Plan, RawBaseline  # noqa: E402
+from source_servers import EMPTY_PAGES, serve_pages  # noqa: E402
 
 
 @dataclass
