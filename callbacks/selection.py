@@ -31,8 +31,13 @@ def with_unit(selection: dict | None, code: str) -> dict:
 
 
 def select_clicked(selection: dict | None):
-    """The selection with the unit the triggering click asked for, if the viewer may see it."""
-    code = clicked_unit_code(ctx.triggered_id, ctx.triggered[0]["value"] if ctx.triggered else None)
+    """The selection with the unit the triggering click asked for, if the viewer may see it.
+
+    Dash may hand one call several triggers at once: a click and the crumbs or ranking rows being redrawn in the
+    same moment (with n_clicks 0). The click is looked for among all of them, not only the first."""
+    ids = ctx.triggered_prop_ids
+    code = next((found for trigger in ctx.triggered
+                 if (found := clicked_unit_code(ids.get(trigger["prop_id"]), trigger["value"])) is not None), None)
     if code is None:
         return no_update
     with viewer_request() as request:

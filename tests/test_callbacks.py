@@ -81,6 +81,19 @@ def test_selecting_a_unit_by_breadcrumb_and_refusing_unknown_codes(app):
     assert forged is no_update
 
 
+
+def test_a_click_arriving_with_redrawn_crumbs_is_not_lost(app):
+    """Dash may hand the map click and the breadcrumb's redraw (n_clicks 0) to one call, the redraw first."""
+    from callbacks.selection import select_unit
+
+    together = [*pattern_trigger({"type": "breadcrumb-crumb", "code": "990000"}, "n_clicks", 0),
+                {"prop_id": "map-units.clickData", "value": {"properties": {"code": DISTRICT}}}]
+    chosen = in_callback(app, select_unit, {"properties": {"code": DISTRICT}}, [0], [], {"unit": None},
+                         triggered=together)
+    assert chosen == {"unit": DISTRICT}
+    redraw_only = in_callback(app, select_unit, None, [0], [], {"unit": None}, triggered=together[:1])
+    assert redraw_only is no_update
+
 def test_kpis_for_a_forged_unit_fall_back_to_the_scope_root(app):
     from callbacks.kpi import show_kpis
 
