@@ -73,9 +73,15 @@ class Screen:
     errors: list[str] = field(default_factory=list)
 
     def open(self, path: str = "/") -> "Screen":
+        """Open the screen and wait until it has settled as a person would see it: polygons, then the panels and
+        the indicator selector drawn after them. Clicking earlier, while those still arrive and the layout
+        shifts by a few pixels, may land beside the polygon aimed at."""
         self.page.goto(self.base_url + path)
-        self.page.wait_for_function("document.querySelectorAll('path.leaflet-interactive').length > 0",
-                                    timeout=30_000)
+        self.page.wait_for_function(
+            "document.querySelectorAll('path.leaflet-interactive').length > 0"
+            " && document.querySelectorAll('.kpi-card').length > 0"
+            " && document.querySelectorAll('.breadcrumb [data-code]').length > 0"
+            " && document.getElementById('header-indicator') !== null", timeout=30_000)
         return self
 
     def polygons(self):
