@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import yaml
-
+from cityops.config_files import yaml_entries
 from cityops.hierarchy import Level
 
 
@@ -126,17 +125,10 @@ _REQUIRED = ("key", "name_zh", "name_en", "unit", "level", "rollup", "direction"
 
 def load_catalog(path: str | Path) -> Catalog:
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: file not found; set ONESCREEN_CATALOG or restore data/indicators.yaml") from None
-    except yaml.YAMLError as error:
-        raise CatalogError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("indicators"), list):
-        raise CatalogError(f"{path}: expected a top-level 'indicators:' list")
+    entries = yaml_entries(path, "indicators", CatalogError, "set ONESCREEN_CATALOG or restore data/indicators.yaml")
     indicators: list[Indicator] = []
     seen: set[str] = set()
-    for position, entry in enumerate(document["indicators"], start=1):
+    for position, entry in enumerate(entries, start=1):
         where = f"{path}: indicator #{position}"
         if isinstance(entry, dict) and isinstance(entry.get("key"), str):
             where = f"{path}: indicator '{entry['key']}' (#{position})"

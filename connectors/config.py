@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from cityops.catalog import parse_duration
+from cityops.config_files import yaml_entries
 from cityops.hierarchy import Level
 from connectors.mapping import FieldMapping, MappingError
 
@@ -40,16 +39,9 @@ def load_connectors(path: str | Path, catalog_keys=None, timezone: str = "Asia/S
     from connectors.base import REGISTRY, resolve_config
 
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConnectorConfigError(f"{path}: file not found; set ONESCREEN_CONNECTORS or create it") from None
-    except yaml.YAMLError as error:
-        raise ConnectorConfigError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("connectors"), list):
-        raise ConnectorConfigError(f"{path}: expected a top-level 'connectors:' list")
+    entries = yaml_entries(path, "connectors", ConnectorConfigError, "set ONESCREEN_CONNECTORS or create it")
     instances: list[ConnectorInstance] = []
-    for position, entry in enumerate(document["connectors"], start=1):
+    for position, entry in enumerate(entries, start=1):
         where = f"{path}: connector #{position}"
         if not isinstance(entry, dict):
             raise ConnectorConfigError(f"{where}: expected a mapping with name, type, levels, schedule")

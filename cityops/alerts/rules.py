@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-import yaml
-
 from cityops.alerts.judgements import WEEK, Worse
 from cityops.catalog import Catalog, Indicator, parse_duration
+from cityops.config_files import yaml_entries
 from cityops.hierarchy import Level
 
 
@@ -87,16 +86,9 @@ class Rule:
 
 def load_rules(path: str | Path, catalog: Catalog) -> tuple[Rule, ...]:
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RuleError(f"{path}: file not found; set ONESCREEN_ALERT_RULES or restore data/alerts.yaml") from None
-    except yaml.YAMLError as error:
-        raise RuleError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("rules"), list):
-        raise RuleError(f"{path}: expected a top-level 'rules:' list")
+    entries = yaml_entries(path, "rules", RuleError, "set ONESCREEN_ALERT_RULES or restore data/alerts.yaml")
     rules, names = [], set()
-    for position, entry in enumerate(document["rules"], start=1):
+    for position, entry in enumerate(entries, start=1):
         where = f"{path}: rule #{position}"
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
             where = f"{path}: rule '{entry['name']}' (#{position})"
