@@ -1,9 +1,12 @@
 /* Map styling and the clock, run in the browser.
  * The choropleth's colours come from the layer's `hideout` ({units: {code: {s: status, v: value, n: name}}}),
- * so a new indicator or a refresh restyles the same geometry without downloading it again. */
+ * so a new indicator or a refresh restyles the same geometry without downloading it again.
+ * Alert badges likewise come from the labels layer's `hideout` ({language, alerts: {code: {n, d, s, o, t}}}, see
+ * layouts/map_panel.py labels_hideout): a new hideout redraws the label points, never refetches them. */
 (function () {
   "use strict";
   let latest = {units: {}, colours: {}, unit: "", selected: null};
+  let latestAlerts = {};  // the badges last drawn, for the tooltips
 
   function unitStyle(feature, context) {
     const hideout = (context && context.hideout) || latest;
@@ -44,18 +47,48 @@
     layer.bindTooltip(function () {
       const entry = latest.units[feature.properties.code];
       const name = entry ? entry.n : feature.properties.name_zh;
+      const alerts = latestAlerts[feature.properties.code];
+      const alertLine = alerts ? "<br><span class=\"tooltip-alerts alert-" + escapeHtml(alerts.s) + "\">"
+        + escapeHtml(alerts.t) + "</span>" : "";
       if (!entry) {
-        return "<b>" + escapeHtml(name) + "</b>";
+        return "<b>" + escapeHtml(name) + "</b>" + alertLine;
       }
-      return "<b>" + escapeHtml(name) + "</b><br>" + escapeHtml(entry.v + " " + latest.unit + " · " + entry.st);
+      return "<b>" + escapeHtml(name) + "</b><br>" + escapeHtml(entry.v + " " + latest.unit + " · " + entry.st)
+        + alertLine;
     }, {sticky: true, className: "unit-tooltip", direction: "top"});
   }
 
+  // The badge beside a unit's name: its open alerts in the worst severity's colour, then the overdue ones.
+  function alertBadge(entry) {
+    const badge = document.createElement("span");
+    badge.className = "alert-badge alert-" + (entry.s === "critical" ? "critical" : "warning");
+    badge.dataset.open = String(entry.n);
+    badge.dataset.overdue = String(entry.d || 0);
+    const count = document.createElement("span");
+    count.className = "alert-badge-count";
+    count.textContent = String(entry.n);
+    badge.appendChild(count);
+    if (entry.d > 0) {
+      const overdue = document.createElement("span");
+      overdue.className = "alert-badge-overdue";
+      overdue.textContent = entry.o;
+      badge.appendChild(overdue);
+    }
+    return badge;
+  }
+
   function label(feature, latlng, context) {
-    const language = (context && context.hideout && context.hideout.language) || "zh";
+    const hideout = (context && context.hideout) || {};
+    const language = hideout.language || "zh";
+    latestAlerts = hideout.alerts || {};
     const name = language === "zh" ? feature.properties.name_zh : feature.properties.name_en;
     const text = document.createElement("span");
     text.textContent = name;  // names come from imported files: never insert them as HTML
+    text.dataset.code = feature.properties.code;
+    const alerts = latestAlerts[feature.properties.code];
+    if (alerts && alerts.n > 0) {
+      text.appendChild(alertBadge(alerts));
+    }
     return L.marker(latlng, {
       icon: L.divIcon({className: "unit-label", html: text.outerHTML, iconSize: null}),
       interactive: false, keyboard: false,

@@ -29,6 +29,7 @@ BENCHMARKS = {
     "latest_values": "latest value of every community, 28 d vs 7 d of history",
     "first_screen": "first screen in chromium vs a bare Dash page",
     "server_memory": "server peak RSS under a browser's load vs a bare Dash server",
+    "alert_evaluation": "evaluating every alert rule after an ingest cycle vs the ingest itself",
 }
 
 

@@ -10,7 +10,7 @@ import sys
 
 from dash import _callback
 
-FEATURES = ("header", "kpi", "loading", "map", "ranking", "selection", "trend", "sources")
+FEATURES = ("header", "kpi", "loading", "map", "ranking", "selection", "trend", "sources", "alerts")
 
 
 def register_callbacks() -> None:

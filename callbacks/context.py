@@ -1,20 +1,25 @@
-"""What every callback needs: the deployment's settings and catalog, a session, and the viewer's scope.
+"""What every callback needs: the deployment's settings and catalog, a session, the viewer's scope, and who acts.
 
 A callback is a public HTTP endpoint: whatever unit the page sends, the scope is decided here, on the server,
-from the request — never from the page's inputs.
+from the request — never from the page's inputs. Likewise who acts on an alert: a name the page sends is recorded
+as unverified, and only a trusted reverse proxy's header names a person outright (`current_actor`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator
 
 import pandas as pd
-from flask import current_app
+from flask import current_app, request as http_request
 from sqlalchemy.orm import Session
 
+from cityops.alerts.rules import Rule, RuleError, load_rules
 from cityops.catalog import Catalog
 from cityops.db import session_scope
 from cityops.scope import Scope, Viewer, viewer_scope
@@ -22,8 +27,15 @@ from cityops.settings import Settings
 from cityops.sources import SourceConfig
 from cityops.storage import indicator_ids
 from cityops.tree import UnitTree, load_tree
+from layouts.text import t
 
 CONFIG_KEY = "ONESCREEN"
+# The header a deployment's reverse proxy sets to the signed-in user's name, e.g. "X-Remote-User" (the proxy must
+# also drop any such header a browser sends). Unset (the default): no proxy vouches for anyone, and the screen
+# asks the operator for a name.
+USER_HEADER_ENV = "ONESCREEN_USER_HEADER"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,17 @@ class ScreenContext:
     @property
     def connector_intervals(self) -> dict[str, int]:
         return {source.name: source.interval_seconds for source in self.sources}
+
+    @cached_property
+    def alert_rules(self) -> dict[str, Rule]:
+        """The alert rules by name, read once per process, for what the screen says about an alert's rule.
+        A file that cannot be read leaves the screen working: alerts are then shown without their rule's terms
+        (the scheduler, which evaluates the rules, reports the file's error)."""
+        try:
+            return {rule.name: rule for rule in load_rules(self.settings.alerts_path, self.catalog)}
+        except (OSError, RuleError):
+            log.exception("could not read the alert rules; alerts are shown without their rules' descriptions")
+            return {}
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,24 @@ def screen_context() -> ScreenContext:
 def current_viewer() -> Viewer:
     """Who is asking. Login arrives with access control; until then everyone is the anonymous viewer."""
     return Viewer()
+
+
+def current_actor(typed_name: str | None, language: str) -> str | None:
+    """Who is acting on an alert, as the audit trail should record them.
+
+    The name the deployment's reverse proxy vouches for (the ONESCREEN_USER_HEADER header), when it configures
+    one and the request carries it; else the name the operator typed, marked unverified ("王值班 (未认证)"), so
+    the trail never passes a typed name off as a signed-in person; else None: the action must be refused.
+    """
+    header = os.environ.get(USER_HEADER_ENV, "").strip()
+    if header:
+        vouched = http_request.headers.get(header, "").strip()
+        if vouched:
+            return vouched[:120]
+    typed = " ".join((typed_name or "").split())[:60] if isinstance(typed_name, str) else ""
+    if not typed:
+        return None
+    return f"{typed} ({t('unverified', language)})"
 
 
 @contextmanager

@@ -1,15 +1,18 @@
-"""KPI cards for the selected unit, refreshed in place (old values stay until new ones arrive)."""
+"""KPI cards for the selected unit, refreshed in place (old values stay until new ones arrive), with the unit's
+open alerts in the heading and each indicator's on its card (read after the map has painted, like the cards)."""
 
 from __future__ import annotations
 
 from dash import Input, Output, callback
 
 from callbacks.context import resolve_view, viewer_request
+from cityops.alerts.badges import indicator_alert_counts
+from cityops.alerts.queries import alert_counts
 from cityops.hierarchy import Level
 from cityops.readings import sparklines, unit_readings
-from layouts.ids import KpiIds, PageIds
-from layouts.kpi import kpi_card
-from layouts.text import t
+from layouts.alert_badges import tally_of
+from layouts.ids import AlertIds, KpiIds, PageIds
+from layouts.kpi import kpi_card, kpi_heading
 
 SPARKLINE_HOURS = 24
 
@@ -20,9 +23,10 @@ SPARKLINE_HOURS = 24
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
     Input(PageIds.MAP_PAINTED, "data"),
+    Input(AlertIds.CHANGED, "data"),  # an alert acted on: its badge changes now, not at the next refresh
     prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_kpis(selection, _tick, _map_painted=None):
+def show_kpis(selection, _tick, _map_painted=None, _alert_changed=None):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         readings = unit_readings(request.session, request.scope, request.catalog, request.ids, view.unit_id,
@@ -31,8 +35,12 @@ def show_kpis(selection, _tick, _map_painted=None):
                            request.now - SPARKLINE_HOURS * 3600)
         unit = request.tree.frame.loc[view.unit_id]
         level = Level(int(unit["level"]))
+        by_indicator = indicator_alert_counts(request.session, request.scope, request.tree, request.ids,
+                                              view.unit_id, request.now)
+        in_unit = alert_counts(request.session, request.scope, request.tree, [view.unit_id], request.now)
         cards = [kpi_card(indicator, readings[indicator.key], spark[indicator.key], level, request.language,
-                          request.settings.timezone, request.now, indicator.key == view.indicator_key)
-                 for indicator in request.catalog]
+                          request.settings.timezone, request.now, indicator.key == view.indicator_key,
+                          tally_of(by_indicator, indicator.key))
+                 for indicator in request.catalog.kpis()]
         name = unit["name_zh"] if request.language == "zh" else unit["name_en"]
-        return cards, t("kpis_of", request.language, name=name)
+        return cards, kpi_heading(name, tally_of(in_unit, view.unit_id), request.language)

@@ -1,7 +1,8 @@
-"""Units over threshold (worst first, any level below the selection) and the children ranked by value.
+"""The children of the unit on the map, ranked by value (the units over threshold are alerts now: see
+callbacks/alerts.py).
 
-Like every panel but the map, they are first drawn once the map has painted, and the children's graph is
-mounted last, like the trend's (see callbacks/loading.py and callbacks/trend.py).
+Like every panel but the map, its title is first drawn once the map has painted, and its graph is mounted last,
+like the trend's (see callbacks/loading.py and callbacks/trend.py).
 """
 
 from __future__ import annotations
@@ -10,29 +11,10 @@ from dash import Input, Output, State, callback
 
 from callbacks.context import resolve_view, viewer_request
 from cityops.hierarchy import Level
-from cityops.readings import children_readings, units_over_threshold
+from cityops.readings import children_readings
 from layouts.ids import PageIds, RankingIds
-from layouts.ranking import children_bar_figure, children_graph, children_title, over_threshold_rows
-from layouts.text import t
+from layouts.ranking import children_bar_figure, children_graph, children_title
 from layouts.theme import display_scale
-
-
-@callback(
-    Output(RankingIds.OVER_THRESHOLD, "children"),
-    Output(RankingIds.OVER_TITLE, "children"),
-    Input(PageIds.SELECTION, "data"),
-    Input(PageIds.REFRESH, "n_intervals"),
-    Input(PageIds.MAP_PAINTED, "data"),
-    prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
-)
-def show_over_threshold(selection, _tick, _map_painted=None):
-    with viewer_request() as request:
-        view = resolve_view(request, selection)
-        indicator = request.catalog[view.indicator_key]
-        ranked = units_over_threshold(request.session, request.scope, request.catalog, request.ids,
-                                      view.map_parent_id, view.indicator_key, request.now)
-        rows = over_threshold_rows(ranked, indicator, request.language, request.settings.timezone, request.now)
-        return rows, t("over_threshold", request.language, indicator=indicator.name(request.language))
 
 
 def children_ranking_for(selection, display):

@@ -1,4 +1,4 @@
-"""Selection is one state: map clicks, breadcrumb, ranking rows, bars, KPI cards and the selector all change
+"""Selection is one state: map clicks, breadcrumb, alert rows, bars, KPI cards and the selector all change
 the same store, and every panel reads from it."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, callback, ctx, no_update
 
 from callbacks.context import viewer_request
-from layouts.ids import HeaderIds, MapIds, PageIds, RankingIds, crumb_id, kpi_card_id, ranking_row_id
+from layouts.ids import HeaderIds, MapIds, PageIds, RankingIds, crumb_id, kpi_card_id
 
 
 def clicked_unit_code(trigger_id, value) -> str | None:
@@ -33,7 +33,7 @@ def with_unit(selection: dict | None, code: str) -> dict:
 def select_clicked(selection: dict | None):
     """The selection with the unit the triggering click asked for, if the viewer may see it.
 
-    Dash may hand one call several triggers at once: a click and the crumbs or ranking rows being redrawn in the
+    Dash may hand one call several triggers at once: a click and the crumbs being redrawn in the
     same moment (with n_clicks 0). The click is looked for among all of them, not only the first."""
     ids = ctx.triggered_prop_ids
     code = next((found for trigger in ctx.triggered
@@ -51,11 +51,10 @@ def select_clicked(selection: dict | None):
     Output(PageIds.SELECTION, "data"),
     Input(MapIds.UNITS, "clickData"),
     Input(crumb_id(ALL), "n_clicks"),
-    Input(ranking_row_id(ALL), "n_clicks"),
     State(PageIds.SELECTION, "data"),
     prevent_initial_call=True,
 )
-def select_unit(_map_click, _crumbs, _rows, selection):
+def select_unit(_map_click, _crumbs, selection):
     return select_clicked(selection)
 
 

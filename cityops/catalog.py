@@ -56,6 +56,9 @@ class Indicator:
     scale: float = 1.0
     description_zh: str = ""
     description_en: str = ""
+    # False for an indicator kept for checks rather than for reading, e.g. a district's own count of what its
+    # communities also report: a second card with nearly the same number would only clutter the KPI panel.
+    kpi: bool = True
 
     @property
     def is_derived(self) -> bool:
@@ -99,6 +102,10 @@ class Catalog:
     def reported(self) -> list[Indicator]:
         """Indicators that sources report (as opposed to ratios derived from two of them)."""
         return [indicator for indicator in self.indicators if not indicator.is_derived]
+
+    def kpis(self) -> list[Indicator]:
+        """Indicators shown as KPI cards, in catalog order (those with `kpi: false` are left off the panel)."""
+        return [indicator for indicator in self.indicators if indicator.kpi]
 
     def derived_from(self, key: str) -> list[Indicator]:
         return [i for i in self.indicators if i.is_derived and key in (i.numerator, i.denominator)]
@@ -148,7 +155,8 @@ def _parse_indicator(entry: object, where: str) -> Indicator:
     missing = [name for name in _REQUIRED if name not in entry]
     if missing:
         raise CatalogError(f"{where}: missing {', '.join(missing)}")
-    known = set(_REQUIRED) | {"decimals", "numerator", "denominator", "scale", "description_zh", "description_en"}
+    known = set(_REQUIRED) | {"decimals", "numerator", "denominator", "scale", "description_zh", "description_en",
+                              "kpi"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise CatalogError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
@@ -182,12 +190,17 @@ def _parse_indicator(entry: object, where: str) -> Indicator:
     scale = entry.get("scale", 1.0)
     if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
         raise CatalogError(f"{where}: scale must be a positive number (100 turns a ratio into a percentage)")
+    kpi = entry.get("kpi", True)
+    if not isinstance(kpi, bool):
+        raise CatalogError(f"{where}: kpi must be true or false (false leaves the indicator off the KPI panel), "
+                           f"not {kpi!r}")
     return Indicator(
         key=key, name_zh=entry["name_zh"].strip(), name_en=entry["name_en"].strip(),
         unit_of_measure=str(entry["unit"]), level=level, rollup=rollup, direction=direction,
         thresholds=thresholds, interval_seconds=interval, decimals=decimals,
         numerator=numerator, denominator=denominator, scale=float(scale),
         description_zh=str(entry.get("description_zh", "")), description_en=str(entry.get("description_en", "")),
+        kpi=kpi,
     )
 
 

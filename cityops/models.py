@@ -205,3 +205,104 @@ class Incident(Base):
         Index("ix_incidents_unit_status", "unit_id", "status"),  # a community's open incidents (drill-down)
         Index("ix_incidents_source_status", "source", "status"),  # a connector's open incidents (counts)
     )
+
+
+class Alert(Base):
+    """One episode of a rule breaching at one unit (cityops/alerts): the machine's view (phase, severity, the
+    breach's times) and the people's (acknowledged, assigned, closed with a resolution, deadlines).
+
+    Keyed by (rule, unit, indicator, started_at): an episode is identified by when its breach began, so evaluating
+    the same data again — even from scratch — finds the alert it made rather than making a second one.
+    `indicator_id` is 0 for rules about a source rather than an indicator; `source` names that source (the
+    connector), and is empty for every other rule.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    unit_id: Mapped[int] = mapped_column(Integer)
+    indicator_id: Mapped[int] = mapped_column(SmallInteger)
+    source: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    phase: Mapped[str] = mapped_column(String(16))            # pending / firing / resolved
+    severity: Mapped[str] = mapped_column(String(16))         # the highest of the episode: warning / critical
+    notified: Mapped[str | None] = mapped_column(String(16))  # the severity last notified
+    value: Mapped[float | None] = mapped_column(Float)        # the judged value at the last breach
+    line: Mapped[float | None] = mapped_column(Float)         # the line it crossed (threshold, %, z...)
+    last_breach_at: Mapped[int] = mapped_column(BigInteger)
+    evaluated_to: Mapped[int] = mapped_column(BigInteger)
+    fired_at: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger)
+    run_id: Mapped[int | None] = mapped_column(Integer)       # the connector run that brought the breaching data
+    # People's part of the lifecycle. An alert is open from firing until a person (or the auto-close of an
+    # alert that recovered untouched) closes it with a resolution.
+    acknowledged_at: Mapped[int | None] = mapped_column(BigInteger)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(120))
+    assignee: Mapped[str | None] = mapped_column(String(120))
+    assigned_at: Mapped[int | None] = mapped_column(BigInteger)
+    closed_at: Mapped[int | None] = mapped_column(BigInteger)
+    closed_by: Mapped[str | None] = mapped_column(String(120))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    dispatch_due: Mapped[int | None] = mapped_column(BigInteger)  # to be acknowledged or assigned by
+    handle_due: Mapped[int | None] = mapped_column(BigInteger)    # to be closed by
+
+    __table_args__ = (
+        UniqueConstraint("rule", "unit_id", "indicator_id", "source", "started_at", name="uq_alerts_episode"),
+        Index("ix_alerts_open", "closed_at", "phase"),
+        Index("ix_alerts_unit", "unit_id"),
+    )
+
+
+class AlertEvent(Base):
+    """The audit trail of an alert: every change of state and every person's action, with who and when."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Integer, index=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(120))  # a person, or "system" for the rule engine
+    action: Mapped[str] = mapped_column(String(24))  # pending, firing, escalated, resolved, acknowledged, ...
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertCursor(Base):
+    """How far each (rule, indicator, level) has been evaluated: the next evaluation reads only newer data."""
+
+    __tablename__ = "alert_cursors"
+
+    rule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    indicator_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    evaluated_to: Mapped[int] = mapped_column(BigInteger)
+    since: Mapped[int] = mapped_column(BigInteger)  # first evaluated: a unit never heard from is silent since then
+
+
+class AlertNotification(Base):
+    """One notification of one alert change to one target: the outbox, and the record of its delivery.
+
+    Written in the transaction that records the change, so a crash cannot lose it; the unique key makes one
+    breach (and each escalation, and the recovery) notify each target once, however often it is evaluated.
+    """
+
+    __tablename__ = "alert_notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Integer, index=True)
+    change: Mapped[str] = mapped_column(String(16))    # firing / escalated / resolved
+    severity: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))   # webhook / email
+    target: Mapped[str] = mapped_column(String(255))   # the URL or the address
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))    # pending / delivered / failed (gave up)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[int] = mapped_column(BigInteger)
+    last_attempt_at: Mapped[int | None] = mapped_column(BigInteger)
+    delivered_at: Mapped[int | None] = mapped_column(BigInteger)
+    response: Mapped[str | None] = mapped_column(Text)  # the HTTP status and body start, or the SMTP reply/error
+
+    __table_args__ = (
+        UniqueConstraint("alert_id", "change", "severity", "channel", "target", name="uq_alert_notifications_once"),
+        Index("ix_alert_notifications_due", "status", "next_attempt_at"),
+    )

@@ -99,7 +99,8 @@ def children_readings(session: Session, scope: Scope, catalog: Catalog, ids: dic
         return base.assign(value=None, observed_at=None, reported=None, expected=None, status=Status.NO_DATA.value)
     frame = current_frame(session, scope, indicator, ids[indicator_key], base["unit_id"].tolist(), level, now)
     merged = base.merge(frame, on="unit_id", how="left")
-    merged["status"] = merged["status"].fillna(Status.NO_DATA.value)
+    # An empty `frame` leaves the column all-NaN floats: as objects, it takes the status text.
+    merged["status"] = merged["status"].astype(object).fillna(Status.NO_DATA.value)
     return merged
 
 

@@ -19,6 +19,7 @@ class Settings:
     database_url: str = f"sqlite:///{(PROJECT_ROOT / 'var' / 'onescreen.db').as_posix()}"
     catalog_path: Path = DATA_DIR / "indicators.yaml"
     connectors_path: Path = DATA_DIR / "connectors.yaml"
+    alerts_path: Path = DATA_DIR / "alerts.yaml"
     # Raw payloads of connector runs, compressed (connectors/archive.py); retention is set per connector.
     archive_dir: Path = PROJECT_ROOT / "var" / "archive"
     city_name_zh: str = "海城市"
@@ -45,6 +46,7 @@ class Settings:
         if env.get("DATABASE_URL"):
             values["database_url"] = env["DATABASE_URL"]
         for name, attr in (("ONESCREEN_CATALOG", "catalog_path"), ("ONESCREEN_CONNECTORS", "connectors_path"),
+                           ("ONESCREEN_ALERT_RULES", "alerts_path"),
                            ("ONESCREEN_ARCHIVE_DIR", "archive_dir")):
             if env.get(name):
                 values[attr] = Path(env[name])

@@ -117,7 +117,7 @@ def fetch_frame(session: Session, statement, columns: list[str]) -> pd.DataFrame
     Roll-ups read a million rows per indicator on a backfill; SQLAlchemy's Row objects would triple the cost,
     so the compiled statement runs on the driver's own cursor and pandas takes its plain tuples.
     """
-    compiled = statement.compile(dialect=session.get_bind().dialect)
+    compiled = statement.compile(dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
     if compiled.positiontup is not None:
         params = [params[name] for name in compiled.positiontup]

@@ -61,6 +61,10 @@ class RunSummary:
     archive: str | None = None  # where the run's raw payloads are kept (reference under the archive root)
     skipped: int = 0  # valid records after a backfill's `until`: left for the regular schedule
     retry_after: float | None = None  # a failed run's source asked not to be called again for this long (s)
+    touched: set[str] = dataclasses.field(default_factory=set)  # indicator keys it stored values of (alerts)
+    # The rows it committed (unit_id, indicator_id, observed_at, value, run_id), for the alert rules to judge
+    # without reading them back; None when there were more than FRESH_ROWS_LIMIT (a backfill): read them back.
+    fresh: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
 
 
 def utc_offset_seconds(zone_name: str, at: float) -> int:
@@ -195,9 +199,13 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         if not rerun:
             connector.committed()
         if counting is not None:
-            recent.add(store_counts(database_url, counting, instance.name, catalog, ids, tree, int(now), offset,
-                                     run_id))
+            counts = store_counts(database_url, counting, instance.name, catalog, ids, tree, int(now), offset, run_id)
+            recent.add(counts)
+            if counts is not None and not counts.empty:
+                key_by_id = {ident: key for key, ident in ids.items()}
+                summary.touched.update(key_by_id[int(i)] for i in counts["indicator_id"].unique())
         summary.status = "partial" if summary.rejected else "ok"
+        summary.fresh = recent.fresh_rows()
     except ConnectorError as error:
         summary.status, summary.error_family, summary.error_message = "failed", error.family, str(error)
         summary.retry_after = getattr(error, "retry_after", None)
@@ -240,6 +248,9 @@ INCIDENT_BATCH_ROWS = 10_000
 # source of any size runs in bounded memory. Measured (bench/connector_types.py): with 2 M rows held, peak memory
 # grew ~1.8× from a 100 k to a 1 M-record source; at this size it stays flat, for a few percent of ingest speed.
 RECENT_ROWS_LIMIT = 400_000
+# Committed rows handed to the alert rules after the run (a live cycle of the demo city is ~40,000); a larger run
+# is a backfill, whose rows the rules read back (only its last hours are judged).
+FRESH_ROWS_LIMIT = 200_000
 
 
 class _RecentRows:
@@ -248,11 +259,26 @@ class _RecentRows:
     def __init__(self):
         self.frames: list[pd.DataFrame] = []
         self.size = 0
+        self._fresh: list[pd.DataFrame] | None = []  # every row of the run, while they are few
+        self._fresh_size = 0
 
     def add(self, rows: pd.DataFrame | None) -> None:
         if rows is not None and not rows.empty:
             self.frames.append(rows[["unit_id", "indicator_id", "observed_at", "value"]])
             self.size += len(rows)
+            self._fresh_size += len(rows)
+            if self._fresh_size > FRESH_ROWS_LIMIT:
+                self._fresh = None
+            elif self._fresh is not None:
+                self._fresh.append(rows[["unit_id", "indicator_id", "observed_at", "value", "run_id"]])
+
+    def fresh_rows(self) -> pd.DataFrame | None:
+        """Every row the run committed (the last delivery of a key wins), or None when there were too many."""
+        if self._fresh is None:
+            return None
+        if not self._fresh:
+            return pd.DataFrame(columns=["unit_id", "indicator_id", "observed_at", "value", "run_id"])
+        return pd.concat(self._fresh, ignore_index=True).drop_duplicates(KEY, keep="last")
 
     def take(self) -> pd.DataFrame | None:
         """All rows held (the last delivery of a key wins, as in the database), and forget them."""
@@ -344,6 +370,7 @@ def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offs
         touched = {key_by_id[int(ident)]: times.to_numpy()
                    for ident, times in rows.groupby("indicator_id")["observed_at"]}
         queue_rollups(session, catalog, ids, touched, offset)
+        summary.touched.update(touched)
         if advance and batch.cursor is not None:
             _save_cursor(session, name, batch.cursor, int(time.time()))
     summary.accepted += result.written + stored.written

@@ -1,4 +1,6 @@
 """Runs every configured connector on its schedule: one scheduler per deployment, never overlapping runs.
+After each run the alert rules are evaluated on what it stored, and once a minute for silence
+(cityops/alerts/job.py).
 
 `start_scheduler` takes an exclusive lock file first, so a second web process, the reloader's child or a
 separate `onescreen scheduler` on the same deployment cannot start a second copy.
@@ -20,6 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import undefined
 
+from cityops.alerts.job import TICK_SECONDS, AlertJob
 from cityops.catalog import load_catalog
 from cityops.settings import Settings
 from connectors.config import ConnectorConfigError, ConnectorInstance, load_connectors
@@ -81,6 +84,7 @@ class ConnectorJobs:
         self.scheduler = scheduler
         self.first_run_delay = first_run_delay
         self.catalog = load_catalog(settings.catalog_path)
+        self.alerts = AlertJob(settings, self.catalog)
         self.instances: dict[str, ConnectorInstance] = {}
         self.paused: dict[str, str] = {}  # connector name → why
         self.signature = None
@@ -125,6 +129,7 @@ class ConnectorJobs:
                                 archive_root=self.settings.archive_dir, timeout=instance.timeout_seconds)
         log.info("connector %s: %s (%d fetched, %d accepted, %d rejected) in %.1fs", name, summary.status,
                  summary.fetched, summary.accepted, summary.rejected, summary.seconds)
+        self.alerts.after_run(summary.touched, summary.fresh)
         if summary.status in ("failed", "partial") and summary.retry_after:
             self._postpone(name, summary.retry_after)
         if summary.status == "failed" and summary.error_family == "fatal":
@@ -182,6 +187,8 @@ def start_scheduler(settings: Settings, *, blocking: bool = False, first_run_del
         raise
     scheduler.add_job(jobs.load, "interval", seconds=RELOAD_CHECK_SECONDS, id=RELOAD_JOB, name="reload connectors",
                       max_instances=1, coalesce=True)
+    scheduler.add_job(jobs.alerts.tick, "interval", seconds=TICK_SECONDS, id=ALERTS_JOB, name="alerts",
+                      max_instances=1, coalesce=True)
 
     def on_event(event):
         if event.code == EVENT_JOB_MISSED:
@@ -198,3 +205,4 @@ def start_scheduler(settings: Settings, *, blocking: bool = False, first_run_del
 
 
 RELOAD_JOB = "reload-connectors"
+ALERTS_JOB = "alerts"

@@ -5,6 +5,10 @@ slow district-level stress, noise, and occasional spikes that cross thresholds. 
 same values, so a replay or a crash-restart changes nothing. Each unit reports at its own offset within the
 indicator's interval, as 6,000 real communities would, so the screen moves on every run.
 
+A district's own counts (OWN_COUNTS) are its communities' figures for the same interval, summed, with a little
+counting noise; every few days one district's feed breaks for some hours and under-reports, so the cross-level
+consistency rule has something real to find. `planned_broken_feeds()` says when.
+
 Example connectors.yaml entry (the one `make run` starts with):
 
     - name: city-simulator
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
 
@@ -32,6 +36,13 @@ from connectors.base import ConfigField, Connector, Health, RecordBatch, registe
 
 # Simulate data in windows of this length: large enough to vectorise, small enough to stream.
 WINDOW_SECONDS = 6 * 3600
+
+# A district's own count differs from its communities' sum by up to this share when nothing is wrong: calls
+# logged in the next hour, duplicates merged. Well under the consistency rule's warning (10 %).
+COUNT_NOISE = 0.025
+# One district feed breaks in every run of this many days, during office hours, under-reporting for 3–6 hours
+# by 20–40 %: long enough for a rule with `for: 2h` to fire, at both severities.
+BROKEN_FEED_EVERY_DAYS = 3
 
 
 def _stable_seed(*parts) -> int:
@@ -49,6 +60,29 @@ class Units:
     centrality: np.ndarray  # 1 at the city centre, 0 at the edge
     district: np.ndarray    # index of the unit's district, for district-wide stress
     offset: np.ndarray      # seconds after the bucket start at which the unit reports
+
+
+@dataclass(frozen=True)
+class BrokenFeed:
+    """A district's own feed under-reporting for some hours of one local day: a planned consistency failure."""
+
+    district: int       # the district's index, as in Units.district
+    day: int            # local calendar day, as a date ordinal
+    start_hour: int     # local hour at which it breaks
+    hours: int
+    factor: float       # share of the true count it still reports
+
+    def covers(self, local: datetime) -> bool:
+        return local.toordinal() == self.day and self.start_hour <= local.hour < self.start_hour + self.hours
+
+
+def broken_feed(seed: int, period: int, districts: int) -> BrokenFeed:
+    """The one broken district feed in the `period`-th run of BROKEN_FEED_EVERY_DAYS local days."""
+    rng = np.random.default_rng(_stable_seed(seed, "broken-feed", period))
+    return BrokenFeed(district=int(rng.integers(districts)),
+                      day=period * BROKEN_FEED_EVERY_DAYS + int(rng.integers(BROKEN_FEED_EVERY_DAYS)),
+                      start_hour=8 + int(rng.integers(8)), hours=3 + int(rng.integers(4)),
+                      factor=0.6 + 0.2 * float(rng.random()))
 
 
 @register
@@ -71,14 +105,16 @@ class SimulatorConnector(Connector):
     def fetch(self, since: str | None) -> Iterator[RecordBatch]:
         now = int(self.context.now)
         start = int(float(since)) if since else now - self.config["backfill_days"] * 86400
-        indicators = [i for i in self.context.catalog.reported() if i.key in MODELS]
-        units = {level: self._units(level) for level in {i.level for i in indicators}}
+        catalog = self.context.catalog
+        indicators = [i for i in catalog.reported() if i.key in MODELS or self._counts_children(i)]
+        levels = {i.level for i in indicators} | {catalog[OWN_COUNTS[i.key]].level
+                                                   for i in indicators if i.key in OWN_COUNTS}
+        units = {level: self._units(level) for level in levels}
         zone = ZoneInfo(self.context.timezone)
         window_start = start
         while window_start <= now:
             window_end = min(window_start + WINDOW_SECONDS, now + 1)
-            parts = [self._window(indicator, units[indicator.level], window_start, window_end, zone)
-                     for indicator in indicators]
+            parts = [self._window(indicator, units, window_start, window_end, zone) for indicator in indicators]
             codes = np.concatenate([p[0] for p in parts])
             if len(codes):
                 order = np.argsort(np.concatenate([p[2] for p in parts]), kind="stable")
@@ -89,6 +125,33 @@ class SimulatorConnector(Connector):
                     "value": np.concatenate([p[3] for p in parts])[order],
                 }))
             window_start = window_end
+
+    def planned_broken_feeds(self, start: int, end: int) -> list[tuple[str, int, int, float]]:
+        """The district feeds this city's own counts break in [start, end), as (district code, from, until,
+        share still reported): when the consistency rule should fire, for a demo or a test."""
+        districts = self._units(Level.DISTRICT)
+        if not len(districts.ids):
+            return []
+        zone = ZoneInfo(self.context.timezone)
+        first = datetime.fromtimestamp(start, zone).toordinal() // BROKEN_FEED_EVERY_DAYS
+        last = datetime.fromtimestamp(end, zone).toordinal() // BROKEN_FEED_EVERY_DAYS
+        code_of = dict(zip(districts.district, districts.codes))
+        planned = []
+        for period in range(first, last + 1):
+            feed = broken_feed(self.config["seed"], period, len(districts.ids))
+            since = int(datetime.combine(date.fromordinal(feed.day), time(feed.start_hour), zone).timestamp())
+            until = since + feed.hours * 3600
+            if since < end and until > start:
+                planned.append((code_of[feed.district], since, until, feed.factor))
+        return planned
+
+    def _counts_children(self, indicator: Indicator) -> bool:
+        """Whether `indicator` is a district's own count the simulator can make from its children's figures."""
+        catalog = self.context.catalog
+        child = OWN_COUNTS.get(indicator.key)
+        return (child in catalog and child in MODELS and indicator.level == Level.DISTRICT
+                and catalog[child].level > Level.DISTRICT
+                and catalog[child].interval_seconds == indicator.interval_seconds)
 
     def _units(self, level: Level) -> Units:
         tree = self.context.tree
@@ -107,8 +170,9 @@ class SimulatorConnector(Connector):
                      centrality=np.clip(1 - distance.to_numpy() / span, 0, 1),
                      district=np.asarray(district_of), offset=rng.random(len(frame)))
 
-    def _window(self, indicator: Indicator, units: Units, start: int, end: int, zone):
+    def _window(self, indicator: Indicator, units_by_level: dict[Level, Units], start: int, end: int, zone):
         """Every report of one indicator whose time falls in [start, end), as (codes, keys, times, values)."""
+        units = units_by_level[indicator.level]
         interval = indicator.interval_seconds
         offsets = (units.offset * interval).astype(np.int64)
         # Daily reports follow the city's calendar day, as the daily roll-ups do.
@@ -120,7 +184,7 @@ class SimulatorConnector(Connector):
             inside = (times >= start) & (times < end)
             if not inside.any():
                 continue
-            values = self._values(indicator, units, bucket, zone)
+            values = self._values(indicator, units_by_level, bucket, zone)
             reported = inside & ~self._silent(indicator, units, bucket)
             parts.append((units.codes[reported], times[reported], values[reported]))
         if not parts:
@@ -134,13 +198,33 @@ class SimulatorConnector(Connector):
         rng = np.random.default_rng(_stable_seed(self.config["seed"], "silent", indicator.key, bucket))
         return rng.random(len(units.ids)) < self.config["silent_share"]
 
-    def _values(self, indicator: Indicator, units: Units, bucket: int, zone) -> np.ndarray:
+    def _values(self, indicator: Indicator, units_by_level: dict[Level, Units], bucket: int, zone) -> np.ndarray:
+        if indicator.key in OWN_COUNTS:
+            return self._own_count(indicator, units_by_level, bucket, zone)
+        units = units_by_level[indicator.level]
         local = datetime.fromtimestamp(bucket, zone)
         clock = Clock(hour=local.hour + local.minute / 60, weekday=local.weekday(), day=bucket / 86400)
         rng = np.random.default_rng(_stable_seed(self.config["seed"], indicator.key, bucket))
         stress = self._district_stress(units, clock.day)
         spike = self._spikes(indicator, units, bucket)
         return MODELS[indicator.key](units, clock, rng, stress, spike)
+
+    def _own_count(self, indicator: Indicator, units_by_level: dict[Level, Units], bucket: int, zone) -> np.ndarray:
+        """Each district's own count: its communities' figures for the same bucket, summed, times a little
+        counting noise, and cut short while its feed is broken. Silent communities are counted too: their feed
+        missed the hour, the district's own system did not."""
+        units = units_by_level[indicator.level]
+        child = self.context.catalog[OWN_COUNTS[indicator.key]]
+        children = units_by_level[child.level]
+        counted = self._values(child, units_by_level, bucket, zone)
+        districts = len(units.ids)  # own counts are per district, so units.district numbers them 0 … n-1
+        totals = np.bincount(children.district, weights=counted, minlength=districts)[units.district]
+        rng = np.random.default_rng(_stable_seed(self.config["seed"], indicator.key, bucket))
+        noise = 1 + rng.uniform(-COUNT_NOISE, COUNT_NOISE, len(units.ids))
+        local = datetime.fromtimestamp(bucket, zone)
+        feed = broken_feed(self.config["seed"], local.toordinal() // BROKEN_FEED_EVERY_DAYS, districts)
+        broken = (units.district == feed.district) & feed.covers(local)
+        return np.round(totals * noise * np.where(broken, feed.factor, 1.0))
 
     def _district_stress(self, units: Units, day: float) -> np.ndarray:
         """Slow multi-day swings per district, so some districts run hot for a while and then recover."""
@@ -290,6 +374,9 @@ def _power_load(units: Units, clock: Clock, rng, stress, spike):
 
 
 SHARED_SPIKES = {"grid_incidents_overdue": "grid_incidents_open", "aqi": "pm25"}
+
+# A district's own count of what its communities also report: its key → the communities' indicator.
+OWN_COUNTS = {"hotline_complaints_district": "hotline_complaints"}
 
 MODELS: dict[str, Callable] = {
     "hotline_complaints": _hotline,

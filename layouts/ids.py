@@ -53,11 +53,41 @@ class TrendIds(StrEnum):
 
 
 class RankingIds(StrEnum):
-    OVER_THRESHOLD = "ranking-over-threshold"
-    OVER_TITLE = "ranking-over-title"
     CHILDREN_BODY = "ranking-children-body"  # holds a placeholder, then the CHILDREN graph
     CHILDREN = "ranking-children"
     CHILDREN_TITLE = "ranking-children-title"
+
+
+class AlertIds(StrEnum):
+    TITLE = "alerts-title"
+    LIST = "alerts-list"                  # the open alerts of the unit being viewed, most urgent first
+    LIST_DIGEST = "alerts-list-digest"    # dcc.Store: a digest of what the list shows (redrawn only on change)
+    DRAWER = "alert-drawer"               # the drill-down of one alert (opened by clicking its row)
+    CLOSE = "alert-drawer-close"
+    SELECTED = "alert-selected"           # dcc.Store: id of the alert whose drawer is open (None: closed)
+    CHANGED = "alert-changed"             # dcc.Store: set after each action, so the list and the drawer redraw
+    DRAWER_DIGEST = "alert-drawer-digest"  # dcc.Store: likewise for the drawer's head, evidence and trail
+    HEAD = "alert-head"
+    TREND_BODY = "alert-trend-body"       # holds the TREND graph while the drawer is open
+    TREND = "alert-trend"
+    EVIDENCE = "alert-evidence"
+    HISTORY = "alert-history"
+    ACTOR = "alert-actor"                 # "your name", when no trusted proxy names the operator
+    ACTOR_STORE = "alert-actor-name"      # dcc.Store (browser-local): the name typed last time
+    ACTOR_NOTE = "alert-actor-note"       # who the actions will be recorded as
+    ACKNOWLEDGE = "alert-acknowledge"
+    ASSIGNEE = "alert-assignee"
+    ASSIGN = "alert-assign"
+    COMMENT_TEXT = "alert-comment-text"
+    COMMENT = "alert-comment"
+    RESOLUTION = "alert-resolution"
+    CLOSE_ALERT = "alert-close"
+    MESSAGE = "alert-message"             # what the last action did, or why it was refused
+
+
+def alert_row_id(alert_id) -> dict:
+    """A row of the alert panel (alert_id: the alert's id, or dash.ALL to match every row)."""
+    return {"type": "alert-row", "alert": alert_id}
 
 
 def crumb_id(code: str) -> dict:
@@ -66,7 +96,3 @@ def crumb_id(code: str) -> dict:
 
 def kpi_card_id(indicator_key: str) -> dict:
     return {"type": "kpi-card", "indicator": indicator_key}
-
-
-def ranking_row_id(code: str) -> dict:
-    return {"type": "ranking-row", "code": code}

@@ -1,4 +1,8 @@
-"""KPI cards: one per indicator for the selected unit — value with its unit, change, sparkline, freshness."""
+"""KPI cards: one per indicator for the selected unit — value with its unit, change, sparkline, freshness — and,
+when the indicator has open alerts under that unit, a badge with their count beside its name.
+
+Indicators marked `kpi: false` in the catalog get no card (Catalog.kpis()): figures kept to cross-check others.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from cityops.catalog import Direction, Indicator
 from cityops.hierarchy import Level
 from cityops.readings import Reading
 from cityops.status import Status
+from layouts.alert_badges import AlertTally, card_badge, heading_badge
 from layouts.ids import kpi_card_id
 from layouts.text import format_time, format_value, level_name, t
 from layouts.theme import STATUS_COLOURS
@@ -45,11 +50,20 @@ def change_badge(indicator: Indicator, reading: Reading, language: str) -> html.
                      className=f"kpi-change {'change-worse' if worse else 'change-better'}")
 
 
+def kpi_heading(unit_name: str, alerts: AlertTally, language: str) -> list:
+    """The panel's heading: whose indicators these are, then the unit's open and overdue alerts, if any."""
+    return [t("kpis_of", language, name=unit_name), heading_badge(alerts, language)]
+
+
 def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, language: str, zone: str,
-             now: int, selected: bool) -> html.Div:
+             now: int, selected: bool, alerts: AlertTally = AlertTally()) -> html.Div:
     status = reading.status
     classes = f"kpi-card status-{status.value}" + (" selected" if selected else "")
-    name = html.Div(indicator.name(language), className="kpi-name", title=indicator.name(language))
+    # The name keeps what room the badge leaves it (and ellipsis when that is too little).
+    name = html.Div(className="kpi-head", children=[
+        html.Div(indicator.name(language), className="kpi-name", title=indicator.name(language)),
+        card_badge(alerts, language),
+    ])
     if not reading.measured:
         return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes + " not-measured",
                         **{"data-indicator": indicator.key, "data-status": status.value}, children=[

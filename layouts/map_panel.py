@@ -4,6 +4,9 @@ Geometry arrives by URL (cacheable, fetched once per drill level); colours arriv
 applied by a JavaScript style function (assets/map.js), so switching indicators sends no geometry.
 The one exception is the first level a page shows: its boundaries ride with the layout (`data`, a few kB
 compressed), so the first paint waits for no request; the layer's `url` names them all the same.
+
+Alert badges ride the same way: each child's open-alert count travels in the labels layer's `hideout`
+(labels_hideout) and assets/map.js draws it beside the child's name, so a refresh re-badges the same points.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dash import html
 from cityops.catalog import Direction, Indicator
 from cityops.hierarchy import Level
 from cityops.status import Status
+from layouts.alert_badges import AlertTally, map_badges
 from layouts.text import format_value, status_text, t
 from layouts.theme import STATUS_COLOURS
 
@@ -37,6 +41,7 @@ class MapState:
     labels_data: Any    # the label points, likewise
     viewport: Any       # {"bounds": [[s, w], [n, e]], "options": {...}} to fit the new level
     hideout: Any        # colours and tooltip text per unit (see map_hideout)
+    labels_hideout: Any  # the labels' language and alert badges (see labels_hideout); None: not read yet
     legend: Any
     title: Any
 
@@ -68,6 +73,12 @@ def map_hideout(children, indicator: Indicator, selected_code: str | None, langu
     hideout = empty_hideout()
     hideout.update(units=units, selected=selected_code, unit=indicator.unit_of_measure, language=language)
     return hideout
+
+
+def labels_hideout(tallies: dict[str, AlertTally], language: str) -> dict:
+    """What the label layer's point function reads: the language of the names, and per child code the alert
+    badge to draw beside its name (children with no open alert have none)."""
+    return {"language": language, "alerts": map_badges(tallies, language)}
 
 
 def legend(indicator: Indicator, level: Level | None, language: str) -> list:

@@ -7,8 +7,9 @@ from dash import dcc, html
 
 from cityops.catalog import Catalog
 from cityops.settings import Settings
+from layouts.alert_drawer import alert_drawer, alert_trend_graph
 from layouts.header import build_header, indicator_selector
-from layouts.ids import KpiIds, MapIds, PageIds, RankingIds, TrendIds
+from layouts.ids import AlertIds, KpiIds, MapIds, PageIds, RankingIds, TrendIds
 from layouts.map_panel import HOVER_STYLE, ON_EACH_FEATURE, POINT_TO_LABEL, STYLE, MapState, empty_hideout
 from layouts.ranking import children_graph
 from layouts.sources import sources_panel
@@ -68,9 +69,12 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
             ]),
             html.Div(first_map.legend if first_map else None, id=MapIds.LEGEND, className="legend"),
         ]),
-        html.Section(className="panel over-panel", children=[
-            html.H2(id=RankingIds.OVER_TITLE, className="panel-title"),
-            html.Div(placeholder(language), id=RankingIds.OVER_THRESHOLD, className="rank-list"),
+        # Alerts in the unit being viewed (threshold breaches are alerts now: this is where the over-threshold
+        # list was). A row opens the alert drawer below.
+        html.Section(className="panel alert-panel", children=[
+            html.H2(id=AlertIds.TITLE, className="panel-title"),
+            html.Div(placeholder(language), id=AlertIds.LIST, className="alert-list"),
+            dcc.Store(id=AlertIds.LIST_DIGEST),
         ]),
         html.Section(className="panel trend-panel", children=[
             html.H2(id=TrendIds.TITLE, className="panel-title"),
@@ -81,6 +85,7 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
             html.Div(placeholder(language, "chart_loading"), id=RankingIds.CHILDREN_BODY, className="chart-body"),
         ]),
         sources_panel(language),
+        alert_drawer(language),
     ])
     return screen
 
@@ -89,4 +94,4 @@ def validation_layout(page, catalog: Catalog, language: str) -> html.Div:
     """The page plus the components that callbacks add later (the indicator selector, the graphs), for Dash's
     callback validation."""
     return html.Div([page, indicator_selector(catalog, default_indicator(catalog), language), trend_graph(),
-                     children_graph()])
+                     children_graph(), alert_trend_graph(None)])

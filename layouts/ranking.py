@@ -1,40 +1,21 @@
-"""Rankings: the units over threshold (worst first) and the selected unit's children by value."""
+"""The ranking: the children of the unit on the map by value, worst first (units over threshold are alerts now:
+layouts/alerts.py)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
-from dash import dcc, html
+from dash import dcc
 
 from cityops.catalog import Direction, Indicator
 from cityops.hierarchy import Level
-from layouts.ids import RankingIds, ranking_row_id
-from layouts.text import format_time, format_value, level_name, status_text, t
+from layouts.ids import RankingIds
+from layouts.text import level_name, t
 from layouts.theme import STATUS_COLOURS, plotly_layout
 from layouts.trend import GRAPH_CONFIG
 
 CHILDREN_GRAPH_CONFIG = {**GRAPH_CONFIG, "toImageButtonOptions": {"format": "png", "scale": 2,
                                                                   "filename": "onescreen-ranking"}}
-
-
-def over_threshold_rows(ranked: pd.DataFrame, indicator: Indicator, language: str, zone: str, now: int) -> list:
-    if ranked.empty:
-        return [html.Div(t("none_over", language), className="empty-note")]
-    rows = []
-    for row in ranked.itertuples(index=False):
-        name = row.name_zh if language == "zh" else row.name_en
-        rows.append(html.Div(id=ranking_row_id(row.code), n_clicks=0, role="button", **{"data-code": row.code},
-                             className=f"rank-row status-{row.status}", children=[
-            html.Span(className=f"status-dot dot-{row.status}"),
-            html.Span(className="rank-name", children=[
-                html.Span(name), html.Span(level_name(Level(row.level), language), className="rank-level")]),
-            html.Span(className="rank-value", children=[
-                html.Span(format_value(float(row.value), indicator.decimals), className="rank-number"),
-                html.Span(indicator.unit_of_measure, className="rank-unit")]),
-            html.Span(f"{status_text(row.status, language)} · {format_time(row.observed_at, zone, now)}",
-                      className="rank-meta"),
-        ]))
-    return rows
 
 
 # More bars than this stop being readable in the panel; the worst are the ones that matter.

@@ -17,9 +17,7 @@ TEXT = {
     "kpis_of": ("{name} · 关键指标", "{name} · key indicators"),
     "trend_of": ("{indicator} · {unit} · 近7天", "{indicator} · {unit} · last 7 days"),
     "map_of": ("{indicator} · {unit}下辖{level}", "{indicator} · {level} of {unit}"),
-    "over_threshold": ("超阈值单元 · {indicator}", "Over threshold · {indicator}"),
     "children_ranked": ("下级排名 · {indicator}", "{level} ranked · {indicator}"),
-    "none_over": ("当前没有超过阈值的单元", "No unit is over its threshold now"),
     "reported": ("{n}/{m} 已上报", "{n} of {m} reported"),
     "as_of": ("截至 {time}", "as of {time}"),
     "no_data_since": ("{time} 起无数据", "no data since {time}"),
@@ -55,7 +53,84 @@ TEXT = {
     "failed": ("失败", "failed"),
     "paused_hint": ("配置或认证错误：已暂停，修改 connectors.yaml 后恢复", "configuration or authentication error: paused until connectors.yaml changes"),
     "chart_loading": ("图表载入中…", "Loading chart…"),
+    # The alert panel and its drawer (layouts/alerts.py, layouts/alert_drawer.py)
+    "alerts_of": ("告警 · {unit}", "Alerts · {unit}"),
+    "alerts_open": ("{n} 未结", "{n} open"),
+    "alerts_overdue": ("{n} 超时", "{n} overdue"),
+    "no_open_alerts": ("{unit}当前没有未结告警", "No open alerts in {unit}"),
+    "alerts_shown": ("显示最紧急的 {n} 条，共 {m} 条", "The {n} most urgent of {m} shown"),
+    "alert_firing": ("持续中", "firing"),
+    "alert_recovered": ("已恢复", "recovered"),
+    "alert_acknowledged_by": ("{name} 已确认", "ack'd by {name}"),
+    "alert_assigned_to": ("指派 {name}", "assigned to {name}"),
+    "alert_overdue": ("超时", "OVERDUE"),
+    "alert_closed_by": ("{name} 已关闭", "closed by {name}"),
+    "ago": ("{duration}前", "{duration} ago"),
+    "line": ("线 {line}", "line {line}"),
+    "crossed_earlier": ("曾越线 {line}", "had crossed {line}"),
+    "vs_same_hour_last_week": ("较上周同时", "vs same hour last week"),
+    "vs_previous_period": ("较上期", "vs previous period"),
+    "silent_for": ("静默 {duration}", "silent {duration}"),
+    "differs_by": ("相差 {pct}", "differs {pct}"),
+    "rule_threshold": ("阈值", "threshold"),
+    "rule_rate_of_change": ("变化率", "rate of change"),
+    "rule_no_data": ("数据中断", "no data"),
+    "rule_anomaly": ("异常", "anomaly"),
+    "rule_consistency": ("一致性", "consistency"),
+    "alert_detail": ("告警详情", "Alert"),
+    "alert_started": ("开始", "Started"),
+    "alert_fired": ("触发", "Fired"),
+    "alert_resolved": ("恢复", "Recovered"),
+    "alert_ongoing": ("仍在持续", "still going on"),
+    "dispatch_due": ("派单时限", "Dispatch by"),
+    "handle_due": ("办结时限", "Handle by"),
+    "deadline_passed": ("已超时", "passed"),
+    "breach_window": ("告警期间", "breach"),
+    "no_trend": ("该单位不统计此指标，无趋势可显示", "This indicator is not measured for this unit: no trend"),
+    "no_trend_source": ("数据源中断告警：见下方该数据源最近的运行", "A source gone silent: its latest runs are below"),
+    "source_named": ("数据源 {name}", "Source {name}"),
+    "records_behind": ("依据数据", "Records behind it"),
+    "records_of_ratio": ("{numerator} 与 {denominator} 的原始记录", "raw records of {numerator} and {denominator}"),
+    "no_records": ("没有找到对应的原始记录", "No records found for the latest breach"),
+    "connector_runs": ("采集运行", "Connector runs"),
+    "no_runs": ("没有关联的采集运行（由汇总计算得出）", "No connector run linked (computed from roll-ups)"),
+    "incidents": ("期间的事件", "Incidents during the breach"),
+    "audit_trail": ("处置记录", "Audit trail"),
+    "no_events": ("尚无记录", "Nothing recorded yet"),
+    "column_unit": ("单位", "Unit"),
+    "column_time": ("时间", "Time"),
+    "column_value": ("数值", "Value"),
+    "column_run": ("运行", "Run"),
+    "column_status": ("状态", "Status"),
+    "column_counts": ("收 / 拒", "Accepted / rejected"),
+    "column_archive": ("原始数据存档", "Raw payload archive"),
+    "your_name": ("你的姓名", "Your name"),
+    "assignee_hint": ("指派给（单位或人员）", "Assign to (unit or person)"),
+    "comment_hint": ("备注", "Comment"),
+    "resolution_hint": ("处置结果（关闭时必填）", "Resolution (required to close)"),
+    "acknowledge": ("确认", "Acknowledge"),
+    "assign": ("指派", "Assign"),
+    "comment": ("备注", "Comment"),
+    "close_alert": ("关闭告警", "Close alert"),
+    "unverified": ("未认证", "unverified"),
+    "recorded_as": ("操作记录为：{name}", "Actions are recorded as: {name}"),
+    "need_name": ("请先填写你的姓名：每项操作都以此记入处置记录", "Type your name first: every action is recorded under it"),
+    "need_assignee": ("请填写指派给哪个单位或人员", "Say which unit or person to assign it to"),
+    "need_comment": ("备注不能为空", "The comment is empty"),
+    "need_resolution": ("关闭告警须填写处置结果", "Closing needs a resolution: say what was done"),
+    "alert_out_of_scope": ("此告警不在你的权限范围内", "This alert is outside the part of the city you may see"),
+    "alert_not_found": ("告警不存在", "No such alert"),
+    "action_refused": ("操作未完成：{reason}", "Not done: {reason}"),
+    "done_acknowledged": ("已确认", "Acknowledged"),
+    "done_assigned": ("已指派给 {name}", "Assigned to {name}"),
+    "done_commented": ("备注已记录", "Comment recorded"),
+    "done_closed": ("告警已关闭", "Alert closed"),
 }
+
+# What happened to an alert, as its audit trail says it (cityops/alerts/store.py, lifecycle.py).
+ALERT_ACTION_TEXT = {"pending": ("待定", "pending"), "firing": ("触发", "fired"), "escalated": ("升级", "escalated"),
+                     "resolved": ("恢复", "recovered"), "acknowledged": ("确认", "acknowledged"),
+                     "assigned": ("指派", "assigned"), "commented": ("备注", "commented"), "closed": ("关闭", "closed")}
 
 STATUS_TEXT = {
     Status.NORMAL: ("正常", "normal"),
@@ -100,6 +175,11 @@ def run_status_text(status: str, language: str) -> str:
 
 def error_family_text(family: str | None, language: str) -> str:
     zh, en = ERROR_FAMILY_TEXT.get(family or "", (family or "", family or ""))
+    return zh if language == "zh" else en
+
+
+def alert_action_text(action: str, language: str) -> str:
+    zh, en = ALERT_ACTION_TEXT.get(action, (action, action))
     return zh if language == "zh" else en
 
 

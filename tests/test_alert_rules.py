@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cityops.alerts.judgements import Worse
-from cityops.alerts.rules import RuleError, RuleType, load_rules
+from cityops.alerts.rules import RuleError, RuleType, load_alert_config, load_rules
 from cityops.hierarchy import Level
 from cityops.settings import DATA_DIR
 
@@ -16,13 +16,18 @@ def write(tmp_path, text: str):
     return path
 
 
-def test_the_shipped_rules_load_and_cover_every_rule_type_but_consistency(catalog):
-    rules = {rule.name: rule for rule in load_rules(DATA_DIR / "alerts.yaml", catalog)}
-    assert {rule.type for rule in rules.values()} >= {RuleType.THRESHOLD, RuleType.RATE_OF_CHANGE, RuleType.NO_DATA,
-                                                      RuleType.ANOMALY}
+def test_the_shipped_rules_load_and_cover_every_rule_type(catalog):
+    config = load_alert_config(DATA_DIR / "alerts.yaml", catalog, environ={})
+    rules = {rule.name: rule for rule in config.rules}
+    assert {rule.type for rule in rules.values()} == set(RuleType)
     everything = rules["over-threshold"]
     assert "waterlogging_depth" not in everything.indicators and "aqi" in everything.indicators
-    assert everything.keep_firing_for == 1800
+    assert "hotline_complaints_district" not in everything.indicators  # judged against its communities instead
+    assert everything.keep_firing_for == 7200
+    assert rules["community-critical"].options["from_severity"] == "critical"
+    assert rules["source-silent"].sources == ("all",) and rules["source-silent"].watches("city-simulator")
+    assert rules["district-count-mismatch"].options["reported"] == "hotline_complaints_district"
+    assert config.deadlines["critical"].dispatch == 900 and config.notifications.webhooks == ()
     assert rules["waterlogging-sustained"].for_seconds == 1200
     surge = rules["hotline-surge"]
     assert surge.levels_for(catalog["hotline_complaints"]) == (Level.DISTRICT, Level.STREET)
@@ -70,3 +75,28 @@ def test_a_missing_or_broken_file_says_so(catalog, tmp_path):
     (tmp_path / "bad.yaml").write_text("rules: [", encoding="utf-8")
     with pytest.raises(RuleError, match="not valid YAML"):
         load_rules(tmp_path / "bad.yaml", catalog)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("  - {name: s, type: threshold, sources: all}\n", "sources: goes with a no_data rule"),
+    ("  - {name: s, type: no_data, sources: all, indicator: aqi}\n", "takes no indicator"),
+    ("  - {name: s, type: no_data, sources: []}\n", "sources must be all or a list"),
+    ("  - {name: s, type: threshold, indicator: aqi, from_severity: severe}\n", "from_severity must be warning or"),
+])
+def test_source_and_severity_options_are_checked(catalog, tmp_path, text, problem):
+    with pytest.raises(RuleError, match=problem):
+        load_rules(write(tmp_path, text), catalog)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("deadlines: {critical: {dispatch: 4h, handle: 15m}}\n", "deadlines: critical: dispatch must come before"),
+    ("deadlines: {urgent: {dispatch: 1m, handle: 1h}}\n", "deadlines: expected critical: and/or warning:"),
+    ("auto_close_after: soon\n", "auto_close_after: 'soon' is not a duration"),
+    ("escalation: {}\n", "unknown top-level entry escalation"),
+])
+def test_the_rest_of_the_alerts_file_is_checked(catalog, tmp_path, text, problem):
+    path = write(tmp_path, "  - {name: a, type: threshold, indicator: aqi}\n")
+    path.write_text(path.read_text() + text)
+    with pytest.raises(RuleError, match=problem) as error:
+        load_alert_config(path, catalog, environ={})
+    assert str(path) in str(error.value)

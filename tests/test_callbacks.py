@@ -62,8 +62,8 @@ def test_clicked_unit_code_ignores_redraws_and_reads_each_source():
     from callbacks.selection import clicked_unit_code
     from layouts.ids import MapIds, RankingIds
 
-    assert clicked_unit_code({"type": "ranking-row", "code": "990101"}, 0) is None  # a redraw, not a click
-    assert clicked_unit_code({"type": "ranking-row", "code": "990101"}, 1) == "990101"
+    assert clicked_unit_code({"type": "breadcrumb-crumb", "code": "990101"}, 0) is None  # a redraw, not a click
+    assert clicked_unit_code({"type": "breadcrumb-crumb", "code": "990101"}, 1) == "990101"
     assert clicked_unit_code(MapIds.UNITS, {"properties": {"code": "990102"}}) == "990102"
     assert clicked_unit_code(RankingIds.CHILDREN, {"points": [{"customdata": ["990101001"]}]}) == "990101001"
     assert clicked_unit_code(RankingIds.CHILDREN, {"points": []}) is None
@@ -73,13 +73,12 @@ def test_selecting_a_unit_by_breadcrumb_and_refusing_unknown_codes(app):
     from callbacks.selection import select_unit
 
     selection = {"unit": STREET, "indicator": "aqi"}
-    chosen = in_callback(app, select_unit, None, [1], [], selection,
+    chosen = in_callback(app, select_unit, None, [1], selection,
                          triggered=pattern_trigger({"type": "breadcrumb-crumb", "code": DISTRICT}, "n_clicks", 1))
     assert chosen == {"unit": DISTRICT, "indicator": "aqi"}
-    forged = in_callback(app, select_unit, None, [1], [], selection,
+    forged = in_callback(app, select_unit, None, [1], selection,
                          triggered=pattern_trigger({"type": "breadcrumb-crumb", "code": "110101"}, "n_clicks", 1))
     assert forged is no_update
-
 
 
 def test_a_click_arriving_with_redrawn_crumbs_is_not_lost(app):
@@ -88,24 +87,24 @@ def test_a_click_arriving_with_redrawn_crumbs_is_not_lost(app):
 
     together = [*pattern_trigger({"type": "breadcrumb-crumb", "code": "990000"}, "n_clicks", 0),
                 {"prop_id": "map-units.clickData", "value": {"properties": {"code": DISTRICT}}}]
-    chosen = in_callback(app, select_unit, {"properties": {"code": DISTRICT}}, [0], [], {"unit": None},
+    chosen = in_callback(app, select_unit, {"properties": {"code": DISTRICT}}, [0], {"unit": None},
                          triggered=together)
     assert chosen == {"unit": DISTRICT}
-    redraw_only = in_callback(app, select_unit, None, [0], [], {"unit": None}, triggered=together[:1])
+    redraw_only = in_callback(app, select_unit, None, [0], {"unit": None}, triggered=together[:1])
     assert redraw_only is no_update
 
 def test_kpis_for_a_forged_unit_fall_back_to_the_scope_root(app):
     from callbacks.kpi import show_kpis
 
     cards, heading = in_callback(app, show_kpis, {"unit": "not-a-unit", "indicator": "aqi"}, 0)
-    assert heading.startswith("小城市")
-    assert len(cards) == len(load_catalog(Settings().catalog_path))
+    assert heading[0].startswith("小城市")
+    assert len(cards) == len(load_catalog(Settings().catalog_path).kpis())  # `kpi: false` indicators get none
 
 
 def test_map_sends_geometry_only_when_the_level_changes(app):
     from callbacks.map import show_map
 
-    url, labels, data, labels_data, viewport, hideout, _legend, title = in_callback(
+    url, labels, data, labels_data, viewport, hideout, _labels_hideout, _legend, title = in_callback(
         app, show_map, {"unit": CITY, "indicator": "aqi"}, 0, None)
     assert url == f"/geo/{CITY}/children.geojson" and labels == f"/geo/{CITY}/labels.geojson"
     assert data is None and labels_data is None  # a new level clears any inline geometry: the URL is fetched
@@ -120,7 +119,7 @@ def test_map_sends_geometry_only_when_the_level_changes(app):
 def test_selecting_a_community_keeps_its_street_on_the_map(app):
     from callbacks.map import show_map
 
-    url, _labels, _data, _labels_data, _viewport, hideout, _legend, _title = in_callback(
+    url, _labels, _data, _labels_data, _viewport, hideout, _labels_hideout, _legend, _title = in_callback(
         app, show_map, {"unit": COMMUNITY, "indicator": "hotline_complaints"}, 0, None)
     assert url == f"/geo/{STREET}/children.geojson"
     assert hideout["selected"] == COMMUNITY

@@ -70,6 +70,16 @@ def test_shipped_values_are_parsed(catalog):
         catalog["nonsense"]
 
 
+def test_shipped_district_count_is_kept_off_the_kpi_panel(catalog):
+    """The district's own 12345 count exists to be checked against its communities' sum, not to be read twice."""
+    own = catalog["hotline_complaints_district"]
+    assert own.level == Level.DISTRICT and own.rollup == RollupRule.SUM and not own.kpi
+    assert own.unit_of_measure == catalog["hotline_complaints"].unit_of_measure
+    assert own.interval_seconds == catalog["hotline_complaints"].interval_seconds
+    assert own in catalog.reported() and own not in catalog.kpis()
+    assert [i.key for i in catalog.kpis()] == [i.key for i in catalog if i.key != "hotline_complaints_district"]
+
+
 @pytest.mark.parametrize("text, seconds", [("5m", 300), ("1h", 3600), ("1d", 86400), ("15 min", 900),
                                            ("30s", 30), (600, 600), ("2 hours", 7200)])
 def test_parse_duration(text, seconds):
@@ -309,10 +319,19 @@ def test_bad_key(tmp_path, key):
     ({"scale": 0}, "scale must be a positive number"),
     ({"scale": "100"}, "scale must be a positive number"),
     ({"name_en": "  "}, "name_en must be a non-empty text"),
+    ({"kpi": "false"}, "kpi must be true or false"),
+    ({"kpi": 0}, "kpi must be true or false"),
 ])
 def test_bad_optional_fields(tmp_path, changes, problem):
     message = error_of(write(tmp_path, variant(SHARE, **changes)))
     assert "'coverage' (#1)" in message and problem in message
+
+
+def test_kpi_defaults_to_shown_and_false_leaves_the_panel(tmp_path):
+    catalog = load_catalog(write(tmp_path, COUNT, variant(SHARE, kpi=False), variant(COUNT, key="checked", kpi=True)))
+    assert catalog["complaints"].kpi and catalog["checked"].kpi and not catalog["coverage"].kpi
+    assert [i.key for i in catalog.kpis()] == ["complaints", "checked"]
+    assert catalog.keys == ["complaints", "coverage", "checked"]  # still in the catalog: stored, rolled up, judged
 
 
 def test_entry_that_is_not_a_mapping_is_named_by_position(tmp_path):

@@ -7,7 +7,7 @@ from dataclasses import replace
 from click.testing import CliRunner
 
 from cityops.settings import Settings
-from connectors.scheduler import RELOAD_JOB, start_scheduler
+from connectors.scheduler import ALERTS_JOB, RELOAD_JOB, start_scheduler
 from onescreen import cli
 
 
@@ -17,7 +17,8 @@ def test_a_second_scheduler_in_the_same_deployment_does_not_start(tmp_path, monk
     first = start_scheduler(settings, first_run_delay=3600)
     try:
         assert first is not None and first.scheduler.running
-        assert [job.id for job in first.scheduler.get_jobs() if job.id != RELOAD_JOB] == ["city-simulator"]
+        jobs = [job.id for job in first.scheduler.get_jobs() if job.id not in (RELOAD_JOB, ALERTS_JOB)]
+        assert jobs == ["city-simulator"]
         assert start_scheduler(settings, first_run_delay=3600) is None
     finally:
         first.shutdown()
@@ -69,7 +70,7 @@ def test_init_db_creates_the_database_folder_of_a_fresh_clone(tmp_path, monkeypa
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{database}")
     result = CliRunner().invoke(cli, ["init-db"])
     assert result.exit_code == 0, result.output
-    assert database.exists() and "15 indicators registered" in result.output
+    assert database.exists() and "16 indicators registered" in result.output
 
 
 def _connectors_file(path, entries: str):
@@ -93,7 +94,7 @@ def test_the_schedule_follows_the_connectors_file(tmp_path, monkeypatch):
     handle = start_scheduler(settings, first_run_delay=3600)
     try:
         def jobs():
-            return {job.id: job for job in handle.scheduler.get_jobs() if job.id != RELOAD_JOB}
+            return {job.id: job for job in handle.scheduler.get_jobs() if job.id not in (RELOAD_JOB, ALERTS_JOB)}
 
         assert set(jobs()) == {"a"}
         _connectors_file(path, SIMULATOR.format(name="a", schedule="{interval: 10m}")

@@ -1,11 +1,13 @@
 """The simulator connector: deterministic, replayable, plausible, complete per indicator, with some silence.
 
 Most tests fetch straight from the connector with the tiny city's unit tree; completeness and value ranges also
-use a 200-community demo city, where silence at a 1 % share is visible.
+use a 200-community demo city, where silence at a 1 % share is visible. The districts' own counts are checked in
+that city with 25 times the people, so an hour's count is large enough for percentages to mean something.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -14,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
+from cityops.catalog import Catalog
 from cityops.db import migrate, session_scope
 from cityops.demo_city import generate_city
 from cityops.hierarchy import Level
@@ -22,7 +25,7 @@ from cityops.tree import load_tree
 from connectors.base import ConnectorContext, RecordBatch, resolve_config
 from connectors.config import ConnectorInstance
 from connectors.runner import run_connector
-from connectors.simulator import MODELS, SimulatorConnector
+from connectors.simulator import COUNT_NOISE, MODELS, OWN_COUNTS, SimulatorConnector
 
 ZONE = "Asia/Shanghai"
 NOW = int(datetime(2026, 11, 26, 10, 30, tzinfo=ZoneInfo(ZONE)).timestamp())
@@ -32,6 +35,7 @@ ALL_LEVELS = (Level.DISTRICT, Level.STREET, Level.COMMUNITY)
 # What a sane source could report for each indicator: (lowest, highest, whole numbers only).
 PLAUSIBLE = {
     "hotline_complaints": (0, 500, True),
+    "hotline_complaints_district": (0, 20_000, True),
     "grid_incidents_open": (0, 5000, True),
     "grid_incidents_overdue": (0, 5000, True),
     "fire_alarms": (0, 50, True),
@@ -124,7 +128,7 @@ def test_every_reported_indicator_is_produced_at_its_level(tiny_tree, catalog):
     records = fetch(tiny_tree, catalog, NOW - 30 * HOUR, NOW, seed=5)
     produced = {r[1] for r in records}
     assert produced == {i.key for i in catalog.reported()}
-    assert set(MODELS) == {i.key for i in catalog.reported()}
+    assert set(MODELS) | set(OWN_COUNTS) == {i.key for i in catalog.reported()}
     assert "grid_overdue_rate" not in produced  # derived: never reported
     level_of = dict(zip(tiny_tree.frame["code"], tiny_tree.frame["level"]))
     for code, key, _, _ in records:
@@ -183,6 +187,7 @@ def test_without_silence_every_unit_reports_every_interval(demo_tree, catalog):
     assert per_key["aqi"] == 20 * 2
     assert per_key["traffic_congestion"] == 20 * 24
     assert per_key["power_load_ratio"] == 4 * 24
+    assert per_key["hotline_complaints_district"] == 4 * 2
 
 
 def test_health_check(tiny_tree, catalog):
@@ -220,3 +225,113 @@ def test_replaying_a_window_through_the_runner_changes_nothing(city_db, catalog)
         at_cursor = session.execute(text("SELECT count(*) FROM observations WHERE observed_at = :t"),
                                     {"t": cursor}).scalar()
     assert live.status == "ok" and live.duplicates == at_cursor and live.accepted == live.fetched - at_cursor > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# A district's own count against the sum of its communities' (for the cross-level consistency rule)
+# ------------------------------------------------------------------------------------------------
+
+WEEK = 7 * 24 * HOUR
+
+
+@pytest.fixture(scope="module")
+def crowded_tree(tmp_path_factory, catalog, city_db_factory):
+    """The 200-community demo city with 25 times the people: a district counts dozens of calls an hour."""
+    url = f"sqlite:///{(tmp_path_factory.mktemp('crowded') / 'crowded.db').as_posix()}"
+    migrate(url)
+    records = [dataclasses.replace(unit, population=unit.population * 25)
+               for unit in generate_city(2026, districts=4, streets=20, communities=200)]
+    city_db_factory(url, catalog, records)
+    return tree_of(url)
+
+
+def hotline_only(catalog) -> Catalog:
+    return Catalog((catalog["hotline_complaints"], catalog["hotline_complaints_district"]), catalog.source)
+
+
+def district_of_community(tree) -> dict[str, str]:
+    pairs = tree.membership(Level.COMMUNITY, include_self=False)
+    codes, levels = tree.frame["code"], tree.frame["level"]
+    pairs = pairs[levels.reindex(pairs["ancestor_id"]).to_numpy() == int(Level.DISTRICT)]
+    return dict(zip(codes.reindex(pairs["leaf_id"]), codes.reindex(pairs["ancestor_id"])))
+
+
+def own_counts_and_sums(tree, catalog, start, end, **config):
+    """{(district code, hour): (the district's own count, the sum of its communities' reports)} for [start, end)."""
+    district_of = district_of_community(tree)
+    own, summed = {}, defaultdict(float)
+    for code, key, at, value in fetch(tree, hotline_only(catalog), start, end - 1, **config):
+        if key == "hotline_complaints_district":
+            own[(code, bucket_start(at, HOUR))] = value
+        else:
+            summed[(district_of[code], bucket_start(at, HOUR))] += value
+    return {hour: (own[hour], summed[hour]) for hour in own}
+
+
+@pytest.fixture(scope="module")
+def week_of_counts(crowded_tree, catalog):
+    """A week up to the tests' clock without silence, so each district hour is compared with all its communities."""
+    start = bucket_start(NOW, HOUR) - WEEK
+    counts = own_counts_and_sums(crowded_tree, catalog, start, start + WEEK, seed=11, silent_share=0.0)
+    broken = simulator(crowded_tree, catalog, seed=11).planned_broken_feeds(start, start + WEEK)
+    return start, counts, broken
+
+
+def broken_share(broken, district: str, hour: int) -> float | None:
+    return next((share for code, since, until, share in broken if code == district and since <= hour < until), None)
+
+
+def gap_pct(own: float, summed: float) -> float:
+    """The consistency rule's measure: the difference as a percentage of the larger figure."""
+    return abs(own - summed) / max(own, summed, 1) * 100
+
+
+def test_a_district_counts_what_its_communities_report_within_the_noise(week_of_counts):
+    start, counts, broken = week_of_counts
+    assert len(counts) == 4 * 7 * 24  # every district, every hour: the own count is produced like any feed
+    normal = {hour: pair for hour, pair in counts.items() if broken_share(broken, *hour) is None}
+    assert len(normal) > 0.95 * len(counts)
+    for (district, hour), (own, summed) in normal.items():
+        assert abs(own - summed) <= COUNT_NOISE * summed + 0.5, (district, hour, own, summed)
+    busy = [(own, summed) for own, summed in normal.values() if summed >= 20]  # the rule's min_base
+    assert len(busy) > 100
+    assert max(gap_pct(own, summed) for own, summed in busy) < 10  # never a warning when nothing is wrong
+    assert sum(own != summed for own, summed in busy) > len(busy) / 2  # and not a copy: the count has noise
+
+
+def test_a_broken_district_feed_under_reports_for_hours_at_a_time(week_of_counts):
+    start, counts, broken = week_of_counts
+    assert len(broken) >= 2  # one every three days: a week always has some, so the demo's alert fires now and then
+    for district, since, until, share in broken:
+        assert until - since >= 3 * HOUR  # outlasts the rule's `for: 2h`
+        assert 0.6 <= share <= 0.8        # 20–40 % missing: a warning, often a critical
+        hours = [hour for hour in range(since, until, HOUR) if start <= hour < start + WEEK]
+        for hour in hours:
+            own, summed = counts[(district, hour)]
+            assert abs(own - share * summed) <= COUNT_NOISE * share * summed + 0.5, (district, hour, own, summed)
+            if summed >= 20:
+                assert gap_pct(own, summed) > 10, (district, hour, own, summed)
+        others = [counts[(code, hour)] for code in {d for d, _ in counts} - {district} for hour in hours]
+        assert others and all(abs(own - summed) <= COUNT_NOISE * summed + 0.5 for own, summed in others)
+    judged = [gap_pct(*counts[(d, hour)]) for d, since, until, _ in broken
+              for hour in range(since, until, HOUR) if (d, hour) in counts and counts[(d, hour)][1] >= 20]
+    assert judged and max(judged) > 25  # the rule's critical_pct is reached
+
+
+def test_the_broken_feeds_are_planned_from_the_seed(crowded_tree, catalog, week_of_counts):
+    start, counts, broken = week_of_counts
+    assert simulator(crowded_tree, catalog, seed=11).planned_broken_feeds(start, start + WEEK) == broken
+    assert simulator(crowded_tree, catalog, seed=12).planned_broken_feeds(start, start + WEEK) != broken
+    day = start + 2 * 24 * HOUR
+    again = own_counts_and_sums(crowded_tree, catalog, day, day + 12 * HOUR, seed=11, silent_share=0.0)
+    assert again == {hour: pair for hour, pair in counts.items() if day <= hour[1] < day + 12 * HOUR}
+
+
+def test_the_backfill_produces_the_districts_own_counts(tiny_tree, catalog):
+    records = []
+    for batch in simulator(tiny_tree, hotline_only(catalog), NOW, seed=5, backfill_days=1).fetch(None):
+        records.extend(batch.frame.itertuples(index=False))
+    own = [r for r in records if r.indicator == "hotline_complaints_district"]
+    assert {r.unit_code for r in own} == {"990101", "990102"}
+    assert 2 * 24 * 0.9 < len(own) <= 2 * 25
+    assert min(r.observed_at for r in own) >= NOW - 86400

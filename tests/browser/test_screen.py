@@ -50,7 +50,7 @@ def test_first_screen_draws_every_district_without_console_errors(screen, screen
     assert fills and "#3388ff" not in fills
     assert screen.page.locator(".brand-city").inner_text() == screen_settings.city_name_zh
     # The map paints first now; the cards arrive by their own callback, possibly a moment later.
-    indicators = len(load_catalog(screen_settings.catalog_path))
+    indicators = len(load_catalog(screen_settings.catalog_path).kpis())
     screen.page.wait_for_function(f"document.querySelectorAll('.kpi-card').length === {indicators}")
     assert screen.page.locator(".kpi-card").count() == indicators
     # The charts mount last (they load plotly.js); the screenshot shows the whole screen.

@@ -1,0 +1,135 @@
+"""Alert badges in the browser: open alerts roll up to every level — a badge beside each unit's name on the map,
+the viewed unit's count in the KPI heading, each indicator's on its card — and follow a drill-down."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from cityops.alerts.badges import indicator_alert_counts
+from cityops.alerts.evaluate import evaluate_alerts
+from cityops.alerts.queries import alert_counts
+from cityops.alerts.rules import AlertConfig, Rule, RuleType
+from cityops.catalog import load_catalog
+from cityops.db import session_scope
+from cityops.hierarchy import Level
+from cityops.models import Alert, AlertCursor, AlertEvent, AlertNotification
+from cityops.scope import Viewer, viewer_scope
+from cityops.storage import indicator_ids
+from cityops.tree import load_tree
+
+pytestmark = pytest.mark.browser
+
+# A rule of this test's own, so that its alerts (and only they) are removed afterwards. On the simulator's data
+# the overdue share of grid incidents crosses its community and street thresholds in a few places, at both
+# severities.
+RULE = Rule("badge-check", RuleType.THRESHOLD, ("grid_overdue_rate",), (Level.COMMUNITY, Level.STREET))
+
+
+@pytest.fixture(scope="module")
+def badge_alerts(screen_settings):
+    """Alerts from evaluating RULE over the browser tests' database, one of them left unattended past its
+    dispatch deadline (overdue); all removed at the end, so the other browser tests see the data they expect."""
+    url = screen_settings.database_url
+    catalog = load_catalog(screen_settings.catalog_path)
+    now = int(time.time())
+    with session_scope(url) as session:
+        evaluate_alerts(session, catalog, indicator_ids(session, catalog), load_tree(session),
+                        AlertConfig((RULE,)), now)
+    with session_scope(url) as session:
+        made = session.scalars(select(Alert.id).where(Alert.rule == RULE.name, Alert.phase != "pending")
+                               .order_by(Alert.id)).all()
+        assert made, "the rule raised no alert on the simulator's data: choose another indicator for RULE"
+        session.execute(update(Alert).where(Alert.id == made[0]).values(dispatch_due=now - 60))
+    yield made
+    with session_scope(url) as session:
+        ours = select(Alert.id).where(Alert.rule == RULE.name).scalar_subquery()
+        session.execute(delete(AlertNotification).where(AlertNotification.alert_id.in_(ours)))
+        session.execute(delete(AlertEvent).where(AlertEvent.alert_id.in_(ours)))
+        session.execute(delete(Alert).where(Alert.rule == RULE.name))
+        session.execute(delete(AlertCursor).where(AlertCursor.rule == RULE.name))
+
+
+def expected_badges(settings, parent_code: str | None = None) -> tuple[dict, tuple, dict, str]:
+    """From the database, as the viewer may see it: per child code of the unit viewed its (open, overdue,
+    critical), the unit's own, per indicator, and the unit's name. The unit viewed: `parent_code`, or the
+    viewer's root."""
+    catalog = load_catalog(settings.catalog_path)
+    now = int(time.time())
+    with session_scope(settings.database_url) as session:
+        tree = load_tree(session)
+        scope = viewer_scope(session, Viewer())
+        unit_id = tree.id_by_code[parent_code] if parent_code else scope.root_id
+        children = tree.children(unit_id)
+        counts = alert_counts(session, scope, tree, [unit_id, *children.index], now)
+        by_indicator = indicator_alert_counts(session, scope, tree, indicator_ids(session, catalog), unit_id, now)
+    tally = {unit: tuple(int(v) for v in counts.loc[unit, ["open", "overdue", "critical"]])
+             for unit in counts.index}
+    return ({str(code): tally[unit] for unit, code in children["code"].items()}, tally[unit_id],
+            {key: tuple(int(v) for v in row) for key, row in by_indicator[["open", "overdue", "critical"]].iterrows()},
+            str(tree.frame.at[unit_id, "name_zh"]))
+
+
+def assert_map_badges(page, children: dict[str, tuple[int, int, int]]) -> None:
+    """Every child's label shows its open alerts in the worst severity's colour and the overdue ones; a child
+    with nothing open shows no badge."""
+    with_alerts = sum(1 for tally in children.values() if tally[0] > 0)
+    page.wait_for_function(f"document.querySelectorAll('.unit-label .alert-badge').length === {with_alerts}")
+    for code, (open_, overdue, critical) in children.items():
+        badge = page.locator(f'.unit-label [data-code="{code}"] .alert-badge')
+        if open_ == 0:
+            assert badge.count() == 0, code
+            continue
+        assert badge.locator(".alert-badge-count").inner_text() == str(open_), code
+        assert badge.get_attribute("data-overdue") == str(overdue), code
+        assert ("alert-critical" if critical else "alert-warning") in badge.get_attribute("class"), code
+        assert badge.locator(".alert-badge-overdue").count() == (1 if overdue else 0), code
+
+
+def assert_kpi_badges(page, name: str, unit: tuple[int, int, int], by_indicator: dict) -> None:
+    """The heading names the unit and counts its open and overdue alerts; each card its indicator's."""
+    open_, overdue, critical = unit
+    page.wait_for_function("(heading => heading && heading.innerText.startsWith(%r)"
+                           " && heading.querySelector('.alert-heading')?.dataset.open === '%d')"
+                           "(document.getElementById('kpi-heading'))" % (name, open_))
+    heading = page.locator("#kpi-heading .alert-heading")
+    text = heading.inner_text()
+    assert f"⚠ {open_} 未结" in text and (f"{overdue} 超时" in text) == bool(overdue), text
+    assert ("alert-critical" if critical else "alert-warning") in heading.get_attribute("class")
+    for key, (count, _late, worst) in by_indicator.items():
+        badge = page.locator(f'.kpi-card[data-indicator="{key}"] .alert-card-badge')
+        if badge.count():  # indicators with `kpi: false` have no card to carry a badge
+            assert badge.get_attribute("data-open") == str(count), key
+            assert ("alert-critical" if worst else "alert-warning") in badge.get_attribute("class"), key
+
+
+def test_badges_roll_up_on_the_map_and_the_kpi_panel_and_follow_a_drill_down(screen, screen_settings, badge_alerts):
+    screen.open()
+    page = screen.page
+    districts, city, by_indicator, city_name = expected_badges(screen_settings)
+    assert city[0] >= len(badge_alerts) and city[1] >= 1  # ours are counted, the one left unattended as overdue
+    assert_map_badges(page, districts)
+    assert_kpi_badges(page, city_name, city, by_indicator)
+    assert page.locator('.kpi-card[data-indicator="hotline_complaints_district"]').count() == 0  # `kpi: false`
+    screen.screenshot("alert-badges-city")
+
+    # Drill into the district with the most open alerts, by clicking where its name is written (labels and
+    # badges let clicks through to the polygon underneath); the tooltip there says what the badge counts.
+    district = max(districts, key=lambda code: districts[code][0])
+    box = page.locator(f'.unit-label [data-code="{district}"]').bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.locator(".unit-tooltip").wait_for()
+    assert f"告警 {districts[district][0]} 未结" in page.locator(".unit-tooltip").inner_text()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        f"document.querySelector('.breadcrumb .crumb-current')?.dataset.code === '{district}'")
+    streets, district_tally, district_by_indicator, district_name = expected_badges(screen_settings, district)
+    assert district_tally == districts[district]  # the district's heading is its badge on the city's map
+    page.wait_for_function("[...document.querySelectorAll('.unit-label [data-code]')].map(label => label.dataset.code)"
+                           f".sort().join() === {','.join(sorted(streets))!r}")
+    assert_map_badges(page, streets)
+    assert_kpi_badges(page, district_name, district_tally, district_by_indicator)
+    screen.screenshot("alert-badges-district")
+    screen.assert_no_console_errors()
