@@ -102,7 +102,8 @@ def test_a_breach_shorter_than_for_never_fires(points, for_seconds):
 def test_for_and_escalation_notify_once_each():
     start = 1_800_000_000
     timeline = [Judgement(start, Severity.WARNING, 80.0), Judgement(start + HOUR, Severity.WARNING, 85.0),
-                Judgement(start + 2 * HOUR, Severity.CRITICAL, 120.0), Judgement(start + 3 * HOUR, Severity.CRITICAL, 130),
+                Judgement(start + 2 * HOUR, Severity.CRITICAL, 120.0),
+                Judgement(start + 3 * HOUR, Severity.CRITICAL, 130),
                 Judgement(start + 4 * HOUR, Severity.WARNING, 90.0), Judgement(start + 5 * HOUR, None, 10.0),
                 Judgement(start + 7 * HOUR, None, 10.0)]
     episode, changes = advance(Episode(), timeline, HOUR, 2 * HOUR)

@@ -297,3 +297,20 @@ def test_a_silent_source_is_its_own_alert_at_the_city(city_db, now):
     assert {(a.source, a.severity) for a in alerts(city_db)} == {("quiet", "critical"), ("never", "critical")}
     ran("quiet", now + 5 * HOUR + 60)
     assert evaluate_sources(now + 5 * HOUR + 120).stored.changes == {"resolved": 1}
+
+
+def test_a_district_s_own_count_against_its_communities_sum(city_db, now):
+    """Where information islands disagree: the district's own figure against the sum of its communities'."""
+    rule = Rule("mismatch", RuleType.CONSISTENCY, ("hotline_complaints",), (Level.DISTRICT,),
+                options={"reported": "hotline_complaints_district", "warning_pct": 10.0, "critical_pct": 25.0,
+                         "min_base": 5.0})
+    at = now - HOUR
+    communities = [(code, "hotline_complaints", at, 5.0) for code in city_db.unit_ids if len(code) == 12]
+    own = [("990101", "hotline_complaints_district", at + 600, 14.0),   # its communities sum to 20: 30 % short
+           ("990102", "hotline_complaints_district", at + 600, 19.0)]   # 5 % short: normal
+    ingest(city_db, communities + own, now)
+    report = evaluate(city_db, [rule], now)
+    assert report.judged == 2
+    (alert,) = alerts(city_db)
+    assert (alert.unit_id, alert.severity, alert.started_at) == (city_db.unit_ids["990101"], "critical", at - at % HOUR)
+    assert alert.value == pytest.approx(30.0) and alert.line == 25.0

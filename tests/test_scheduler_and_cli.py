@@ -31,7 +31,7 @@ def test_cli_help_lists_every_command():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     for command in ("serve", "scheduler", "seed-demo", "import", "backfill", "run", "check", "connectors",
-                    "init-db"):
+                    "alerts", "init-db"):
         assert command in result.output
 
 

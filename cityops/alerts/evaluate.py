@@ -253,7 +253,8 @@ def _judge(reads: _Reads, rule: Rule, indicator: Indicator, catalog: Catalog, id
         judged = _anomaly(values, history, rule, indicator)
     elif rule.type is RuleType.CONSISTENCY:
         reported = catalog[rule.options["reported"]]
-        own = reads.values(reported, ids[reported.key], level, low - indicator.interval_seconds, reached)
+        # The unit's own figures for the buckets judged: reported at any time within them.
+        own = reads.values(reported, ids[reported.key], level, low, reached + indicator.interval_seconds - 1)
         own = own.assign(at=bucket_start(own["at"].to_numpy(dtype=np.int64), indicator.interval_seconds, offset))
         judged = _consistency(values, own, rule)
     else:  # pragma: no cover - rules.py validates types

@@ -37,6 +37,9 @@ def drill_into_first_district(screen, settings) -> str:
     screen.page.wait_for_function("document.querySelectorAll('.breadcrumb [data-code]').length === 2")
     code = screen.page.locator(".breadcrumb .crumb-current").get_attribute("data-code")
     assert code in districts
+    # The panels are redrawn for the district; a click on a card being replaced would be lost.
+    name = screen.page.locator(".breadcrumb .crumb-current").inner_text()
+    screen.page.wait_for_function(f"document.getElementById('kpi-heading').innerText.startsWith({name!r})")
     return code
 
 
