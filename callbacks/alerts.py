@@ -19,7 +19,7 @@ from plotly.utils import PlotlyJSONEncoder
 from callbacks.context import Request, current_actor, resolve_view, screen_context, viewer_request
 from callbacks.selection import with_unit
 from cityops.alerts.lifecycle import AlertActionError, acknowledge, assign, close, comment, history
-from cityops.alerts.queries import alert_counts, alert_list, evidence
+from cityops.alerts.queries import alert_counts, alert_list, alert_subject, evidence
 from cityops.hierarchy import Level
 from cityops.readings import trend
 from cityops.scope import OutOfScope
@@ -109,16 +109,6 @@ def clicked_alert(triggered: list[dict], prop_ids: dict) -> int | None:
     return None
 
 
-def alert_unit_code(request: Request, alert_id: int) -> str | None:
-    """The code of the alert's unit, if the alert exists and the viewer may see it."""
-    try:
-        found = evidence(request.session, request.scope, request.tree, request.catalog, request.ids, alert_id,
-                         limit=1)
-    except OutOfScope:
-        return None
-    return None if found is None else str(request.tree.frame.at[found.alert["unit_id"], "code"])
-
-
 @callback(
     Output(AlertIds.SELECTED, "data"),
     Output(PageIds.SELECTION, "data", allow_duplicate=True),
@@ -135,11 +125,14 @@ def open_alert(_rows, _close, selection):
     if alert_id is None:
         return no_update, no_update, no_update
     with viewer_request() as request:
-        code = alert_unit_code(request, alert_id)
-    if code is None:
+        subject = alert_subject(request.session, request.scope, request.tree, request.ids, alert_id)
+    if subject is None:
         return no_update, no_update, no_update  # an alert the viewer may not see is never opened
-    # The map drills to the alert's unit (a community shows within its street, highlighted), as a ranking row did.
-    return alert_id, with_unit(selection, code), ""
+    # The map drills to the alert's unit (a community shows within its street, highlighted) and shows the
+    # alert's indicator, so map, cards and trend tell the same story as the drawer.
+    code, indicator = subject
+    chosen = with_unit(selection, code)
+    return alert_id, {**chosen, "indicator": indicator} if indicator else chosen, ""
 
 
 clientside_callback(

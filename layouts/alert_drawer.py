@@ -93,7 +93,7 @@ def alert_head(alert: dict, rule: Rule | None, indicator: Indicator | None, unit
             html.Span(label, className="meta"), html.Span(text),
             *([html.Span(t("deadline_passed", language), className="chip chip-overdue")] if passed else [])])
 
-    description = rule.description if rule is not None and rule.description else ""
+    description = rule.described(language) if rule is not None else ""
     head = [
         html.Div(className="alert-head-title", children=[
             html.Span(status_text(severity, language), className=f"badge badge-{severity}"),

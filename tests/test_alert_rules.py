@@ -28,6 +28,9 @@ def test_the_shipped_rules_load_and_cover_every_rule_type(catalog):
     assert rules["source-silent"].sources == ("all",) and rules["source-silent"].watches("city-simulator")
     assert rules["district-count-mismatch"].options["reported"] == "hotline_complaints_district"
     assert config.deadlines["critical"].dispatch == 900 and config.notifications.webhooks == ()
+    assert all(rule.described("zh") and rule.described("en") for rule in config.rules)
+    assert rules["community-critical"].described("zh").startswith("社区")
+    assert rules["community-critical"].described("en").startswith("A community")
     assert rules["waterlogging-sustained"].for_seconds == 1200
     surge = rules["hotline-surge"]
     assert surge.levels_for(catalog["hotline_complaints"]) == (Level.DISTRICT, Level.STREET)

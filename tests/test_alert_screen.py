@@ -312,7 +312,8 @@ def test_clicking_a_row_opens_the_drawer_and_drills_to_the_alert_unit(app):
     selection = {"unit": CITY, "indicator": "aqi"}
     opened = in_callback(app, open_alert, [1], None, selection,
                          triggered=trigger({"type": "alert-row", "alert": ident}, "n_clicks", 1))
-    assert opened == (ident, {"unit": COMMUNITY, "indicator": "aqi"}, "")
+    # The map goes to the alert's unit and shows the alert's indicator, as the drawer does.
+    assert opened == (ident, {"unit": COMMUNITY, "indicator": "hotline_complaints"}, "")
     redraw = in_callback(app, open_alert, [0], None, selection,
                          triggered=trigger({"type": "alert-row", "alert": ident}, "n_clicks", 0))
     assert redraw == (no_update, no_update, no_update)  # rows redrawn by a refresh are not clicks
@@ -395,7 +396,11 @@ def test_a_trusted_proxy_header_names_the_actor_outright(app, monkeypatch):
 
 
 def test_an_alert_outside_the_viewer_scope_is_refused(app):
-    from callbacks.alerts import alert_panel, alert_trend, alert_unit_code, drawer_parts, take_action
+    from callbacks.alerts import alert_panel, alert_trend, drawer_parts, take_action
+    from cityops.alerts.queries import alert_subject
+
+    def subject(request, alert_id):
+        return alert_subject(request.session, request.scope, request.tree, request.ids, alert_id)
 
     elsewhere = alert_at(app, ELSEWHERE)
     done, message = as_viewer_of(app, DISTRICT, take_action, "acknowledge", elsewhere, "王值班 (未认证)")
@@ -403,9 +408,9 @@ def test_an_alert_outside_the_viewer_scope_is_refused(app):
     assert events_of(app, elsewhere) == [("firing", "system")]  # nothing recorded
     head, found, trail, closed = as_viewer_of(app, DISTRICT, drawer_parts, elsewhere)
     assert text_of(head) == "此告警不在你的权限范围内" and found == [] and trail == [] and closed
-    assert as_viewer_of(app, DISTRICT, alert_unit_code, elsewhere) is None
+    assert as_viewer_of(app, DISTRICT, subject, elsewhere) is None
     assert as_viewer_of(app, DISTRICT, alert_trend, elsewhere) == "此告警不在你的权限范围内"
-    assert as_viewer_of(app, OTHER_DISTRICT, alert_unit_code, elsewhere) == ELSEWHERE
+    assert as_viewer_of(app, OTHER_DISTRICT, subject, elsewhere) == (ELSEWHERE, "hotline_complaints")
     # The list of a district viewer never shows the other district's alerts, whatever unit the page asks for.
     rows, _title = as_viewer_of(app, DISTRICT, alert_panel, {"unit": OTHER_DISTRICT})
     assert elsewhere not in [row.id["alert"] for row in rows if hasattr(row, "id")]

@@ -110,6 +110,16 @@ def alert_counts(session: Session, scope: Scope, tree: UnitTree, unit_ids, now: 
     return result
 
 
+def alert_subject(session: Session, scope: Scope, tree: UnitTree, ids: dict[str, int],
+                  alert_id: int) -> tuple[str, str | None] | None:
+    """(unit code, indicator key or None for a source) of an alert the viewer may see; None otherwise."""
+    row = session.execute(select(Alert.unit_id, Alert.indicator_id).where(Alert.id == int(alert_id))).first()
+    if row is None or not scope.contains(tree, row.unit_id):
+        return None
+    key = next((k for k, ident in ids.items() if ident == row.indicator_id), None)
+    return str(tree.frame.at[row.unit_id, "code"]), key
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What an alert rests on: the alert row, the records behind its latest breach, the runs that brought them,

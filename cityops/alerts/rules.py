@@ -3,6 +3,7 @@ and nothing half-loads.
 
     rules:
       - name: over-threshold             # unique; alerts are keyed by it
+        description_zh: …                # what it watches, for people (description_en, or description)
         type: threshold                  # threshold | rate_of_change | no_data | anomaly | consistency
         indicators: all                  # or a list of catalog keys (or `indicator: key`)
         except: [waterlogging_depth]     # with `all`: indicators judged by a rule of their own
@@ -71,7 +72,7 @@ _OPTIONS: dict[RuleType, dict[str, object]] = {
     RuleType.CONSISTENCY: {"reported": None, "warning_pct": None, "critical_pct": None, "min_base": 1.0},
 }
 _COMMON = {"name", "type", "indicator", "indicators", "sources", "except", "levels", "for", "keep_firing_for",
-           "description"}
+           "description", "description_zh", "description_en"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class Rule:
     options: dict = field(default_factory=dict)
     description: str = ""
     sources: tuple[str, ...] | None = None  # a no_data rule about connectors: their names, or ("all",)
+    description_zh: str = ""
+
+    def described(self, language: str) -> str:
+        """What the rule watches, for people: in Chinese when the file says it (description_zh), else as given."""
+        return self.description_zh if language == "zh" and self.description_zh else self.description
 
     def watches(self, source: str) -> bool:
         return self.sources is not None and ("all" in self.sources or source in self.sources)
@@ -209,8 +215,9 @@ def _parse(entry: object, catalog: Catalog) -> Rule:
             durations[key] = 0 if value in (0, "0", None) else parse_duration(value)
         except ValueError as error:
             raise ValueError(f"{key}: {error}") from None
+    description = str(entry.get("description_en", entry.get("description", "")) or "").strip()
     return Rule(name.strip(), kind, indicators, levels, durations["for"], durations["keep_firing_for"], options,
-                str(entry.get("description", "")), sources)
+                description, sources, str(entry.get("description_zh", "") or "").strip())
 
 
 def _sources(entry: dict, kind: RuleType) -> tuple[str, ...] | None:
