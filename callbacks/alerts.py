@@ -9,14 +9,12 @@ alert's unit, through the one selection store.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, html, no_update
-from plotly.utils import PlotlyJSONEncoder
 
 from callbacks.context import Request, current_actor, resolve_view, screen_context, viewer_request
+from callbacks.redraw import digest_of
 from callbacks.selection import with_unit
 from cityops.alerts.lifecycle import AlertActionError, acknowledge, assign, close, comment, history
 from cityops.alerts.queries import alert_counts, alert_list, alert_subject, evidence
@@ -34,11 +32,6 @@ EVIDENCE_RECORDS = 30
 
 ACTIONS = {AlertIds.ACKNOWLEDGE: "acknowledge", AlertIds.ASSIGN: "assign", AlertIds.COMMENT: "comment",
            AlertIds.CLOSE_ALERT: "close"}
-
-
-def digest_of(parts) -> str:
-    """A digest of components as the page receives them: equal digests, nothing to redraw."""
-    return hashlib.sha1(json.dumps(parts, cls=PlotlyJSONEncoder, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 LARGEST_ID = 2**31 - 1  # alerts.id is an INTEGER column: a larger number names no alert (and no driver error)

@@ -3,9 +3,10 @@ open alerts in the heading and each indicator's on its card (read after the map 
 
 from __future__ import annotations
 
-from dash import Input, Output, callback
+from dash import Input, Output, State, callback, no_update
 
 from callbacks.context import resolve_view, viewer_request
+from callbacks.redraw import digest_of
 from cityops.alerts.badges import indicator_alert_counts
 from cityops.alerts.queries import alert_counts
 from cityops.hierarchy import Level
@@ -20,13 +21,15 @@ SPARKLINE_HOURS = 24
 @callback(
     Output(KpiIds.PANEL, "children"),
     Output(KpiIds.HEADING, "children"),
+    Output(KpiIds.DIGEST, "data"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
     Input(PageIds.MAP_PAINTED, "data"),
     Input(AlertIds.CHANGED, "data"),  # an alert acted on: its badge changes now, not at the next refresh
+    State(KpiIds.DIGEST, "data"),
     prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_kpis(selection, _tick, _map_painted=None, _alert_changed=None):
+def show_kpis(selection, _tick, _map_painted=None, _alert_changed=None, shown=None):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         readings = unit_readings(request.session, request.scope, request.catalog, request.ids, view.unit_id,
@@ -43,4 +46,8 @@ def show_kpis(selection, _tick, _map_painted=None, _alert_changed=None):
                           tally_of(by_indicator, indicator.key))
                  for indicator in request.catalog.kpis()]
         name = unit["name_zh"] if request.language == "zh" else unit["name_en"]
-        return cards, kpi_heading(name, tally_of(in_unit, view.unit_id), request.language)
+        heading = kpi_heading(name, tally_of(in_unit, view.unit_id), request.language)
+    digest = digest_of([cards, heading])
+    if digest == shown:
+        return no_update, no_update, no_update  # the same cards: the panel is left as it is (see callbacks/redraw.py)
+    return cards, heading, digest

@@ -44,6 +44,7 @@ class MapIds(StrEnum):
 class KpiIds(StrEnum):
     PANEL = "kpi-panel"
     HEADING = "kpi-heading"
+    DIGEST = "kpi-digest"          # dcc.Store: a digest of the cards shown (redrawn only on change)
 
 
 class TrendIds(StrEnum):

@@ -54,6 +54,7 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
         html.Section(className="panel kpi-panel", children=[
             html.H2(id=KpiIds.HEADING, className="panel-title"),
             html.Div(placeholder(language), id=KpiIds.PANEL, className="kpi-grid"),
+            dcc.Store(id=KpiIds.DIGEST),
         ]),
         html.Section(className="panel map-panel", children=[
             html.H2(first_map.title if first_map else None, id=MapIds.TITLE, className="panel-title"),

@@ -228,7 +228,7 @@ def test_map_badges_come_after_the_first_paint_then_with_every_change(app_with_a
 def test_kpi_heading_and_cards_show_the_viewed_units_alerts(app_with_alerts):
     from callbacks.kpi import show_kpis
 
-    cards, heading = in_callback(app_with_alerts, show_kpis, {"unit": DISTRICT, "indicator": "aqi"}, 0)
+    cards, heading, digest = in_callback(app_with_alerts, show_kpis, {"unit": DISTRICT, "indicator": "aqi"}, 0)
     assert heading[0] == "区1 · 关键指标"
     assert _text(heading[1]) == "⚠ 1 未结" and "alert-critical" in heading[1].className
     by_key = {card.id["indicator"]: card for card in cards}
@@ -236,9 +236,9 @@ def test_kpi_heading_and_cards_show_the_viewed_units_alerts(app_with_alerts):
     assert _text(card_badge_of(by_key["hotline_complaints"])) == "⚠ 1"
     assert card_badge_of(by_key["aqi"]) is None
     # The other district's warning is not this unit's; the city sees both.
-    _cards, city_heading = in_callback(app_with_alerts, show_kpis, {"unit": CITY, "indicator": "aqi"}, 0)
+    _cards, city_heading, _ = in_callback(app_with_alerts, show_kpis, {"unit": CITY, "indicator": "aqi"}, 0)
     assert _text(city_heading[1]) == "⚠ 2 未结"
-    _cards, calm = in_callback(app_with_alerts, show_kpis, {"unit": "990101002", "indicator": "aqi"}, 0)
+    _cards, calm, _ = in_callback(app_with_alerts, show_kpis, {"unit": "990101002", "indicator": "aqi"}, 0)
     assert calm[1] is None  # nothing open: no badge at all
 
 

@@ -96,9 +96,16 @@ def test_a_click_arriving_with_redrawn_crumbs_is_not_lost(app):
 def test_kpis_for_a_forged_unit_fall_back_to_the_scope_root(app):
     from callbacks.kpi import show_kpis
 
-    cards, heading = in_callback(app, show_kpis, {"unit": "not-a-unit", "indicator": "aqi"}, 0)
+    cards, heading, digest = in_callback(app, show_kpis, {"unit": "not-a-unit", "indicator": "aqi"}, 0)
     assert heading[0].startswith("小城市")
     assert len(cards) == len(load_catalog(Settings().catalog_path).kpis())  # `kpi: false` indicators get none
+    # A refresh finding the same cards leaves the panel alone (a click on a card being replaced would be lost);
+    # another selection draws them again.
+    same = in_callback(app, show_kpis, {"unit": None, "indicator": "aqi"}, 1, None, None, digest)
+    assert same == (no_update, no_update, no_update)
+    other, _heading, other_digest = in_callback(app, show_kpis, {"unit": None, "indicator": "pm25"}, 2, None, None,
+                                                digest)
+    assert other_digest != digest and len(other) == len(cards)
 
 
 def test_map_sends_geometry_only_when_the_level_changes(app):
