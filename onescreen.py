@@ -12,43 +12,12 @@ from pathlib import Path
 
 import click
 
-from cityops.settings import Settings, SettingsError
+from cityops.settings import Settings
+from commands import common
+from commands.alerts import alerts_group
+from commands.quarantine import quarantine_group
 
 log = logging.getLogger("onescreen")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as error:
-        raise click.ClickException(str(error)) from None
-
-
-def _catalog(settings: Settings):
-    from cityops.catalog import CatalogError, load_catalog
-
-    try:
-        return load_catalog(settings.catalog_path)
-    except CatalogError as error:
-        raise click.ClickException(str(error)) from None
-
-
-def _instances(settings: Settings):
-    import connectors  # noqa: F401  (registers the built-in types)
-    from connectors.config import ConnectorConfigError, load_connectors
-
-    try:
-        return load_connectors(settings.connectors_path, _catalog(settings).keys, settings.timezone)
-    except ConnectorConfigError as error:
-        raise click.ClickException(str(error)) from None
-
-
-def _instance(settings: Settings, name: str):
-    for instance in _instances(settings):
-        if instance.name == name:
-            return instance
-    names = ", ".join(i.name for i in _instances(settings))
-    raise click.ClickException(f"no connector named {name!r} in {settings.connectors_path}; configured: {names}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,16 +35,20 @@ def cli(verbose: bool) -> None:
         logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 
+cli.add_command(quarantine_group)
+cli.add_command(alerts_group)
+
+
 @cli.command("init-db")
 def init_db() -> None:
     """Create or upgrade the database schema (Alembic) and register the indicator catalog."""
-    settings = _settings()
+    settings = common.settings()
     from cityops.db import migrate, session_scope
     from cityops.storage import sync_indicators
 
     migrate(settings.database_url)
     with session_scope(settings.database_url) as session:
-        ids = sync_indicators(session, _catalog(settings))
+        ids = sync_indicators(session, common.catalog(settings))
     click.echo(f"schema up to date; {len(ids)} indicators registered")
 
 
@@ -84,7 +57,7 @@ def init_db() -> None:
 @click.option("--force", is_flag=True, help="Replace existing units.")
 def seed_demo(seed: int | None, force: bool) -> None:
     """Generate the demo city (16 districts, ~210 streets, ~6,000 communities) and load it."""
-    settings = _settings()
+    settings = common.settings()
     loaded = load_demo_city(settings, seed=seed, force=force)
     click.echo(f"demo city loaded: {loaded} units" if loaded else "units already loaded (use --force to replace)")
 
@@ -117,7 +90,7 @@ def load_demo_city(settings: Settings, seed: int | None = None, force: bool = Fa
 def import_command(paths, code_field, name_field, name_en_field, parent_field, level_field, population_field,
                    city_code) -> None:
     """Load a city's administrative boundaries from GeoJSON, all or nothing."""
-    settings = _settings()
+    settings = common.settings()
     from cityops.boundary_import import BoundaryImportError, FieldMap, import_boundaries
 
     fields = FieldMap(code=code_field, name_zh=name_field, name_en=name_en_field, parent=parent_field,
@@ -134,14 +107,14 @@ def import_command(paths, code_field, name_field, name_en_field, parent_field, l
 @cli.command("connectors")
 def list_connectors() -> None:
     """List configured connectors with their health and last run."""
-    settings = _settings()
+    settings = common.settings()
     from sqlalchemy import select
 
     from cityops.db import migrate, session_scope
     from cityops.models import ConnectorRun
 
     migrate(settings.database_url)
-    for instance in _instances(settings):
+    for instance in common.instances(settings):
         health = _check(settings, instance)
         with session_scope(settings.database_url) as session:
             last = session.execute(select(ConnectorRun).where(ConnectorRun.connector == instance.name)
@@ -173,7 +146,7 @@ def _check(settings: Settings, instance):
 
     with session_scope(settings.database_url) as session:
         tree = load_tree(session)
-    context = ConnectorContext(catalog=_catalog(settings), tree=tree, now=time.time(), timezone=settings.timezone)
+    context = ConnectorContext(catalog=common.catalog(settings), tree=tree, now=time.time(), timezone=settings.timezone)
     try:
         return build_connector(instance, context).check()
     except Exception as error:  # a check must report, not crash the listing
@@ -186,8 +159,8 @@ def _check(settings: Settings, instance):
 @click.argument("name")
 def check_command(name: str) -> None:
     """Say whether one connector's source is reachable now, and if not, why."""
-    settings = _settings()
-    health = _check(settings, _instance(settings, name))
+    settings = common.settings()
+    health = _check(settings, common.instance(settings, name))
     click.echo(("healthy: " if health.healthy else "unhealthy: ") + health.detail)
     sys.exit(0 if health.healthy else 1)
 
@@ -196,8 +169,8 @@ def check_command(name: str) -> None:
 @click.argument("name")
 def run_command(name: str) -> None:
     """Run one connector now, from its stored cursor."""
-    settings = _settings()
-    summary = run_with_progress(settings, _instance(settings, name))
+    settings = common.settings()
+    summary = run_with_progress(settings, common.instance(settings, name))
     click.echo(f"{summary.status}: {summary.fetched} fetched, {summary.accepted} accepted, "
                f"{summary.rejected} rejected, {summary.duplicates} duplicates in {summary.seconds:.1f}s"
                + (f" — {summary.error_family}: {summary.error_message}" if summary.error_message else ""))
@@ -214,7 +187,7 @@ def run_command(name: str) -> None:
 def backfill_command(name: str, days: float | None, start: str | None, end: str | None) -> None:
     """Fetch connector NAME's history for a time range, with a progress bar (idempotent: re-running changes
     nothing). With --to the connector's cursor does not move: its schedule carries on from where it was."""
-    settings = _settings()
+    settings = common.settings()
     if days is not None and start is not None:
         raise click.UsageError("give --days or --from, not both")
     now = time.time()
@@ -222,7 +195,7 @@ def backfill_command(name: str, days: float | None, start: str | None, end: str 
     until = _moment(end, settings, "--to") if end else None
     if until is not None and until <= since:
         raise click.UsageError("--to must be after the start of the range")
-    summary = run_with_progress(settings, _instance(settings, name), since=str(int(since)),
+    summary = run_with_progress(settings, common.instance(settings, name), since=str(int(since)),
                                 days=((until or now) - since) / 86400,
                                 until=int(until) if until is not None else None)
     click.echo(f"{summary.status}: {summary.accepted} accepted, {summary.rejected} rejected, "
@@ -257,13 +230,13 @@ def replay_command(name: str, run_id: int | None, references: tuple[str, ...]) -
     Give payload REFERENCES (as shown in quarantined records and run records) or --run RUN_ID. Storage is
     idempotent: what was stored before is counted as duplicates; the connector's cursor does not move.
     """
-    settings = _settings()
+    settings = common.settings()
     from cityops.db import migrate, session_scope
     from cityops.models import ConnectorRun
     from connectors.archive import run_payloads
     from connectors.runner import run_connector
 
-    instance = _instance(settings, name)
+    instance = common.instance(settings, name)
     migrate(settings.database_url)
     refs = list(references)
     if run_id is not None:
@@ -276,133 +249,12 @@ def replay_command(name: str, run_id: int | None, references: tuple[str, ...]) -
         refs += run_payloads(settings.archive_dir, run.archive)
     if not refs:
         raise click.ClickException("nothing to replay: give payload references or --run RUN_ID")
-    summary = run_connector(settings.database_url, instance, _catalog(settings), timezone=settings.timezone,
+    summary = run_connector(settings.database_url, instance, common.catalog(settings), timezone=settings.timezone,
                             archive_root=settings.archive_dir, replay=refs)
     click.echo(f"{summary.status}: {len(refs)} payload(s), {summary.fetched} records, {summary.accepted} accepted, "
                f"{summary.rejected} rejected, {summary.duplicates} duplicates"
                + (f" — {summary.error_family}: {summary.error_message}" if summary.error_message else ""))
     sys.exit(0 if summary.status in ("ok", "partial") else 1)
-
-
-@cli.group("quarantine")
-def quarantine_group() -> None:
-    """Records that failed validation: list them, and re-process them after a fix."""
-
-
-@quarantine_group.command("list")
-@click.option("--connector", default=None, help="Only this connector's records.")
-@click.option("--all", "include_done", is_flag=True, help="Include records already re-processed.")
-@click.option("--limit", type=int, default=50, show_default=True)
-def quarantine_list(connector: str | None, include_done: bool, limit: int) -> None:
-    """The newest quarantined records with their reasons."""
-    settings = _settings()
-    from cityops.db import migrate
-    from connectors.quarantine import list_quarantine
-
-    migrate(settings.database_url)
-    entries = list_quarantine(settings.database_url, connector, include_done, limit)
-    if not entries:
-        click.echo("no quarantined records" + (f" for {connector}" if connector else ""))
-    for entry in entries:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created_at))
-        click.echo(f"#{entry.id} {when} {entry.connector} run {entry.run_id}"
-                   + (f" [{entry.outcome}]" if entry.outcome else "") + f"\n    {entry.reason}\n    {entry.raw[:300]}"
-                   + (f"\n    from {entry.source}" if entry.source else ""))
-
-
-@quarantine_group.command("reprocess")
-@click.argument("name")
-@click.option("--id", "ids", type=int, multiple=True, help="Only these quarantined records (repeatable).")
-def quarantine_reprocess(name: str, ids: tuple[int, ...]) -> None:
-    """Run connector NAME's open quarantined records again: what now passes is stored."""
-    settings = _settings()
-    from cityops.db import migrate
-    from connectors.quarantine import reprocess
-
-    migrate(settings.database_url)
-    summary, outcomes = reprocess(settings.database_url, _instance(settings, name), _catalog(settings),
-                                  timezone=settings.timezone, ids=list(ids) or None)
-    click.echo(f"{summary.status}: {outcomes['accepted']} record(s) accepted now, {outcomes['rejected']} still "
-               f"rejected (see `onescreen quarantine list --connector {name}`)")
-    sys.exit(0 if summary.status in ("ok", "partial") else 1)
-
-
-@cli.group("alerts")
-def alerts_group() -> None:
-    """Alert rules and alerts: check the rules file, evaluate now, list what is open."""
-
-
-def _alert_config(settings: Settings):
-    from cityops.alerts.rules import RuleError, load_alert_config
-
-    try:
-        return load_alert_config(settings.alerts_path, _catalog(settings))
-    except RuleError as error:
-        raise click.ClickException(str(error)) from None
-
-
-@alerts_group.command("check")
-def alerts_check() -> None:
-    """Validate the alerts file (ONESCREEN_ALERT_RULES, default data/alerts.yaml) and list its rules."""
-    settings = _settings()
-    config = _alert_config(settings)
-    for rule in config.rules:
-        click.echo(f"{rule.name:28} {rule.type.value:15} {', '.join(rule.indicators)[:70]}")
-    targets = config.notifications
-    recipients = len(targets.email.to) if targets.email else 0
-    click.echo(f"{len(config.rules)} rule(s) valid in {settings.alerts_path}; notifications: "
-               f"{len(targets.webhooks)} webhook(s), {recipients} e-mail recipient(s)")
-
-
-@alerts_group.command("evaluate")
-@click.option("--all-indicators", is_flag=True, help="Judge every indicator, not only silence (as after an ingest "
-              "of everything). Judged data is never judged twice either way.")
-def alerts_evaluate(all_indicators: bool) -> None:
-    """Evaluate the alert rules now (the scheduler does this after every ingest and once a minute)."""
-    settings = _settings()
-    from cityops.alerts.job import AlertJob
-    from cityops.db import migrate
-
-    migrate(settings.database_url)
-    _alert_config(settings)  # report a broken file here, with its fix
-    job = AlertJob(settings, _catalog(settings))
-    report = job.evaluate(None if all_indicators else set())
-    job.deliver()
-    changes = ", ".join(f"{count} {change}" for change, count in report.stored.changes.items()) or "no changes"
-    click.echo(f"{report.judged} judgements in {report.seconds:.2f} s: {changes}; {report.closed} closed after "
-               f"recovery")
-
-
-@alerts_group.command("list")
-@click.option("--unit", "unit_code", default=None, help="Only alerts in this unit's subtree (its code).")
-@click.option("--all", "include_closed", is_flag=True, help="Include closed alerts.")
-@click.option("--limit", type=int, default=50, show_default=True)
-def alerts_list(unit_code: str | None, include_closed: bool, limit: int) -> None:
-    """Open alerts, most urgent first (overdue, critical, firing, newest)."""
-    settings = _settings()
-    from cityops.alerts.queries import alert_list
-    from cityops.db import migrate, session_scope
-    from cityops.scope import scope_of_unit
-    from cityops.tree import load_tree
-
-    migrate(settings.database_url)
-    now = int(time.time())
-    with session_scope(settings.database_url) as session:
-        tree = load_tree(session)
-        scope = scope_of_unit(tree, tree.root_id)
-        unit_id = tree.root_id if unit_code is None else tree.id_by_code.get(unit_code)
-        if unit_id is None:
-            raise click.ClickException(f"no unit with code {unit_code!r}")
-        listed = alert_list(session, scope, tree, unit_id, now, limit=limit, include_closed=include_closed)
-    if listed.empty:
-        click.echo("no open alerts" if not include_closed else "no alerts")
-    for row in listed.itertuples(index=False):
-        when = time.strftime("%m-%d %H:%M", time.localtime(row.fired_at or row.started_at))
-        flags = [row.phase] + (["OVERDUE"] if row.overdue else []) + (["closed"] if row.closed_at else []) + (
-            [f"ack {row.acknowledged_by}"] if row.acknowledged_by else []) + (
-            [f"→ {row.assignee}"] if row.assignee else [])
-        click.echo(f"#{row.id:<6} {row.severity:8} {when} {row.code} {row.name_en[:24]:24} {row.indicator or '-':24} "
-                   f"{row.rule:24} {row.value if row.value is not None else '':>10.6} [{', '.join(flags)}]")
 
 
 def run_with_progress(settings: Settings, instance, since: str | None = None, days: float | None = None,
@@ -416,7 +268,7 @@ def run_with_progress(settings: Settings, instance, since: str | None = None, da
     from connectors.runner import run_connector
 
     migrate(settings.database_url)
-    catalog = _catalog(settings)
+    catalog = common.catalog(settings)
     with session_scope(settings.database_url) as session:
         tree = load_tree(session)
         cursor = session.get(ConnectorCursor, instance.name)
@@ -443,12 +295,12 @@ def prepare(settings: Settings) -> None:
     from cityops.storage import sync_indicators
 
     migrate(settings.database_url)
-    catalog = _catalog(settings)
+    catalog = common.catalog(settings)
     with session_scope(settings.database_url) as session:
         sync_indicators(session, catalog)
     if load_demo_city(settings):
         click.echo("demo city loaded")
-    for instance in _instances(settings):
+    for instance in common.instances(settings):
         with session_scope(settings.database_url) as session:
             started = session.get(ConnectorCursor, instance.name) is not None
         if not started and instance.enabled:
@@ -464,7 +316,7 @@ def prepare(settings: Settings) -> None:
 @click.option("--skip-setup", is_flag=True, help="Do not migrate, seed or backfill before serving.")
 def serve(host, port, no_scheduler, skip_setup) -> None:
     """Set up on first start, start the scheduler once, and serve the screen."""
-    settings = _settings()
+    settings = common.settings()
     if not skip_setup:
         prepare(settings)
     handle = None
@@ -487,10 +339,10 @@ def serve(host, port, no_scheduler, skip_setup) -> None:
 @cli.command("scheduler")
 def scheduler_command() -> None:
     """Run the connector scheduler in the foreground (one per deployment; for production)."""
-    settings = _settings()
+    settings = common.settings()
     from connectors.scheduler import start_scheduler
 
-    _instances(settings)
+    common.instances(settings)
     click.echo("scheduler running; Ctrl+C stops it")
     if start_scheduler(settings, blocking=True) is None:
         raise click.ClickException("another scheduler holds the lock for this deployment; not starting a second")

@@ -223,3 +223,13 @@ def test_backfill_of_a_time_range_stores_only_that_range_and_leaves_the_cursor(t
     assert cursor is None  # the schedule starts from its own cursor, not from this range
     bad = CliRunner().invoke(cli, ["backfill", "city-simulator", "--from", "yesterday"])
     assert bad.exit_code != 0 and "is not an ISO 8601 date or time" in bad.output
+
+
+def test_the_quarantine_commands_answer_on_an_empty_deployment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    runner = CliRunner()
+    assert "re-process" in runner.invoke(cli, ["quarantine", "--help"]).output
+    listed = runner.invoke(cli, ["quarantine", "list", "--connector", "city-simulator"])
+    assert listed.exit_code == 0 and listed.output.strip() == "no quarantined records for city-simulator"
+    unknown = runner.invoke(cli, ["quarantine", "reprocess", "no-such-source"])
+    assert unknown.exit_code != 0 and "no connector named 'no-such-source'" in unknown.output
