@@ -62,33 +62,24 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, event, exc, make_url, text
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from connectors.base import (ConfigField, Connector, ConnectorContext, FatalError, Health, RecordBatch,
                              RetriableError, register)
 from connectors.mapping import FieldMapping
+from connectors.sql_source import is_fatal, parsed_url, reason_of, single_select, streaming_cursor
 from connectors.validation import FUTURE_TOLERANCE_SECONDS
 
 TIME_FORMATS = ("timestamp", "epoch", "text")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LEADING_NOISE = re.compile(r"(\s+|--[^\n]*(\n|$)|/\*.*?\*/|\()*", re.S)
 # ISO texts may carry any UTC offset from -12:00 to +14:00: no row at or after the cursor has a date (as
 # written) before the UTC date half a day earlier.
 _TEXT_MARGIN_SECONDS = 12 * 3600
 # What csv writes for NULL and NaN. Other texts ("NA", "None", "NULL") are values a source really sent.
 _NA_TEXTS = ["", "nan", "NaN", "-nan"]
 
-# Words in a driver's message that decide whether an operator must act or a retry may help; checked in
-# this order, before the error's class decides.
-_FATAL_SIGNS = ("password authentication failed", "authentication failed", "no password supplied",
-                "does not exist", "access denied", "permission denied", "unable to open database file",
-                "no such table", "no such column", "no such function", "syntax error", "unknown database",
-                "unknown column", "read-only transaction", "readonly database")
-_RETRIABLE_SIGNS = ("connection refused", "timeout", "timed out", "could not connect", "server closed",
-                    "connection reset", "terminating connection", "database is locked", "too many connections",
-                    "starting up", "shutting down", "could not translate host name", "network is unreachable")
 
 
 @register
@@ -240,7 +231,7 @@ class SqlQueryConnector(Connector):
         would cost as much again as the driver's. Other drivers stream through SQLAlchemy."""
         sql = self._sql(engine, bounded=floor is not None)
         parameters = {} if floor is None else {"since": self._bound(engine, floor)}
-        cursor = _streaming_cursor(engine, connection.connection.dbapi_connection)
+        cursor = streaming_cursor(engine, connection.connection.dbapi_connection)
         if cursor is None:
             streaming = connection.execution_options(stream_results=True, yield_per=self.batch_rows)
             with streaming.execute(text(sql), parameters) as result:
@@ -305,8 +296,8 @@ class SqlQueryConnector(Connector):
                                                                    connection_invalidated=invalidated))
 
     def _raise_translated(self, stage: str, error: exc.DBAPIError):
-        reason = _reason(error)
-        if _is_fatal(error, reason):
+        reason = reason_of(error)
+        if is_fatal(error, reason):
             if stage == "connect":
                 raise FatalError(f"{self.where}: cannot connect to {self._shown_url}: {reason}. Check the URL "
                                  f"in the environment variable named by url_env (host, port, database, user, "
@@ -363,8 +354,8 @@ class SqlQueryConnector(Connector):
 def _settings(config: dict) -> dict:
     """The config with its defaults, checked beyond field types: ValueError says what is wrong and the fix."""
     settings = {spec.name: spec.default for spec in SqlQueryConnector.config_schema} | dict(config)
-    settings["url"] = _parsed_url(settings["url"])
-    settings["query"] = _single_select(settings["query"])
+    settings["url"] = parsed_url(settings["url"])
+    settings["query"] = single_select(settings["query"])
     time_column = settings["time_column"]
     if not isinstance(time_column, str) or not _IDENTIFIER.fullmatch(time_column):
         raise ValueError(f"time_column {time_column!r} must be a plain column name (letters, digits, _): alias "
@@ -379,44 +370,6 @@ def _settings(config: dict) -> dict:
         raise ValueError(f"batch_rows and timeout must be positive (now {settings['batch_rows']} and "
                          f"{settings['timeout']})")
     return settings
-
-
-def _parsed_url(url: str | None) -> URL:
-    if not url:
-        raise ValueError("no source URL; set config.url_env to the name of an environment variable holding it, "
-                         "e.g. url_env: GRID_DB_URL")
-    try:
-        return make_url(url)
-    except exc.ArgumentError:
-        # The text may hold a password: never repeat it.
-        raise ValueError("the url (from url_env) is not a SQLAlchemy URL; write it as "
-                         "dialect://user:password@host:port/database, e.g. postgresql://reader:…@10.0.0.5/grid"
-                         ) from None
-
-
-def _single_select(query: str) -> str:
-    statement = query.strip().rstrip(";").rstrip()
-    if ";" in statement:
-        raise ValueError("query holds more than one statement (a ';' before its end); give a single SELECT "
-                         "(a ';' inside a text literal counts too: use chr(59) there)")
-    body = statement[_LEADING_NOISE.match(statement).end():]
-    opening = re.match(r"[A-Za-z]*", body).group(0).lower()
-    if opening not in ("select", "with"):
-        raise ValueError(f"query must be a SELECT (or WITH … SELECT), not {opening.upper() or repr(statement[:30])}: "
-                         f"this connector only reads; put the SELECT whose rows carry unit, time and value in "
-                         f"config.query")
-    return statement
-
-
-def _streaming_cursor(engine: Engine, dbapi_connection):
-    """A cursor of the driver that reads the result as it is fetched, or None for drivers this type leaves to
-    SQLAlchemy."""
-    backend, driver = engine.dialect.name, engine.dialect.driver
-    if backend == "sqlite" and driver == "pysqlite":
-        return dbapi_connection.cursor()
-    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
-        return dbapi_connection.cursor(name="onescreen_sql_query")  # a server-side cursor, in the transaction
-    return None
 
 
 def _csv_bytes(columns: list[str], rows: Sequence) -> bytes:
@@ -451,20 +404,3 @@ def _observed(original: pd.Series, seconds: pd.Series) -> pd.Series:
     mixed = original.astype(object).where(original.notna(), None)
     mixed[readable] = whole[readable].astype(object)
     return mixed
-
-
-def _reason(error: exc.DBAPIError) -> str:
-    """The driver's message without the SQL text SQLAlchemy appends: its first line and any hint."""
-    lines = [" ".join(line.split()) for line in str(error.orig).splitlines() if line.strip()]
-    kept = lines[:1] + [line for line in lines[1:] if line.upper().startswith(("HINT", "DETAIL"))]
-    return " ".join(kept).rstrip(".") or type(error.orig).__name__
-
-
-def _is_fatal(error: exc.DBAPIError, reason: str) -> bool:
-    lowered = reason.lower()
-    if any(sign in lowered for sign in _FATAL_SIGNS):
-        return True
-    if error.connection_invalidated or any(sign in lowered for sign in _RETRIABLE_SIGNS):
-        return False
-    # A lost connection or a busy server is worth another try; a rejected query is not.
-    return not isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.InternalError))
