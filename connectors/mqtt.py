@@ -107,14 +107,13 @@ import weakref
 from typing import Any, Iterator
 
 from connectors.base import ConfigField, Connector, ConnectorError, FatalError, Health, Record, RecordBatch, register
-from connectors.http import parse_json
+from connectors.mqtt_messages import archive_lines, group_records
 from connectors.mqtt_session import RECEIVE_MAXIMUM, Message, MqttSettings, SessionLink
 
 log = logging.getLogger(__name__)
 
 GROUP_MESSAGES = 1000  # messages per archived payload
 GROUP_PAUSE_SECONDS = 0.05  # a group is archived when no further message comes within this pause
-PAYLOAD_EXCERPT_CHARS = 2000  # of an unreadable payload, kept with its quarantined record
 ARCHIVE_LABEL = "messages.jsonl"
 # A run whose records were all yielded waits this long for committed(). The runner does not tell a connector that
 # its commit failed, so after this the connection is closed unacknowledged (the broker keeps the messages for the
@@ -275,9 +274,9 @@ class MqttConnector(Connector):
             link.subscribe(settings.topics)
             for group in self._drain(link, settings):
                 reference = self.archived(ARCHIVE_LABEL, archive_lines(group), "application/x-ndjson")
-                yield from self._group_records(
-                    ((message.topic, message.payload, f"{reference or ARCHIVE_LABEL}#{line}")
-                     for line, message in enumerate(group, start=1)), settings)
+                yield from group_records(self.mapping, ((message.topic, message.payload,
+                                                         f"{reference or ARCHIVE_LABEL}#{line}")
+                                                        for line, message in enumerate(group, start=1)), settings)
                 self._owed.extend((message.mid, message.qos) for message in group if message.qos)
             finished = True
             link.expire_after(UNCOMMITTED_GRACE_SECONDS)
@@ -314,7 +313,7 @@ class MqttConnector(Connector):
 
     def replay(self, label: str, payload: bytes) -> Iterator[Record | RecordBatch]:
         """Parse an archived group of messages again with the same code as fetch; the broker is not involved."""
-        yield from self._group_records(self._archived_messages(label, payload), self.settings())
+        yield from group_records(self.mapping, self._archived_messages(label, payload), self.settings())
 
     def _archived_messages(self, label: str, payload: bytes) -> Iterator[tuple[str, bytes, str]]:
         for number, line in enumerate(payload.splitlines(), start=1):
@@ -380,100 +379,6 @@ class MqttConnector(Connector):
         if link is not None:
             link.close()
 
-    # -- parsing (fetch and replay) --------------------------------------------------------------------
-
-    def _group_records(self, messages, settings: MqttSettings) -> Iterator[Record | RecordBatch]:
-        """(topic, payload, source) of a group of messages → records: a message or row that cannot be read on its
-        own, every row as one columnar batch (validated with array operations, like a file's)."""
-        rows, sources = [], []
-        for topic, payload, source in messages:
-            for item in self._message_records(topic, payload, source, settings):
-                if isinstance(item, Record):
-                    yield item
-                else:
-                    rows.extend(item)
-                    sources.extend([source] * len(item))
-        if rows:
-            yield from self.mapping.batch(rows, sources)
-
-    def _message_records(self, topic: str, payload: bytes, source: str,
-                         settings: MqttSettings) -> Iterator[Record | list[dict]]:
-        """A message's unreadable parts as records, its rows as lists of rows (a sensor gateway's message often
-        holds hundreds: they are mapped together with the rest of the group)."""
-        try:
-            document = parse_json(payload)
-        except UnicodeDecodeError as error:
-            yield _unreadable(topic, payload, source, f"is not UTF-8 text ({error.reason} at byte {error.start})")
-            return
-        except ValueError as error:
-            yield _unreadable(topic, payload, source, f"is not JSON ({error})")
-            return
-        if isinstance(document, dict):
-            yield from self._row_records(topic, document, source, settings)
-        elif isinstance(document, list):
-            if settings.topic_pattern is None and all(type(row) is dict for row in document):
-                field = settings.topic_field
-                yield [{**row, field: topic} for row in document] if field else document
-                return
-            for position, row in enumerate(document):
-                if isinstance(row, dict):
-                    yield from self._row_records(topic, row, source, settings)
-                else:
-                    yield _unreadable(topic, payload, source,
-                                      f"holds {_kind(row)} at position {position} of its list, not an object")
-        else:
-            yield _unreadable(topic, payload, source, f"is {_kind(document)}, not a JSON object or list of objects")
-
-    def _row_records(self, topic: str, row: dict, source: str, settings: MqttSettings) -> Iterator[Record | list[dict]]:
-        row = dict(row)
-        if settings.topic_pattern is not None:
-            found = settings.topic_pattern.fullmatch(topic)
-            if found is None:
-                yield Record(None, None, None, None, raw={"topic": topic, "row": row}, source=source,
-                             problem=f"topic {topic!r} does not match topic_pattern "
-                                     f"{settings.topic_pattern.pattern!r}; fix the pattern or the topics")
-                return
-            row.update({name: value for name, value in found.groupdict().items() if value is not None})
-        if settings.topic_field:
-            row[settings.topic_field] = topic
-        yield [row]  # mapped with the rest of its group
-
-
-def _unreadable(topic: str, payload: bytes, source: str, what: str) -> Record:
-    """The record quarantining a message that holds no rows, with the topic and the payload as text."""
-    text = payload.decode("utf-8", errors="replace")
-    if len(text) > PAYLOAD_EXCERPT_CHARS:
-        text = text[:PAYLOAD_EXCERPT_CHARS - 1] + "…"
-    return Record(None, None, None, None, raw={"topic": topic, "payload": text}, source=source,
-                  problem=f"message on topic {topic!r} {what}; the publisher must send a JSON object or a list "
-                          f"of objects")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {json.dumps(value)}"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}"
-    return "a list" if isinstance(value, list) else type(value).__name__
-
-
-def archive_lines(group: list[Message]) -> bytes:
-    """A group of messages as the JSON-lines payload that is archived (and replayed)."""
-    lines = []
-    for message in group:
-        entry: dict[str, Any] = {"topic": message.topic}
-        try:
-            entry["payload"] = message.payload.decode("utf-8")
-        except UnicodeDecodeError:
-            entry["payload_base64"] = base64.b64encode(message.payload).decode("ascii")
-        entry.update(qos=message.qos, received_at=round(message.received_at, 3))
-        lines.append(json.dumps(entry, ensure_ascii=False))
-    return ("\n".join(lines) + "\n").encode("utf-8")
-
 
 def _filter_problem(topic: Any) -> str | None:
     """What is wrong with an MQTT topic filter, if anything."""
@@ -488,6 +393,3 @@ def _filter_problem(topic: Any) -> str | None:
         if "+" in level and level != "+":
             return f"topic filter {topic!r}: '+' must be a whole level (e.g. city/+/air)"
     return None
-
-
-# -- the connection ------------------------------------------------------------------------------------
