@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -74,6 +73,7 @@ from connectors.config import duration_seconds
 from connectors.http import (AUTH_FIELDS, REQUEST_FIELDS, HttpClient, check_request_config, client_for, decode_json,
                              excerpt, shown_url, since_seconds)
 from connectors.read_ahead import read_ahead
+from connectors.sensorthings_odata import entity_key, odata_time, safe_id
 from connectors.sensorthings_observations import ObservationBatches, Stream
 
 AUTHS = ("none", "bearer", "header")
@@ -431,24 +431,3 @@ def _text(value: Any, what: str) -> str:
     if not text:
         raise Unresolved(f"{what} is empty")
     return text
-
-
-def odata_time(seconds: float) -> str:
-    """An instant as SensorThings compares it in $filter: ISO 8601 in UTC with Z (an offset's "+" is easily
-    mangled into a space on its way through a query string)."""
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}".rstrip("0")
-    return text + "Z"
-
-
-def entity_key(ident: Any) -> str:
-    """An @iot.id as an OData key in a path: numbers bare, texts quoted (quotes doubled)."""
-    if isinstance(ident, int) and not isinstance(ident, bool):
-        return str(ident)
-    return quote("'" + str(ident).replace("'", "''") + "'", safe="'")
-
-
-def safe_id(ident: Any) -> str:
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in str(ident))[:40]

@@ -4,14 +4,13 @@ stored, a real local webhook receiver is told once, and the `onescreen alerts` c
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import replace
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
 import pytest
+from webhook_receiver import Receiver
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -23,31 +22,6 @@ from onescreen import cli
 
 COMMUNITY = "990101001001"
 SECRET = "s3cret"
-
-
-class Receiver:
-    """A real HTTP server on a free local port, keeping every POST it receives."""
-
-    def __init__(self):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -81,7 +55,7 @@ def deployment(sqlite_city_db, tmp_path, monkeypatch, receiver):
 notifications:
   webhooks:
     - name: dispatch
-      url: {receiver.url}
+      url: {receiver.url()}
       secret_env: TEST_WEBHOOK_SECRET
 """, encoding="utf-8")
     monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
@@ -112,13 +86,14 @@ def test_a_run_that_stores_a_breach_raises_its_alert_and_notifies_once(deploymen
             sent = session.scalars(select(AlertNotification)).one()
             assert (alert.phase, alert.severity, alert.value, alert.run_id) == ("firing", "critical", 9.0, run_id)
             assert (sent.status, sent.attempts, sent.change) == ("delivered", 1, "firing")
-        (headers, body), = receiver.received
+        (request,) = receiver.requests
+        headers, body = request["headers"], request["body"]
         assert verify_signature(SECRET, headers["X-OneScreen-Timestamp"], body, headers["X-OneScreen-Signature"])
         assert json.loads(body)["unit"]["code"] == COMMUNITY
         # The next run brings nothing new; the minute's tick evaluates silence: nobody is told twice.
         handle.jobs.run("street-office-drops")
         handle.jobs.alerts.tick()
-        assert len(receiver.received) == 1
+        assert len(receiver.requests) == 1
     finally:
         handle.shutdown()
 
