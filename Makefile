@@ -11,7 +11,10 @@ help:
 	@echo "make test   set up (dev requirements, chromium) and run the whole test suite"
 	@echo "make bench  run the benchmarks in bench/ and print their tables"
 
+# Reports (PDF/PNG) are drawn by chromium with a CJK font: installed when absent; without them the screen
+# still serves and says why a report cannot be made.
 run: $(VENV)/.runtime
+	@$(MAKE) --no-print-directory system-deps || echo "warning: chromium / fonts-noto-cjk not installed: reports are unavailable"
 	$(PY) onescreen.py serve
 
 test: $(VENV)/.dev system-deps

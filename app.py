@@ -51,7 +51,17 @@ class OneScreenDash(Dash):
             hints.append(f'<link rel="preload" href="{prefix}_dash-component-suites/dash_leaflet/'
                          f'{GEOJSON_CHUNK.name}" as="script">')
         kwargs["css"] = "\n".join([*hints, kwargs.get("css", "")])
-        return super().interpolate_index(**kwargs)
+        # The tab's title and the page's language are the viewer's (their 中/EN choice): the language also picks
+        # the CJK glyph forms and the clock's words (assets/map.js).
+        from callbacks.context import CONFIG_KEY, current_language
+
+        context = self.server.config.get(CONFIG_KEY)
+        language = current_language(context.settings) if context else "zh"
+        if context:
+            settings = context.settings
+            kwargs["title"] = f"{settings.city_name_zh if language == 'zh' else settings.city_name_en} · OneScreen"
+        page = super().interpolate_index(**kwargs)
+        return page.replace("<html>", f'<html lang="{"zh-CN" if language == "zh" else "en"}">', 1)
 
 
 class StaticCompressionCache:
@@ -91,12 +101,15 @@ def compress_responses(app: Dash) -> None:
 def create_app(settings: Settings | None = None) -> Dash:
     settings = settings or Settings.from_env()
     catalog = load_catalog(settings.catalog_path)
+    from cityops.playlist import load_wall_config
+
+    load_wall_config(settings.wall_path, catalog)  # a broken wall file stops the start, naming file, entry and fix
     # Dash's dev tools would ask the internet for newer versions; city intranets have none.
     os.environ.setdefault("DASH_DISABLE_VERSION_CHECK", "true")
 
     import connectors  # noqa: F401  (registers connector types before their config is read)
     from callbacks import register_callbacks
-    from callbacks.context import CONFIG_KEY, ScreenContext
+    from callbacks.context import CONFIG_KEY, ScreenContext, current_language, remember_language_parameter
     from callbacks.geometry import register_geometry_routes
     from callbacks.map import first_map
     from cityops.sources import SourceConfig
@@ -116,12 +129,17 @@ def create_app(settings: Settings | None = None) -> Dash:
     app.server.config[CONFIG_KEY] = ScreenContext(settings, catalog, sources)
     compress_responses(app)
     register_geometry_routes(app.server)
+    remember_language_parameter(app.server)  # ?lang=en: the viewer's language from then on (a cookie)
     # Validation first: assigning a layout function without one would call it here, outside any request.
     app.validation_layout = validation_layout(build_page(settings, catalog), catalog, settings.language)
     # Built for each page load: the first map (geometry URL, colours, bounds) is read for the viewer and sent
     # with the layout, so the polygons are fetched as soon as the page renders (see callbacks/map.py).
-    app.layout = lambda: build_page(settings, catalog, first_map())
+    app.layout = lambda: build_page(settings, catalog, first_map(), current_language(settings))
     register_callbacks()
+    # N screens polling the same view cost one query per refresh cycle (cityops/response_cache.py).
+    from callbacks.cached_callbacks import install_response_cache
+
+    install_response_cache(app, settings)
 
     return app
 

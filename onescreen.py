@@ -15,6 +15,7 @@ import click
 from cityops.settings import Settings
 from commands import common
 from commands.alerts import alerts_group
+from commands.exports import exports_group
 from commands.quarantine import quarantine_group
 
 log = logging.getLogger("onescreen")
@@ -37,6 +38,7 @@ def cli(verbose: bool) -> None:
 
 cli.add_command(quarantine_group)
 cli.add_command(alerts_group)
+cli.add_command(exports_group)
 
 
 @cli.command("init-db")

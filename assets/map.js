@@ -2,7 +2,9 @@
  * The choropleth's colours come from the layer's `hideout` ({units: {code: {s: status, v: value, n: name}}}),
  * so a new indicator or a refresh restyles the same geometry without downloading it again.
  * Alert badges likewise come from the labels layer's `hideout` ({language, alerts: {code: {n, d, s, o, t}}}, see
- * layouts/map_panel.py labels_hideout): a new hideout redraws the label points, never refetches them. */
+ * layouts/map_panel.py labels_hideout): a new hideout redraws the label points, never refetches them.
+ * Open incidents are clustered points (layouts/map_panel.py incident_layer): a point is red when overdue and amber
+ * when open, a cluster red when any of its incidents is overdue; colours and words come from that layer's hideout. */
 (function () {
   "use strict";
   let latest = {units: {}, colours: {}, unit: "", selected: null};
@@ -95,17 +97,87 @@
     });
   }
 
+  // ---- Incidents ---------------------------------------------------------------------------------------------
+  let incidentWords = {overdue: "", open: "", opened: "{time}", cluster: "{count}"};
+
+  function fill(template, values) {
+    return String(template).replace(/\{(\w+)\}/g, function (whole, name) {
+      return name in values ? String(values[name]) : whole;
+    });
+  }
+
+  function incidentPoint(feature, latlng, context) {
+    const hideout = (context && context.hideout) || {};
+    incidentWords = hideout.text || incidentWords;
+    const overdue = Number(feature.properties.overdue) === 1;
+    const dot = document.createElement("span");
+    dot.className = "incident-dot " + (overdue ? "incident-overdue" : "incident-open");
+    dot.style.background = ((hideout.colours || {})[overdue ? "overdue" : "open"]) || "";
+    return L.marker(latlng, {
+      icon: L.divIcon({className: "incident-marker", html: dot.outerHTML, iconSize: [14, 14]}),
+      keyboard: false,
+    });
+  }
+
+  // How many of a cluster's incidents are overdue: its leaves, read from the supercluster index.
+  function overdueIn(feature, index) {
+    if (!index || !feature.properties.cluster_id) {
+      return 0;
+    }
+    return index.getLeaves(feature.properties.cluster_id, Infinity)
+      .reduce(function (sum, leaf) { return sum + (Number(leaf.properties.overdue) === 1 ? 1 : 0); }, 0);
+  }
+
+  function incidentCluster(feature, latlng, index, context) {
+    const hideout = (context && context.hideout) || {};
+    const count = feature.properties.point_count;
+    const overdue = overdueIn(feature, index);
+    const bubble = document.createElement("div");
+    bubble.className = "incident-cluster " + (overdue > 0 ? "incident-overdue" : "incident-open");
+    bubble.style.borderColor = ((hideout.colours || {})[overdue > 0 ? "overdue" : "open"]) || "";
+    bubble.dataset.count = String(count);
+    bubble.dataset.overdue = String(overdue);
+    bubble.textContent = feature.properties.point_count_abbreviated;
+    const size = count < 10 ? 30 : count < 100 ? 36 : 44;
+    const marker = L.marker(latlng, {
+      icon: L.divIcon({className: "incident-cluster-marker", html: bubble.outerHTML, iconSize: [size, size]}),
+      keyboard: false,
+    });
+    const words = hideout.text || incidentWords;
+    marker.bindTooltip(escapeHtml(fill(words.cluster, {count: count, overdue: overdue})),
+                       {className: "unit-tooltip", direction: "top"});
+    return marker;
+  }
+
+  // A point's tooltip: category, state, when it was opened, where. Never anything about the requester: the
+  // points carry nothing of the kind (cityops/incident_layer.py).
+  function incidentTooltip(feature, layer) {
+    const properties = feature.properties || {};
+    if (properties.cluster) {
+      return;
+    }
+    layer.bindTooltip(function () {
+      const overdue = Number(properties.overdue) === 1;
+      return "<b>" + escapeHtml(properties.category) + "</b> · <span class=\"incident-state "
+        + (overdue ? "incident-overdue" : "incident-open") + "\">"
+        + escapeHtml(overdue ? incidentWords.overdue : incidentWords.open) + "</span><br>"
+        + escapeHtml(fill(incidentWords.opened, {time: properties.opened})) + "<br>" + escapeHtml(properties.address);
+    }, {className: "unit-tooltip incident-tooltip", direction: "top"});
+  }
+
   const clockFormats = {};
 
-  function clock(zone) {
+  function clock(zone, language) {
     const now = new Date();
+    const locale = language === "en" ? "en-GB" : "zh-CN";
     try {
-      // Building an Intl.DateTimeFormat takes milliseconds: once per zone, not once a second.
-      const formats = clockFormats[zone] || (clockFormats[zone] = [
-        new Intl.DateTimeFormat("zh-CN", {timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
-                                          weekday: "short"}),
-        new Intl.DateTimeFormat("zh-CN", {timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit",
-                                          hour12: false}),
+      // Building an Intl.DateTimeFormat takes milliseconds: once per zone and language, not once a second.
+      const key = zone + "|" + locale;
+      const formats = clockFormats[key] || (clockFormats[key] = [
+        new Intl.DateTimeFormat(locale, {timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+                                         weekday: "short"}),
+        new Intl.DateTimeFormat(locale, {timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit",
+                                         hour12: false}),
       ]);
       return formats[0].format(now) + " " + formats[1].format(now);
     } catch (error) {
@@ -146,7 +218,8 @@
   }
 
   window.onescreen = Object.assign({}, window.onescreen, {
-    map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip, label: label},
+    map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip, label: label,
+          incidentPoint: incidentPoint, incidentCluster: incidentCluster, incidentTooltip: incidentTooltip},
     painted: painted,
     clock: clock,
   });

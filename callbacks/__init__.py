@@ -10,7 +10,8 @@ import sys
 
 from dash import _callback
 
-FEATURES = ("header", "kpi", "loading", "map", "ranking", "selection", "trend", "sources", "alerts")
+FEATURES = ("header", "kpi", "loading", "map", "ranking", "selection", "trend", "sources", "alerts", "navigation",
+            "comparison", "wall", "exports")
 
 
 def register_callbacks() -> None:

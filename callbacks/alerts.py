@@ -13,7 +13,7 @@ import time
 
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, html, no_update
 
-from callbacks.context import Request, current_actor, resolve_view, screen_context, viewer_request
+from callbacks.context import Request, current_actor, current_language, resolve_view, screen_context, viewer_request
 from callbacks.redraw import digest_of
 from callbacks.selection import with_unit
 from cityops.alerts.lifecycle import AlertActionError, acknowledge, assign, close, comment, history
@@ -21,8 +21,8 @@ from cityops.alerts.queries import alert_counts, alert_list, alert_subject, evid
 from cityops.hierarchy import Level
 from cityops.readings import trend
 from cityops.scope import OutOfScope
-from layouts.alert_drawer import (alert_head, alert_trend_figure, alert_trend_graph, audit_trail, evidence_sections,
-                                  trend_window)
+from layouts.alert_drawer import (alert_head, alert_trend_figure, alert_trend_graph, audit_trail, drawer_content,
+                                  evidence_sections, trend_window)
 from layouts.alerts import MAX_ROWS, alert_rows, alert_title
 from layouts.ids import AlertIds, PageIds, alert_row_id
 from layouts.text import format_time, t
@@ -105,7 +105,6 @@ def clicked_alert(triggered: list[dict], prop_ids: dict) -> int | None:
 @callback(
     Output(AlertIds.SELECTED, "data"),
     Output(PageIds.SELECTION, "data", allow_duplicate=True),
-    Output(AlertIds.MESSAGE, "children", allow_duplicate=True),
     Input(alert_row_id(ALL), "n_clicks"),
     Input(AlertIds.CLOSE, "n_clicks"),
     State(PageIds.SELECTION, "data"),
@@ -113,19 +112,33 @@ def clicked_alert(triggered: list[dict], prop_ids: dict) -> int | None:
 )
 def open_alert(_rows, _close, selection):
     if ctx.triggered_id == AlertIds.CLOSE:
-        return None, no_update, ""
+        return None, no_update
     alert_id = clicked_alert(ctx.triggered, ctx.triggered_prop_ids)
     if alert_id is None:
-        return no_update, no_update, no_update
+        return no_update, no_update
     with viewer_request() as request:
         subject = alert_subject(request.session, request.scope, request.tree, request.ids, alert_id)
     if subject is None:
-        return no_update, no_update, no_update  # an alert the viewer may not see is never opened
+        return no_update, no_update  # an alert the viewer may not see is never opened
     # The map drills to the alert's unit (a community shows within its street, highlighted) and shows the
     # alert's indicator, so map, cards and trend tell the same story as the drawer.
     code, indicator = subject
     chosen = with_unit(selection, code)
-    return alert_id, {**chosen, "indicator": indicator} if indicator else chosen, ""
+    return alert_id, {**chosen, "indicator": indicator} if indicator else chosen
+
+
+@callback(
+    Output(AlertIds.CONTENT, "children"),
+    Input(AlertIds.SELECTED, "data"),
+    State(AlertIds.CONTENT, "children"),
+    prevent_initial_call=True,
+)
+def mount_drawer_content(selected, content):
+    """The drawer's body and actions, mounted when the first alert is opened and kept from then on (what the
+    operator typed survives closing and reopening). The callbacks filling them also wait on this one."""
+    if content or as_alert_id(selected) is None:
+        return no_update
+    return drawer_content(current_language(), screen_context().settings.refresh_seconds)
 
 
 clientside_callback(
@@ -170,26 +183,31 @@ def drawer_parts(request: Request, alert_id: int) -> tuple[list, list, list, boo
     Output(AlertIds.ASSIGN, "disabled"),
     Output(AlertIds.CLOSE_ALERT, "disabled"),
     Output(AlertIds.DRAWER_DIGEST, "data"),
+    Output(AlertIds.MESSAGE, "children", allow_duplicate=True),
     Input(AlertIds.SELECTED, "data"),
-    Input(PageIds.REFRESH, "n_intervals"),
+    Input(AlertIds.REFRESH, "n_intervals"),
     Input(AlertIds.CHANGED, "data"),
+    Input(AlertIds.CONTENT, "children"),
     State(AlertIds.DRAWER_DIGEST, "data"),
     prevent_initial_call=True,
 )
-def show_alert_drawer(selected, _tick, _changed, shown=None):
+def show_alert_drawer(selected, _tick, _changed, _content=None, shown=None):
     alert_id = as_alert_id(selected)
+    opened = {AlertIds.SELECTED, AlertIds.CONTENT} & {trigger["prop_id"].split(".")[0] for trigger in ctx.triggered}
     if alert_id is None:
-        if ctx.triggered_id == AlertIds.SELECTED:
+        if opened:
             # Closed: emptied, so the next alert never shows this one's for a moment.
-            return [], [], [], False, False, False, None
-        return (no_update,) * 7  # nobody is looking: no queries
+            return [], [], [], False, False, False, None, ""
+        return (no_update,) * 8  # nobody is looking: no queries
     with viewer_request() as request:
         head, found, trail, closed = drawer_parts(request, alert_id)
     digest = digest_of([alert_id, head, found, trail, closed])
+    # Another alert opened: the last one's "done" message goes (a refresh leaves it).
+    message = "" if opened else no_update
     if digest == shown:
-        return (no_update,) * 7  # a refresh that changed nothing redraws nothing
+        return (*(no_update,) * 7, message)  # a refresh that changed nothing redraws nothing
     # A closed alert can still take comments (what was found later belongs with it), nothing else.
-    return head, found, trail, closed, closed, closed, digest
+    return head, found, trail, closed, closed, closed, digest, message
 
 
 def alert_trend(request: Request, alert_id: int):
@@ -215,9 +233,10 @@ def alert_trend(request: Request, alert_id: int):
 @callback(
     Output(AlertIds.TREND_BODY, "children"),
     Input(AlertIds.SELECTED, "data"),
+    Input(AlertIds.CONTENT, "children"),
     prevent_initial_call=True,
 )
-def show_alert_trend(selected):
+def show_alert_trend(selected, _content=None):
     # Mounted once per alert opened and removed when the drawer closes; refreshes leave it alone (remounting
     # would redraw it from scratch, see callbacks/trend.py).
     alert_id = as_alert_id(selected)
@@ -291,7 +310,7 @@ def act_on_alert(_acknowledge, _assign, _comment, _close, selected, typed_name, 
     alert_id = as_alert_id(selected)
     if action is None or alert_id is None or not (ctx.triggered and ctx.triggered[0].get("value")):
         return no_update, no_update, no_update, no_update
-    language = screen_context().settings.language
+    language = current_language()
     actor = current_actor(typed_name, language)
     if actor is None:
         return action_message(False, t("need_name", language)), no_update, no_update, no_update
@@ -309,7 +328,7 @@ def act_on_alert(_acknowledge, _assign, _comment, _close, selected, typed_name, 
 # The typed name is kept in the browser (AlertIds.ACTOR_STORE, local storage): typed once, it is filled in again
 # whenever a drawer opens, on this screen and after a reload.
 clientside_callback(
-    """function(typed, _selected, stored) {
+    """function(typed, _selected, _content, stored) {
         const clientside = window.dash_clientside;
         if (clientside.callback_context.triggered_id === "%s") {
             return [clientside.no_update, typed || null];
@@ -320,6 +339,7 @@ clientside_callback(
     Output(AlertIds.ACTOR_STORE, "data"),
     Input(AlertIds.ACTOR, "value"),
     Input(AlertIds.SELECTED, "data"),
+    Input(AlertIds.CONTENT, "children"),
     State(AlertIds.ACTOR_STORE, "data"),
     prevent_initial_call=True,
 )
@@ -329,10 +349,11 @@ clientside_callback(
     Output(AlertIds.ACTOR_NOTE, "children"),
     Input(AlertIds.ACTOR, "value"),
     Input(AlertIds.SELECTED, "data"),
+    Input(AlertIds.CONTENT, "children"),
     prevent_initial_call=True,
 )
-def show_actor(typed_name, _selected):
-    language = screen_context().settings.language
+def show_actor(typed_name, _selected, _content=None):
+    language = current_language()
     actor = current_actor(typed_name, language)
     if actor is None:
         return html.Span(t("need_name", language), className="alert-actor-missing")

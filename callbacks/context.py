@@ -16,17 +16,18 @@ from functools import cached_property
 from typing import Iterator
 
 import pandas as pd
-from flask import current_app, request as http_request
+from flask import Flask, Response, current_app, request as http_request
 from sqlalchemy.orm import Session
 
+from callbacks.cached_callbacks import current_data_version
 from cityops.alerts.rules import Rule, RuleError, load_rules
 from cityops.catalog import Catalog
 from cityops.db import session_scope
-from cityops.scope import Scope, Viewer, viewer_scope
+from cityops.request_basics import request_basics
+from cityops.scope import Scope, Viewer
 from cityops.settings import Settings
 from cityops.sources import SourceConfig
-from cityops.storage import indicator_ids
-from cityops.tree import UnitTree, load_tree
+from cityops.tree import UnitTree
 from layouts.text import t
 
 CONFIG_KEY = "ONESCREEN"
@@ -34,6 +35,10 @@ CONFIG_KEY = "ONESCREEN"
 # also drop any such header a browser sends). Unset (the default): no proxy vouches for anyone, and the screen
 # asks the operator for a name.
 USER_HEADER_ENV = "ONESCREEN_USER_HEADER"
+# The viewer's choice of language (the screen's 中/EN switch sets it); without it, the deployment's default.
+LANGUAGE_COOKIE = "onescreen-language"
+LANGUAGES = ("zh", "en")
+LANGUAGE_COOKIE_SECONDS = 365 * 86400  # the switch in assets/navigation.js keeps it as long
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +79,7 @@ class Request:
 
     @property
     def language(self) -> str:
-        return self.settings.language
+        return current_language(self.settings)
 
     def unit_id(self, code: str | None) -> int:
         """The id of a unit the page asked for, if the viewer may see it; otherwise the scope's root."""
@@ -86,6 +91,27 @@ class Request:
 
 def screen_context() -> ScreenContext:
     return current_app.config[CONFIG_KEY]
+
+
+def current_language(settings: Settings | None = None) -> str:
+    """The language this viewer reads: their own choice (a cookie, so every request of the page carries it,
+    the layout's included), else the deployment's default."""
+    chosen = http_request.cookies.get(LANGUAGE_COOKIE) if http_request else None
+    if chosen in LANGUAGES:
+        return chosen
+    return (settings or screen_context().settings).language
+
+
+def remember_language_parameter(server: Flask) -> None:
+    """`?lang=en` (or zh) in a page's URL chooses the viewer's language as the screen's 中/EN switch does: the
+    response sets the cookie, so the layout the page asks for next is drawn in that language."""
+
+    @server.after_request
+    def remember_language(response: Response) -> Response:
+        chosen = http_request.args.get("lang")
+        if http_request.method == "GET" and chosen in LANGUAGES:
+            response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=LANGUAGE_COOKIE_SECONDS, path="/", samesite="Lax")
+        return response
 
 
 def current_viewer() -> Viewer:
@@ -115,9 +141,9 @@ def current_actor(typed_name: str | None, language: str) -> str | None:
 def viewer_request() -> Iterator[Request]:
     context = screen_context()
     with session_scope(context.settings.database_url) as session:
-        ids = indicator_ids(session, context.catalog)
-        yield Request(context.settings, context.catalog, session, viewer_scope(session, current_viewer()), ids,
-                      load_tree(session), int(time.time()))
+        # Read once per data version, not by every request (cityops/request_basics.py).
+        ids, tree, scope = request_basics.read(session, context.catalog, current_viewer(), current_data_version())
+        yield Request(context.settings, context.catalog, session, scope, ids, tree, int(time.time()))
 
 
 @dataclass(frozen=True)

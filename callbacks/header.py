@@ -7,11 +7,13 @@ from collections import Counter
 
 from dash import Input, Output, State, callback, clientside_callback, html
 
-from callbacks.context import resolve_view, screen_context, viewer_request
+from callbacks.context import current_language, resolve_view, screen_context, viewer_request
 from cityops.readings import last_update
 from cityops.sources import source_health
+from cityops.status import is_stale
 from layouts.header import breadcrumb, indicator_selector, source_summary
 from layouts.ids import HeaderIds, PageIds
+from layouts.kpi import as_of_mark
 from layouts.page import default_indicator
 from layouts.text import format_time, t
 
@@ -42,7 +44,7 @@ def show_indicator_selector(_map_painted, selection):
     context = screen_context()
     wanted = selection.get("indicator") if isinstance(selection, dict) else None
     key = wanted if isinstance(wanted, str) and wanted in context.catalog else default_indicator(context.catalog)
-    return indicator_selector(context.catalog, key, context.settings.language)
+    return indicator_selector(context.catalog, key, current_language(context.settings))
 
 
 @callback(
@@ -64,8 +66,11 @@ def show_freshness(_tick, _map_painted=None):
             minutes = max(0, (request.now - updated) // 60)
             ago = (f"{minutes} 分钟前" if language == "zh" else f"{minutes} min ago") if minutes else \
                 ("刚刚" if language == "zh" else "just now")
-            freshness = [html.Span(t("last_update", language), className="label"),
-                         html.Span(format_time(updated, zone, request.now), className="value"),
+            # Stale once even the most frequent source's newest data is older than its interval allows.
+            stale = bool(intervals) and is_stale(updated, request.now, min(intervals.values()))
+            when = as_of_mark(updated, True, zone, request.now, language, "value") if stale else \
+                html.Span(format_time(updated, zone, request.now), className="value")
+            freshness = [html.Span(t("last_update", language), className="label"), when,
                          html.Span(f" · {ago}", className="ago")]
         return freshness, source_summary(Counter(h.freshness for h in health), language)
 
@@ -73,15 +78,18 @@ def show_freshness(_tick, _map_painted=None):
 # Neither runs before the map has painted (see callbacks/loading.py): every callback the page runs on load
 # is work on the main thread the polygons would wait for.
 clientside_callback(
-    # Chart type follows the page's type, which grows with the viewport width (see assets/style.css).
-    "function(_painted) { return {scale: Math.round(Math.max(1, window.innerWidth / 1920) * 4) / 4}; }",
+    # Chart type follows the page's type (assets/style.css; on a wall assets/wall.css): 1 at a browser's 15 px.
+    "function(_painted) { const px = parseFloat(getComputedStyle(document.documentElement).fontSize) || 15;"
+    " return {scale: Math.round(Math.max(1, px / 15) * 4) / 4}; }",
     Output(PageIds.DISPLAY, "data"),
     Input(PageIds.MAP_PAINTED, "data"),
     prevent_initial_call=True,
 )
 
 clientside_callback(
-    "function(_n, _painted, zone) { return window.onescreen.clock(zone); }",
+    # In the page's language (app.py sets <html lang> to the viewer's).
+    "function(_n, _painted, zone) {"
+    " return window.onescreen.clock(zone, document.documentElement.lang.slice(0, 2)); }",
     Output(HeaderIds.CLOCK, "children"),
     Input(PageIds.CLOCK_TICK, "n_intervals"),
     Input(PageIds.MAP_PAINTED, "data"),

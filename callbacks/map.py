@@ -6,30 +6,41 @@ Both leave in one response, so new boundaries are styled with their own colours 
 The map comes first on the screen. Its first state (the scope's root: boundaries, colours, bounds, legend,
 title) is part of the layout each page load receives (`first_map`), boundaries included, so the polygons are
 drawn as soon as the page renders, after no request and no round of callbacks; `show_map` takes over from the
-first change or refresh, and from then on boundaries travel by URL only.
+first change or refresh, and from then on boundaries travel by URL only, as geobuf (callbacks/geometry.py).
 Everything else waits for the polygons to be painted (see callbacks/loading.py).
 
 Alert badges (each child's open alerts, in the labels layer's `hideout`) are no part of the first map: they are
 first read once the polygons have painted (`show_first_badges`), then travel with every change and refresh in
 `show_map`'s one response — on a drill-down with the new labels' URL, so the labels are drawn with their own
 badges (dash-leaflet ignores a `hideout` arriving while it is still fetching the points).
+
+Open incidents (`show_incidents`) are a layer of their own: the points in the unit on the map, sent as geobuf in
+the layer's `data`, and sent again only when they changed (a digest), so a refresh redraws nothing that is
+unchanged and a changed layer is swapped in one go, never blanked.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
+import os
 
-from dash import Input, Output, State, callback, no_update
+from dash import Input, Output, State, callback, clientside_callback, no_update
 
-from callbacks.context import Request, View, resolve_view, viewer_request
+from callbacks.context import Request, View, resolve_view, screen_context, viewer_request
 from cityops.alerts.queries import alert_counts
 from cityops.geography import bounds_of, children_geojson, children_labels_geojson
 from cityops.hierarchy import Level
+from cityops.incident_layer import OverdueLimits, incident_geobuf, open_incident_points
 from cityops.readings import children_readings
+from cityops.status import is_stale
 from layouts.alert_badges import tally_of
-from layouts.ids import AlertIds, MapIds, PageIds
-from layouts.map_panel import MapState, geometry_url, labels_hideout, labels_url, legend, map_hideout
+from layouts.ids import AlertIds, IncidentIds, MapIds, PageIds
+from layouts.kpi import as_of_mark
+from layouts.map_panel import (GEOMETRY_FORMAT, MapState, geometry_url, labels_hideout, labels_url, legend,
+                               map_hideout)
 from layouts.text import level_name, t
 
 log = logging.getLogger(__name__)
@@ -56,14 +67,15 @@ def map_state(request: Request, selection: dict | None, current_url: str | None,
     data = labels_data = None
     if url == current_url:
         # Same level (a refresh or another indicator): keep the geometry and the viewer's pan and zoom.
-        url_out, labels, viewport = no_update, no_update, no_update
+        url_out, labels, viewport, geometry_format = no_update, no_update, no_update, no_update
         data = labels_data = no_update
     else:
-        url_out, labels = url, labels_url(str(parent["code"]))
+        url_out, labels, geometry_format = url, labels_url(str(parent["code"])), GEOMETRY_FORMAT
         if inline_geometry:
             data = json.loads(children_geojson(request.session, request.scope, view.map_parent_id))
             labels_data = json.loads(children_labels_geojson(request.session, request.scope, view.map_parent_id))
-        viewport = {"bounds": bounds_of(request.session, request.scope, view.map_parent_id),
+            geometry_format = "geojson"
+        viewport = {"bounds": bounds_of(request.session, request.scope, view.map_parent_id, request.tree),
                     "options": {"padding": [16, 16]}}
     children = children_readings(request.session, request.scope, request.catalog, request.ids,
                                  view.map_parent_id, view.indicator_key, request.now)
@@ -73,13 +85,19 @@ def map_state(request: Request, selection: dict | None, current_url: str | None,
     name = parent["name_zh"] if request.language == "zh" else parent["name_en"]
     title = t("map_of", request.language, indicator=indicator.name(request.language), unit=name,
               level=level_name(child_level, request.language, plural=True) if child_level else "")
+    observed = children["observed_at"].dropna() if "observed_at" in children else ()
+    if len(observed):
+        # The newest value on the map, marked stale when even that is older than the indicator allows.
+        newest = int(observed.max())
+        title = [title, " ", as_of_mark(newest, is_stale(newest, request.now, indicator.interval_seconds),
+                                        request.settings.timezone, request.now, request.language)]
     badge_hideout = None
     if badges:
         badge_hideout = badges_state(request, view)
         if url == current_url and badge_hideout == current_labels:
             badge_hideout = no_update
     return MapState(url_out, labels, data, labels_data, viewport, hideout, badge_hideout,
-                    legend(indicator, child_level, request.language), title)
+                    legend(indicator, child_level, request.language), title, geometry_format)
 
 
 def first_map() -> MapState | None:
@@ -104,6 +122,7 @@ def first_map() -> MapState | None:
     Output(MapIds.LABELS, "hideout"),
     Output(MapIds.LEGEND, "children"),
     Output(MapIds.TITLE, "children"),
+    Output(MapIds.UNITS, "format"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
     State(MapIds.UNITS, "url"),
@@ -127,3 +146,92 @@ def show_first_badges(_map_painted, _alert_changed, selection):
     again at once when someone acts on an alert (rather than at the next refresh)."""
     with viewer_request() as request:
         return badges_state(request, resolve_view(request, selection))
+
+
+# ------------------------------------------------------------------------------------------------
+# Incidents
+# ------------------------------------------------------------------------------------------------
+
+_limits: dict[tuple, OverdueLimits] = {}
+
+
+def overdue_limits() -> OverdueLimits:
+    """How long each incident source's incidents may stay open (connectors.yaml: `overdue_after`,
+    `overdue_by_category`), read again when the file changes. A file that cannot be read gives the default limit
+    (the scheduler reports the file's error)."""
+    settings = screen_context().settings
+    path = settings.connectors_path
+    try:
+        stat = os.stat(path)
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return OverdueLimits()
+    if key not in _limits:
+        from connectors.config import ConnectorConfigError, duration_seconds, load_connectors
+
+        by_source = {}
+        try:
+            for instance in load_connectors(path, None, settings.timezone):
+                config = instance.config or {}
+                if "overdue_after" in config:
+                    by_source[instance.name] = (
+                        duration_seconds(config["overdue_after"], "overdue_after"),
+                        {str(category): duration_seconds(limit, f"overdue_by_category {category}")
+                         for category, limit in (config.get("overdue_by_category") or {}).items()})
+        except (ConnectorConfigError, ValueError, OSError):
+            log.exception("could not read the incident sources' overdue limits; using the default")
+        _limits.clear()
+        _limits[key] = OverdueLimits(by_source)
+    return _limits[key]
+
+
+def incident_state(request: Request, selection: dict | None, shown, current_digest: str | None) -> tuple:
+    """(the layer's data, its digest, the toggle's counts) for a selection; the data only when it changed."""
+    if shown is False:
+        return (None, None, t("incidents_off", request.language)) if current_digest is not None \
+            else (no_update, no_update, t("incidents_off", request.language))
+    view = resolve_view(request, selection)
+    points = open_incident_points(request.session, request.scope, request.tree, view.map_parent_id, request.now,
+                                  overdue_limits(), request.settings.timezone)
+    encoded = incident_geobuf(points)
+    digest = hashlib.sha1(encoded).hexdigest()[:16]
+    counts = t("incidents_count", request.language, shown=f"{points.shown:,}", overdue=f"{points.overdue:,}")
+    if points.left_out:
+        counts += t("incidents_more", request.language, count=f"{points.left_out:,}")
+    if digest == current_digest:
+        return no_update, no_update, counts
+    # No point: no data at all (a geobuf of an empty collection decodes to nothing dash-leaflet can read).
+    data = base64.b64encode(encoded).decode("ascii") if points.shown else None
+    return data, digest, counts
+
+
+@callback(
+    Output(IncidentIds.LAYER, "data"),
+    Output(IncidentIds.DIGEST, "data"),
+    Output(IncidentIds.COUNT, "children"),
+    Input(PageIds.SELECTION, "data"),
+    Input(PageIds.REFRESH, "n_intervals"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    Input(IncidentIds.SHOWN, "data"),
+    State(IncidentIds.DIGEST, "data"),
+    prevent_initial_call=True,  # after the map has painted (MAP_PAINTED), as every panel
+)
+def show_incidents(selection, _tick, _map_painted, shown, current_digest):
+    """Read after the map has painted (MAP_PAINTED), then on every change and refresh."""
+    with viewer_request() as request:
+        return incident_state(request, selection, shown, current_digest)
+
+
+clientside_callback(
+    "function (clicks, shown) { return shown === false; }",
+    Output(IncidentIds.SHOWN, "data"),
+    Input(IncidentIds.TOGGLE, "n_clicks"),
+    State(IncidentIds.SHOWN, "data"),
+    prevent_initial_call=True,
+)
+
+clientside_callback(
+    "function (shown) { return 'map-layer-toggle ' + (shown === false ? 'layer-off' : 'layer-on'); }",
+    Output(IncidentIds.TOGGLE, "className"),
+    Input(IncidentIds.SHOWN, "data"),
+)

@@ -1,12 +1,13 @@
-"""Selection is one state: map clicks, breadcrumb, alert rows, bars, KPI cards and the selector all change
-the same store, and every panel reads from it."""
+"""Selection is one state: map clicks, breadcrumb, alert rows, the comparison rows (callbacks/comparison.py), KPI
+cards, the unit search and the URL (callbacks/navigation.py) and the selector all change the same store, and every
+panel reads from it."""
 
 from __future__ import annotations
 
 from dash import ALL, Input, Output, State, callback, ctx, no_update
 
 from callbacks.context import viewer_request
-from layouts.ids import HeaderIds, MapIds, PageIds, RankingIds, crumb_id, kpi_card_id
+from layouts.ids import HeaderIds, MapIds, PageIds, crumb_id, kpi_card_id
 
 
 def clicked_unit_code(trigger_id, value) -> str | None:
@@ -20,14 +21,11 @@ def clicked_unit_code(trigger_id, value) -> str | None:
         return trigger_id.get("code")
     if trigger_id == MapIds.UNITS:
         return (value or {}).get("properties", {}).get("code") if isinstance(value, dict) else None
-    if trigger_id == RankingIds.CHILDREN:
-        points = (value or {}).get("points") or []
-        return points[0]["customdata"][0] if points and points[0].get("customdata") else None
     return None
 
 
 def with_unit(selection: dict | None, code: str) -> dict:
-    return {**(selection or {}), "unit": code}
+    return {**(selection if isinstance(selection, dict) else {}), "unit": code}
 
 
 def select_clicked(selection: dict | None):
@@ -55,18 +53,6 @@ def select_clicked(selection: dict | None):
     prevent_initial_call=True,
 )
 def select_unit(_map_click, _crumbs, selection):
-    return select_clicked(selection)
-
-
-@callback(
-    Output(PageIds.SELECTION, "data", allow_duplicate=True),
-    Input(RankingIds.CHILDREN, "clickData"),
-    State(PageIds.SELECTION, "data"),
-    prevent_initial_call=True,
-)
-def select_unit_from_bar(_bar_click, selection):
-    # Its own callback: the bar chart mounts after the map, and Dash refuses a callback whose inputs are
-    # partly missing, so a map click before the charts exist must not depend on the bars.
     return select_clicked(selection)
 
 

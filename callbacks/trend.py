@@ -1,4 +1,5 @@
-"""The trend of the selected unit and indicator, with its thresholds.
+"""The trend of the selected unit and indicator over the selected time range, with its thresholds and, when asked
+for, the same period of the previous week; and the range control that changes the selection's range.
 
 The graph is not in the first layout (mounting a dcc.Graph loads plotly.js): `mount_trend` puts it in the panel
 once the rest of the screen has painted (see callbacks/loading.py), already holding its figure; from then on
@@ -9,17 +10,21 @@ children of a changed `children` prop, so plotly would redraw from scratch and f
 
 from __future__ import annotations
 
-from dash import Input, Output, State, callback
+import time
 
-from callbacks.context import resolve_view, viewer_request
+from dash import Input, Output, State, callback, ctx, no_update
+
+from callbacks.context import current_language, resolve_view, screen_context, viewer_request
 from cityops.hierarchy import Level
-from cityops.readings import trend
-from layouts.ids import PageIds, TrendIds
-from layouts.text import t
+from cityops.readings import bucketed_trend, current_frame
+from cityops.status import is_stale
+from cityops.time_range import (
+    CUSTOM, WEEK, bucket_at_least, parse_day, resolve_range, today_in, with_compare, with_custom, with_preset,
+)
+from layouts.ids import PageIds, RangeIds, TrendIds
+from layouts.kpi import as_of_mark
 from layouts.theme import display_scale
-from layouts.trend import trend_figure, trend_graph
-
-TREND_DAYS = 7
+from layouts.trend import COMPARE, problem_text, trend_figure, trend_graph, trend_title
 
 
 def trend_for(selection, display):
@@ -27,13 +32,22 @@ def trend_for(selection, display):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         indicator = request.catalog[view.indicator_key]
-        window = (request.now - TREND_DAYS * 86400, request.now)
-        series = trend(request.session, request.scope, request.catalog, request.ids, view.unit_id,
-                       view.indicator_key, *window)
+        time_range = resolve_range(selection, request.now, request.settings.timezone)
+        bucket = bucket_at_least(time_range.bucket, indicator.interval_seconds)
+
+        def read(window):
+            return bucketed_trend(request.session, request.scope, request.catalog, request.ids, view.unit_id,
+                                  view.indicator_key, *window, bucket, time_range.utc_offset)
+
+        series = read(time_range.window)
+        previous = read(time_range.previous_week).assign(time=lambda frame: frame["time"] + WEEK) \
+            if time_range.compare else None
         unit = request.tree.frame.loc[view.unit_id]
         thresholds = indicator.thresholds_at(Level(int(unit["level"])))
-        return trend_figure(series, indicator, thresholds, request.settings.timezone, request.language, window,
-                            display_scale(display))
+        # A new range (or indicator) resets a zoom; a refresh of the same one keeps it.
+        revision = f"{indicator.key}|{time_range.key}|{time_range.first_day}|{time_range.last_day}"
+        return trend_figure(series, indicator, thresholds, request.settings.timezone, request.language,
+                            time_range.window, display_scale(display), previous, bucket, revision)
 
 
 @callback(
@@ -62,12 +76,82 @@ def show_trend(selection, _tick, display):
     Output(TrendIds.TITLE, "children"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.MAP_PAINTED, "data"),
+    Input(PageIds.REFRESH, "n_intervals"),
     prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_trend_title(selection, _map_painted=None):
+def show_trend_title(selection, _map_painted=None, _tick=None):
     with viewer_request() as request:
         view = resolve_view(request, selection)
         indicator = request.catalog[view.indicator_key]
         unit = request.tree.frame.loc[view.unit_id]
         name = unit["name_zh"] if request.language == "zh" else unit["name_en"]
-        return t("trend_of", request.language, indicator=indicator.name(request.language), unit=name)
+        zone = request.settings.timezone
+        time_range = resolve_range(selection, request.now, zone)
+        title = trend_title(indicator.name(request.language), name, time_range, request.language,
+                            today_in(zone, request.now))
+        # How fresh the unit's newest value is: the trend of a stopped source says so, and since when.
+        current = current_frame(request.session, request.scope, indicator, request.ids[indicator.key],
+                                [view.unit_id], Level(int(unit["level"])), request.now)
+        observed = current["observed_at"].dropna()
+        if len(observed):
+            newest = int(observed.max())
+            title = [*title, " ", as_of_mark(newest, is_stale(newest, request.now, indicator.interval_seconds), zone,
+                                            request.now, request.language)]
+        return title
+
+
+# ------------------------------------------------------------------------------------------------
+# The range control
+# ------------------------------------------------------------------------------------------------
+
+
+@callback(
+    Output(PageIds.SELECTION, "data", allow_duplicate=True),
+    Output(RangeIds.PRESETS, "value"),
+    Output(RangeIds.CUSTOM, "hidden"),
+    Output(RangeIds.DATES, "start_date"),
+    Output(RangeIds.DATES, "end_date"),
+    Output(RangeIds.DATES, "max_date_allowed"),
+    Output(RangeIds.COMPARE, "value"),
+    Output(RangeIds.MESSAGE, "children"),
+    Input(PageIds.SELECTION, "data"),
+    Input(RangeIds.PRESETS, "value"),
+    Input(RangeIds.DATES, "start_date"),
+    Input(RangeIds.DATES, "end_date"),
+    Input(RangeIds.COMPARE, "value"),
+    prevent_initial_call=True,
+)
+def sync_range(selection, preset, start, end, compare):
+    """One callback both ways, so the control and the selection cannot chase each other: a change of the
+    control writes the selection (only ever a valid range), a change of the selection from elsewhere (a deep
+    link, back/forward) sets the control. Dash does not call a callback again for its own outputs."""
+    settings = screen_context().settings
+    return range_update(selection, ctx.triggered_id, preset, start, end, compare, int(time.time()),
+                        settings.timezone, current_language(settings))
+
+
+def range_update(selection, trigger, preset, start, end, compare, now: int, zone: str, language: str) -> tuple:
+    """What `sync_range` returns for one event: (selection or no_update, preset, custom hidden, start date,
+    end date, latest date allowed, comparison value, message)."""
+    selection = selection if isinstance(selection, dict) else {}
+    today = today_in(zone, now).isoformat()
+    chosen = no_update
+    if trigger == RangeIds.PRESETS and preset == CUSTOM:
+        # The dates last shown (in the picker, else in the selection), else the last 7 days.
+        dates = (start, end) if parse_day(start) and parse_day(end) else (selection.get("start"), selection.get("end"))
+        chosen = with_custom(selection, *dates, now, zone)[0] or with_custom(selection, None, None, now, zone)[0]
+    elif trigger == RangeIds.PRESETS:
+        chosen = with_preset(selection, preset) or no_update
+    elif trigger == RangeIds.DATES and start and end:
+        chosen, problem = with_custom(selection, start, end, now, zone)
+        if chosen is None:
+            # Not applied, and nothing lost: the picker keeps the dates picked, the message says what is wrong.
+            return no_update, CUSTOM, False, no_update, no_update, today, no_update, problem_text(problem, language)
+    elif trigger == RangeIds.COMPARE:
+        chosen = with_compare(selection, isinstance(compare, list) and COMPARE in compare)
+    # The control shows the range the charts show (a deep link's invalid dates: the default, the title says why).
+    time_range = resolve_range(selection if chosen is no_update else chosen, now, zone)
+    custom = time_range.key == CUSTOM
+    return (chosen, time_range.key, not custom, time_range.first_day.isoformat() if custom else no_update,
+            time_range.last_day.isoformat() if custom else no_update, today,
+            [COMPARE] if time_range.compare else [], "")

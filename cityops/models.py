@@ -306,3 +306,25 @@ class AlertNotification(Base):
         UniqueConstraint("alert_id", "change", "severity", "channel", "target", name="uq_alert_notifications_once"),
         Index("ix_alert_notifications_due", "status", "next_attempt_at"),
     )
+
+
+class ExportRecord(Base):
+    """One export someone took from the screen: a panel's data (CSV, XLSX), a chart (PNG, SVG) or a report (PDF,
+    PNG). Who, when, within which scope, of which view, in which format, and how much (cityops/exports/records.py).
+    """
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[int] = mapped_column(BigInteger, index=True)
+    actor: Mapped[str] = mapped_column(String(120))        # the proxy's name, a typed one "(unverified)", or anonymous
+    panel: Mapped[str] = mapped_column(String(16))         # kpi / map / trend / ranking / alerts / report
+    format: Mapped[str] = mapped_column(String(8))         # csv / xlsx / png / svg / pdf
+    scope_code: Mapped[str] = mapped_column(String(32))    # the root of what the exporter may see
+    unit_code: Mapped[str] = mapped_column(String(32))     # the unit exported (always within that scope)
+    indicator: Mapped[str | None] = mapped_column(String(64))
+    selection: Mapped[str] = mapped_column(Text)           # JSON: the checked selection (unit, indicator, time range)
+    rows: Mapped[int | None] = mapped_column(Integer)      # data rows behind the file
+    bytes: Mapped[int | None] = mapped_column(Integer)     # None for chart images the browser draws
+    filename: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(4))

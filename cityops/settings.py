@@ -20,6 +20,7 @@ class Settings:
     catalog_path: Path = DATA_DIR / "indicators.yaml"
     connectors_path: Path = DATA_DIR / "connectors.yaml"
     alerts_path: Path = DATA_DIR / "alerts.yaml"
+    wall_path: Path = DATA_DIR / "wall.yaml"  # the wall display's playlist (cityops/playlist.py)
     # Raw payloads of connector runs, compressed (connectors/archive.py); retention is set per connector.
     archive_dir: Path = PROJECT_ROOT / "var" / "archive"
     city_name_zh: str = "海城市"
@@ -29,6 +30,9 @@ class Settings:
     # tile server, e.g. http://gis.intranet/tiles/{z}/{x}/{y}.png
     tile_url: str | None = None
     tile_attribution: str = ""
+    # The shared response cache (cityops/response_cache.py): None or "memory" (per process), "off", or a Redis URL
+    # (redis://127.0.0.1:6379/0) shared by every web worker.
+    cache_url: str | None = None
     refresh_seconds: int = 30
     demo_seed: int = 2026
     backfill_days: int = 7
@@ -47,6 +51,7 @@ class Settings:
             values["database_url"] = env["DATABASE_URL"]
         for name, attr in (("ONESCREEN_CATALOG", "catalog_path"), ("ONESCREEN_CONNECTORS", "connectors_path"),
                            ("ONESCREEN_ALERT_RULES", "alerts_path"),
+                           ("ONESCREEN_WALL", "wall_path"),
                            ("ONESCREEN_ARCHIVE_DIR", "archive_dir")):
             if env.get(name):
                 values[attr] = Path(env[name])
@@ -56,6 +61,7 @@ class Settings:
             ("ONESCREEN_TIMEZONE", "timezone"),
             ("ONESCREEN_TILE_URL", "tile_url"),
             ("ONESCREEN_TILE_ATTRIBUTION", "tile_attribution"),
+            ("ONESCREEN_CACHE_URL", "cache_url"),
             ("ONESCREEN_LANGUAGE", "language"),
             ("ONESCREEN_HOST", "host"),
         ):

@@ -36,11 +36,8 @@ TREND_ROOM = 0.03  # of the window, after its end
 
 
 def alert_drawer(language: str) -> html.Aside:
-    """The drawer's shell; hidden until an alert row is clicked (callbacks/alerts.py fills it)."""
-    def labelled(label: str, field, button) -> html.Div:
-        return html.Div(className="alert-action", children=[html.Label(label, className="alert-action-label"),
-                                                            field, button])
-
+    """The drawer's shell; hidden until an alert row is clicked. Its content (`drawer_content`) is mounted then,
+    the first time: a third of the screen's components, which the first screen need not render."""
     return html.Aside(id=AlertIds.DRAWER, className="alert-drawer", hidden=True,
                       **{"aria-label": t("alert_detail", language)}, children=[
         dcc.Store(id=AlertIds.SELECTED),
@@ -52,6 +49,20 @@ def alert_drawer(language: str) -> html.Aside:
             html.Button("×", id=AlertIds.CLOSE, className="drawer-close", title=t("close", language),
                         **{"aria-label": t("close", language)}),
         ]),
+        html.Div(id=AlertIds.CONTENT, className="alert-drawer-content"),
+    ])
+
+
+def drawer_content(language: str, refresh_seconds: int = 30) -> list:
+    """The drawer's body (head, trend, evidence, trail: filled by callbacks/alerts.py), its actions, and the timer
+    that refreshes it (here rather than the page's: a callback whose outputs are not on the page yet must not fire).
+    """
+    def labelled(label: str, field, button) -> html.Div:
+        return html.Div(className="alert-action", children=[html.Label(label, className="alert-action-label"),
+                                                            field, button])
+
+    return [
+        dcc.Interval(id=AlertIds.REFRESH, interval=refresh_seconds * 1000),
         html.Div(className="alert-drawer-body", children=[
             html.Div(id=AlertIds.HEAD, className="alert-head"),
             html.Div(id=AlertIds.TREND_BODY, className="alert-trend"),
@@ -77,7 +88,7 @@ def alert_drawer(language: str) -> html.Aside:
                                  className="alert-button alert-button-close")),
             html.Div(id=AlertIds.MESSAGE, className="alert-message", role="status", **{"aria-live": "polite"}),
         ]),
-    ])
+    ]
 
 
 def alert_head(alert: dict, rule: Rule | None, indicator: Indicator | None, unit: pd.Series, language: str,

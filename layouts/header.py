@@ -1,4 +1,5 @@
-"""The header: city, title, breadcrumb, indicator selector, clock, data freshness and source health."""
+"""The header: city, title, breadcrumb, unit search, indicator selector, clock, data freshness, source health and
+the language switch."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from cityops.catalog import Catalog
 from cityops.hierarchy import Level
 from cityops.status import Status
 from layouts.ids import HeaderIds, crumb_id
+from layouts.navigation import language_switch, unit_search
 from layouts.text import level_name, t
 from layouts.theme import status_colour
 
@@ -67,6 +69,7 @@ def build_header(city_name: str, catalog: Catalog, indicator_key: str, language:
             html.Div(t("title", language), className="brand-title"),
         ]),
         html.Nav(id=HeaderIds.BREADCRUMB, className="breadcrumb", **{"aria-label": "breadcrumb"}),
+        unit_search(language),
         html.Div(className="indicator-picker", title=t("indicator", language), children=[
             html.Span(t("indicator", language), className="indicator-label"),
             # The selector itself is mounted once the map has painted (callbacks/header.py): it loads a script
@@ -81,6 +84,7 @@ def build_header(city_name: str, catalog: Catalog, indicator_key: str, language:
             # Opens the sources panel (callbacks/sources.py).
             html.Button(id=HeaderIds.SOURCES, className="sources", n_clicks=0, title=t("sources_title", language)),
         ]),
+        language_switch(language),
     ])
 
 
@@ -103,6 +107,7 @@ def source_summary(counts: dict[str, int], language: str) -> list:
               "silent": ("中断", "silent", Status.CRITICAL)}
     children = [html.Span(t("sources", language), className="sources-label")]
     for key, (zh, en, status) in labels.items():
-        children.append(html.Span(className=f"source-count source-{key}", children=[
-            html.Span("●", style={"color": status_colour(status)}), f" {counts.get(key, 0)} {zh if language == 'zh' else en}"]))
+        count = counts.get(key, 0)
+        children.append(html.Span(className=f"source-count source-{key}", **{"data-count": str(count)}, children=[
+            html.Span("●", style={"color": status_colour(status)}), f" {count} {zh if language == 'zh' else en}"]))
     return children

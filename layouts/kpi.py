@@ -38,15 +38,29 @@ def sparkline_svg(values: list[float | None], colour: str, width: int = 120, hei
     return "data:image/svg+xml;charset=utf-8," + quote(svg)
 
 
+def as_of_mark(observed_at: int | None, stale: bool, zone: str, now: int, language: str,
+               class_name: str = "") -> html.Span:
+    """截至 10:40 — or, once the data is older than its indicator's expected interval allows (cityops.status
+    is_stale), 数据过期 · 截至 10:40, hatched grey: the one stale mark of every panel that shows data (cards, map
+    and trend titles, header), so a panel left behind by a stopped source says so, and since when
+    (assets/wall.css: a panel whose title carries it is greyed at its edge)."""
+    time = format_time(observed_at, zone, now)
+    text = t("stale_as_of", language, time=time) if stale else t("as_of", language, time=time)
+    return html.Span(text, className=f"as-of-mark{' stale' if stale else ''} {class_name}".strip(),
+                     **{"data-stale": "true" if stale else "false"})
+
+
 def change_badge(indicator: Indicator, reading: Reading, language: str) -> html.Span:
     change = reading.change
     if change is None:
         return html.Span("", className="kpi-change")
+    # The words apart from the figure: a wall, short of room, shows "▲ 3" beside the sparkline (assets/wall.css).
+    words = html.Span(f" {t('vs_previous', language)}", className="kpi-change-words")
     if abs(change) < 10 ** -indicator.decimals / 2:
-        return html.Span(f"= {t('vs_previous', language)}", className="kpi-change change-flat")
+        return html.Span(["=", words], className="kpi-change change-flat")
     worse = (change > 0) == (indicator.direction == Direction.HIGHER_IS_WORSE)
     arrow = "▲" if change > 0 else "▼"
-    return html.Span(f"{arrow} {format_value(abs(change), indicator.decimals)} {t('vs_previous', language)}",
+    return html.Span([f"{arrow} {format_value(abs(change), indicator.decimals)}", words],
                      className=f"kpi-change {'change-worse' if worse else 'change-better'}")
 
 
@@ -77,7 +91,7 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
             html.Span(format_value(reading.value, indicator.decimals), className="kpi-number"),
             html.Span(indicator.unit_of_measure, className="kpi-unit"),
         ])
-    meta = [html.Span(t("as_of", language, time=format_time(reading.observed_at, zone, now)), className="kpi-asof")]
+    meta = [as_of_mark(reading.observed_at, status == Status.STALE, zone, now, language, "kpi-asof")]
     if reading.expected and reading.expected > 1:
         meta.append(html.Span(t("reported", language, n=f"{reading.reported:,}", m=f"{reading.expected:,}"),
                               className="kpi-completeness"

@@ -1,9 +1,13 @@
 """The choropleth: children of the selected unit coloured by the selected indicator's status.
 
-Geometry arrives by URL (cacheable, fetched once per drill level); colours arrive in `hideout` and are
-applied by a JavaScript style function (assets/map.js), so switching indicators sends no geometry.
-The one exception is the first level a page shows: its boundaries ride with the layout (`data`, a few kB
-compressed), so the first paint waits for no request; the layer's `url` names them all the same.
+Geometry arrives by URL as geobuf (cacheable, fetched once per drill level; `format` says so); colours arrive
+in `hideout` and are applied by a JavaScript style function (assets/map.js), so switching indicators sends no
+geometry. The one exception is the first level a page shows: its boundaries ride with the layout as GeoJSON
+(`data`, a few kB compressed, with the layer's default format), so the first paint waits for no request and no
+decoder; the layer's `url` names them all the same.
+
+Open incidents are a second layer of clustered points (incident_layer), toggled by a button on the map
+(incident_toggle); their colours are the one colour language's: overdue critical, open warning.
 
 Alert badges ride the same way: each child's open-alert count travels in the labels layer's `hideout`
 (labels_hideout) and assets/map.js draws it beside the child's name, so a refresh re-badges the same points.
@@ -14,12 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from dash import html
+import dash_leaflet as dl
+from dash import dcc, html
 
 from cityops.catalog import Direction, Indicator
 from cityops.hierarchy import Level
 from cityops.status import Status
 from layouts.alert_badges import AlertTally, map_badges
+from layouts.ids import IncidentIds
 from layouts.text import format_value, status_text, t
 from layouts.theme import STATUS_COLOURS
 
@@ -29,6 +35,11 @@ ON_EACH_FEATURE = {"variable": "onescreen.map.bindTooltip"}
 
 
 POINT_TO_LABEL = {"variable": "onescreen.map.label"}
+INCIDENT_POINT = {"variable": "onescreen.map.incidentPoint"}
+INCIDENT_CLUSTER = {"variable": "onescreen.map.incidentCluster"}
+INCIDENT_TOOLTIP = {"variable": "onescreen.map.incidentTooltip"}
+# Boundaries fetched by URL are geobuf (callbacks/geometry.py); the first map's inline data is GeoJSON.
+GEOMETRY_FORMAT = "geobuf"
 
 
 @dataclass(frozen=True)
@@ -44,13 +55,14 @@ class MapState:
     labels_hideout: Any  # the labels' language and alert badges (see labels_hideout); None: not read yet
     legend: Any
     title: Any
+    format: Any         # the boundaries' format: "geojson" inline (first level only), GEOMETRY_FORMAT by URL
 
     def __iter__(self):
         return (getattr(self, field.name) for field in fields(self))
 
 
 def geometry_url(unit_code: str) -> str:
-    return f"/geo/{unit_code}/children.geojson"
+    return f"/geo/{unit_code}/children.pbf"
 
 
 def labels_url(unit_code: str) -> str:
@@ -105,3 +117,38 @@ def legend(indicator: Indicator, level: Level | None, language: str) -> list:
             html.Span(band, className="legend-band"),
         ]))
     return [html.Div(t("legend_title", language), className="legend-title"), *rows]
+
+
+def incident_hideout(language: str) -> dict:
+    """What the incident layer's point, cluster and tooltip functions read: colours and words."""
+    return {"colours": {"overdue": STATUS_COLOURS[Status.CRITICAL], "open": STATUS_COLOURS[Status.WARNING]},
+            # Templates, filled in the browser: {time}, {count}, {overdue} are left for assets/map.js.
+            "text": {"overdue": t("incident_overdue", language), "open": t("incident_open", language),
+                     "opened": t("incident_opened", language, time="{time}"),
+                     "cluster": t("incident_cluster", language, count="{count}", overdue="{overdue}")}}
+
+
+def incident_layer(language: str) -> dl.GeoJSON:
+    """Open incidents in the unit on the map, clustered (a cluster is red when any of its incidents is overdue);
+    a click on a cluster zooms to it. The points arrive as geobuf in `data` (callbacks/map.py show_incidents)."""
+    return dl.GeoJSON(id=IncidentIds.LAYER, format=GEOMETRY_FORMAT, cluster=True, zoomToBoundsOnClick=True,
+                      superClusterOptions={"radius": 56, "maxZoom": 17}, pointToLayer=INCIDENT_POINT,
+                      clusterToLayer=INCIDENT_CLUSTER, onEachFeature=INCIDENT_TOOLTIP,
+                      hideout=incident_hideout(language))
+
+
+def incident_toggle(language: str) -> html.Div:
+    """The button over the map showing or hiding the incident layer, with its counts; the choice is kept in the
+    browser (a wall keeps it across reloads)."""
+    colours = incident_hideout(language)["colours"]
+    return html.Div(className="map-layer-controls", children=[
+        dcc.Store(id=IncidentIds.SHOWN, storage_type="local", data=True),
+        dcc.Store(id=IncidentIds.DIGEST),
+        html.Button(id=IncidentIds.TOGGLE, className="map-layer-toggle layer-on",
+                    title=t("incidents_layer_hint", language), children=[
+            html.Span(className="incident-swatch", style={"background": colours["overdue"]}),
+            html.Span(className="incident-swatch", style={"background": colours["open"]}),
+            html.Span(t("incidents_layer", language), className="map-layer-name"),
+            html.Span(id=IncidentIds.COUNT, className="map-layer-count"),
+        ]),
+    ])

@@ -217,10 +217,10 @@ def test_map_badges_come_after_the_first_paint_then_with_every_change(app_with_a
         DISTRICT: (1, "critical"), OTHER_DISTRICT: (1, "warning")}
     # A refresh that changed no count sends no labels hideout; a drill-down sends the new level's badges.
     refresh = in_callback(app_with_alerts, show_map, {"unit": None, "indicator": "aqi"}, 1,
-                          f"/geo/{CITY}/children.geojson", first)
+                          f"/geo/{CITY}/children.pbf", first)
     assert refresh[6] is no_update
     drilled = in_callback(app_with_alerts, show_map, {"unit": DISTRICT, "indicator": "aqi"}, 1,
-                          f"/geo/{CITY}/children.geojson", first)
+                          f"/geo/{CITY}/children.pbf", first)
     assert drilled[1] == f"/geo/{DISTRICT}/labels.geojson"
     assert {code: b["n"] for code, b in drilled[6]["alerts"].items()} == {STREET: 1}
 

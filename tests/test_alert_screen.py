@@ -53,6 +53,16 @@ RULES_FILE = f"""rules:
 """
 
 
+def walk(node):
+    """Every component in a tree (lists of components included)."""
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from walk(item)
+    elif hasattr(node, "to_plotly_json"):
+        yield node
+        yield from walk(getattr(node, "children", None))
+
+
 def text_of(component) -> str:
     """Every string a component tree shows, joined: what a person would read."""
     found: list[str] = []
@@ -313,24 +323,37 @@ def test_clicking_a_row_opens_the_drawer_and_drills_to_the_alert_unit(app):
     opened = in_callback(app, open_alert, [1], None, selection,
                          triggered=trigger({"type": "alert-row", "alert": ident}, "n_clicks", 1))
     # The map goes to the alert's unit and shows the alert's indicator, as the drawer does.
-    assert opened == (ident, {"unit": COMMUNITY, "indicator": "hotline_complaints"}, "")
+    assert opened == (ident, {"unit": COMMUNITY, "indicator": "hotline_complaints"})
     redraw = in_callback(app, open_alert, [0], None, selection,
                          triggered=trigger({"type": "alert-row", "alert": ident}, "n_clicks", 0))
-    assert redraw == (no_update, no_update, no_update)  # rows redrawn by a refresh are not clicks
+    assert redraw == (no_update, no_update)  # rows redrawn by a refresh are not clicks
     for forged in (999_999, "7; DROP TABLE alerts", -1, 10**30, True, {"id": ident}):
         assert in_callback(app, open_alert, [1], None, selection,
                            triggered=trigger({"type": "alert-row", "alert": forged}, "n_clicks", 1)) == \
-            (no_update, no_update, no_update)
+            (no_update, no_update)
     assert in_callback(app, open_alert, [], 1, selection, triggered=trigger("alert-drawer-close", "n_clicks", 1)) \
-        == (None, no_update, "")
+        == (None, no_update)
+
+
+def test_the_drawer_content_is_mounted_on_the_first_open_only(app):
+    from callbacks.alerts import mount_drawer_content
+
+    ident = alert_at(app, COMMUNITY)
+    content = in_callback(app, mount_drawer_content, ident, None)
+    ids = {getattr(part, "id", None) for part in walk(content)}
+    assert {"alert-head", "alert-acknowledge", "alert-close", "alert-actor"} <= ids
+    assert in_callback(app, mount_drawer_content, ident, [{"props": {}}]) is no_update  # already mounted
+    assert in_callback(app, mount_drawer_content, None, None) is no_update  # nothing opened
+    assert in_callback(app, mount_drawer_content, "not an id", None) is no_update
 
 
 def test_the_drawer_shows_the_rule_the_records_and_the_trail(app):
     from callbacks.alerts import show_alert_drawer, show_alert_trend
 
     ident = alert_at(app, COMMUNITY)
-    head, found, trail, *disabled, digest = in_callback(app, show_alert_drawer, ident, 0, None,
-                                                        triggered=trigger("alert-selected", "data", ident))
+    head, found, trail, *disabled, digest, message = in_callback(
+        app, show_alert_drawer, ident, 0, None, triggered=trigger("alert-selected", "data", ident))
+    assert message == ""  # the last alert's "done" message goes
     assert "社区01001" in text_of(head) and "12345热线诉求" in text_of(head)
     assert "hotline-community" in text_of(head) and "阈值" in text_of(head)
     assert "A community's 12345 count past its line." in text_of(head)  # from the rules file
@@ -338,12 +361,12 @@ def test_the_drawer_shows_the_rule_the_records_and_the_trail(app):
     assert "社区01001" in text_of(found) and "6 件/时" in text_of(found)
     assert "触发" in text_of(trail) and "system" in text_of(trail)
     assert disabled == [False, False, False]
-    assert in_callback(app, show_alert_drawer, ident, 1, None, digest,
-                       triggered=trigger("refresh-interval", "n_intervals", 1)) == (no_update,) * 7
+    assert in_callback(app, show_alert_drawer, ident, 1, None, None, digest,
+                       triggered=trigger("alert-drawer-refresh", "n_intervals", 1)) == (no_update,) * 8
     graph = in_callback(app, show_alert_trend, ident)
     assert graph.id == "alert-trend" and graph.figure.layout.shapes
-    assert in_callback(app, show_alert_drawer, None, 1, None, triggered=trigger("refresh-interval", "n_intervals", 1)) \
-        == (no_update,) * 7  # closed: a refresh asks nothing
+    assert in_callback(app, show_alert_drawer, None, 1, None, triggered=trigger("alert-drawer-refresh", "n_intervals", 1)) \
+        == (no_update,) * 8  # closed: a refresh asks nothing
 
 
 def test_actions_are_recorded_with_who_acted_and_refusals_keep_what_was_typed(app):

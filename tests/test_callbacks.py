@@ -60,13 +60,12 @@ def pattern_trigger(component_id: dict, prop: str, value) -> list[dict]:
 
 def test_clicked_unit_code_ignores_redraws_and_reads_each_source():
     from callbacks.selection import clicked_unit_code
-    from layouts.ids import MapIds, RankingIds
+    from layouts.ids import MapIds
 
     assert clicked_unit_code({"type": "breadcrumb-crumb", "code": "990101"}, 0) is None  # a redraw, not a click
     assert clicked_unit_code({"type": "breadcrumb-crumb", "code": "990101"}, 1) == "990101"
     assert clicked_unit_code(MapIds.UNITS, {"properties": {"code": "990102"}}) == "990102"
-    assert clicked_unit_code(RankingIds.CHILDREN, {"points": [{"customdata": ["990101001"]}]}) == "990101001"
-    assert clicked_unit_code(RankingIds.CHILDREN, {"points": []}) is None
+    assert clicked_unit_code(MapIds.UNITS, "forged") is None
 
 
 def test_selecting_a_unit_by_breadcrumb_and_refusing_unknown_codes(app):
@@ -111,13 +110,14 @@ def test_kpis_for_a_forged_unit_fall_back_to_the_scope_root(app):
 def test_map_sends_geometry_only_when_the_level_changes(app):
     from callbacks.map import show_map
 
-    url, labels, data, labels_data, viewport, hideout, _labels_hideout, _legend, title = in_callback(
-        app, show_map, {"unit": CITY, "indicator": "aqi"}, 0, None)
-    assert url == f"/geo/{CITY}/children.geojson" and labels == f"/geo/{CITY}/labels.geojson"
+    url, labels, data, labels_data, viewport, hideout, _labels_hideout, _legend, title, geometry_format = \
+        in_callback(app, show_map, {"unit": CITY, "indicator": "aqi"}, 0, None)
+    assert url == f"/geo/{CITY}/children.pbf" and labels == f"/geo/{CITY}/labels.geojson"
+    assert geometry_format == "geobuf"
     assert data is None and labels_data is None  # a new level clears any inline geometry: the URL is fetched
     assert viewport["bounds"] == [[0.0, 0.0], [2.0, 4.0]]
     assert set(hideout["units"]) == {"990101", "990102"}
-    assert "空气质量指数" in title
+    assert "空气质量指数" in title[0] and "截至" in title[2].children  # with how fresh the newest value is
     again = in_callback(app, show_map, {"unit": CITY, "indicator": "hotline_complaints"}, 1, url)
     assert all(part is no_update for part in again[:5])  # another indicator: same geometry, same view
     assert again[5]["units"]["990101"]["s"] in {"normal", "warning", "critical", "stale", "nodata"}
@@ -126,9 +126,9 @@ def test_map_sends_geometry_only_when_the_level_changes(app):
 def test_selecting_a_community_keeps_its_street_on_the_map(app):
     from callbacks.map import show_map
 
-    url, _labels, _data, _labels_data, _viewport, hideout, _labels_hideout, _legend, _title = in_callback(
+    url, _labels, _data, _labels_data, _viewport, hideout, _labels_hideout, _legend, _title, _format = in_callback(
         app, show_map, {"unit": COMMUNITY, "indicator": "hotline_complaints"}, 0, None)
-    assert url == f"/geo/{STREET}/children.geojson"
+    assert url == f"/geo/{STREET}/children.pbf"
     assert hideout["selected"] == COMMUNITY
 
 
@@ -163,7 +163,7 @@ def test_the_first_layout_carries_the_map_and_the_page_hints_what_it_needs(app):
     client = app.server.test_client()
     layout = client.get("/_dash-layout").get_json()
     units = _component(layout, "map-units")["props"]
-    assert units["url"] == f"/geo/{CITY}/children.geojson"
+    assert units["url"] == f"/geo/{CITY}/children.pbf"
     # The first level's boundaries and labels ride with the layout: the first paint waits for no request.
     assert sorted(f["properties"]["code"] for f in units["data"]["features"]) == ["990101", "990102"]
     labels = _component(layout, "map-labels")["props"]

@@ -110,7 +110,7 @@ def test_switching_indicator_recolours_without_fetching_geometry(screen, screen_
     # A new level is fetched by URL, once; switching indicators there fetches nothing again.
     drill_into_first_district(screen, screen_settings)
     screen.page.wait_for_timeout(500)
-    assert sorted(url.rsplit("/", 1)[1] for url in geometry_requests) == ["children.geojson", "labels.geojson"]
+    assert sorted(url.rsplit("/", 1)[1] for url in geometry_requests) == ["children.pbf", "labels.geojson"]
     screen.page.locator('.kpi-card[data-indicator="hotline_complaints"]').click()
     screen.page.wait_for_function(
         "document.querySelector('.kpi-card.selected')?.dataset.indicator === 'hotline_complaints'")
@@ -145,12 +145,13 @@ def test_the_screen_loads_nothing_from_the_internet(screen, screen_settings):
 
 
 def test_charts_come_after_the_map_and_refreshes_update_them_in_place(screen, screen_settings):
-    # Record when the polygons and each chart first appear, from the page's own clock.
+    # Record when the polygons, the cards, the trend and the comparison rows first appear, from the page's clock.
     screen.page.add_init_script("""
         window.__firstSeen = {};
         new MutationObserver(() => {
             for (const [name, selector] of [["map", "path.leaflet-interactive"], ["kpi", ".kpi-card"],
-                                            ["trend", "#trend-graph .main-svg"], ["bars", "#ranking-children .main-svg"]]) {
+                                            ["trend", "#trend-graph .main-svg"],
+                                            ["rows", "#comparison-rows .comparison-row[data-code]"]]) {
                 if (!(name in window.__firstSeen) && document.querySelector(selector)) {
                     window.__firstSeen[name] = performance.now();
                 }
@@ -158,19 +159,23 @@ def test_charts_come_after_the_map_and_refreshes_update_them_in_place(screen, sc
         }).observe(document, {childList: true, subtree: true});
     """)
     screen.open()
-    screen.page.wait_for_function("document.querySelectorAll('#trend-graph .main-svg, #ranking-children .main-svg').length >= 2",
+    screen.page.wait_for_function("document.querySelector('#trend-graph .main-svg')"
+                                  " && document.querySelector('#comparison-rows .comparison-row[data-code]')",
                                   timeout=30_000)
     seen = screen.page.evaluate("window.__firstSeen")
-    assert seen["map"] < seen["kpi"] < seen["trend"] and seen["kpi"] < seen["bars"], seen
+    assert seen["map"] < seen["kpi"] < seen["trend"] and seen["kpi"] < seen["rows"], seen
     assert screen.page.locator(".panel-placeholder").count() == 0  # every placeholder was replaced
-    # Mark the drawn plots; a refresh must update them, not replace them (a remount would redraw and flicker).
-    screen.page.evaluate("document.querySelectorAll('.js-plotly-plot').forEach(plot => { plot.__mark = 'kept'; })")
+    # Mark the drawn plot and the rows' frame; a refresh must update them, not replace them (a remount would
+    # redraw and flicker).
+    screen.page.evaluate("document.querySelectorAll('.js-plotly-plot, #comparison-rows')"
+                         ".forEach(element => { element.__mark = 'kept'; })")
     updates = []
     screen.page.on("response", lambda response: "_dash-update-component" in response.url
                    and "trend-graph" in (response.request.post_data or "") and updates.append(1))
     screen.page.wait_for_timeout(6_500)  # the test app refreshes every 5 s
     assert updates, "no refresh reached the trend chart"
-    marks = screen.page.evaluate("[...document.querySelectorAll('.js-plotly-plot')].map(plot => plot.__mark)")
+    marks = screen.page.evaluate("[...document.querySelectorAll('.js-plotly-plot, #comparison-rows')]"
+                                 ".map(element => element.__mark)")
     assert marks == ["kept", "kept"], marks
     screen.assert_no_console_errors()
 

@@ -1,0 +1,384 @@
+"""The report as one A4-landscape page: a single plotly figure, laid out in CSS pixels (1123 × 794 at 96 per
+inch), that kaleido draws as a vector PDF or as a PNG.
+
+Print style: dark text on white paper, the screen's one status colour language for fills, dots and bars, the
+screen's CJK-first font. Top to bottom: the title with the stamp beside it; the unit's key indicators and the
+map of its children; the trend, the children ranked and the open alerts; the sources along the foot.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import plotly.graph_objects as go
+
+from cityops.catalog import Direction, Thresholds
+from cityops.exports.report_content import ReportContent
+from cityops.exports.stamp import full_time, source_line
+from cityops.readings import Reading
+from cityops.status import Status
+from layouts.text import format_time, format_value, level_name, status_text, t
+from layouts.theme import FONT_FAMILY as SCREEN_FONTS, STATUS_COLOURS
+
+PAGE_WIDTH, PAGE_HEIGHT = 1123, 794
+# Latin letters and digits from a TrueType face, Chinese from the screen's CJK face: chromium embeds a CFF font
+# such as Noto Sans CJK as Type 3 glyphs whose digits lose their text (a PDF's "10.0 %" would copy and search
+# as " . %"); Liberation Sans (Arial's metrics) comes with Debian's chromium.
+FONT_FAMILY = '"Liberation Sans", Arimo, Arial, ' + SCREEN_FONTS
+MARGIN = 34
+INK, MUTED, RULE, GRID, ACCENT, SHADE = "#1b2533", "#5b6b82", "#c9d2de", "#e6ebf2", "#2f6bd6", "#f3f6fa"
+STATUS_ORDER = (Status.NORMAL, Status.WARNING, Status.CRITICAL, Status.STALE, Status.NO_DATA)
+NO_DATA_OUTLINE = "#9aa6b8"
+MAX_MAP_LABELS = 40
+SOURCES_PER_LINE, SOURCE_LINES = 3, 2
+LEVEL_SUFFIXES = (" Community", " Village", " Subdistrict", " Street", " Town", " District", " County")
+HEADING_CHAR_WIDTH = 7.4  # CSS px per column of a bold 12.5 px heading (a CJK character is two columns)
+
+
+def _x(px: float) -> float:
+    return px / PAGE_WIDTH
+
+
+def _y(px: float) -> float:
+    """Paper y of a distance from the top of the page."""
+    return 1 - px / PAGE_HEIGHT
+
+
+def _domain(left: float, top: float, width: float, height: float) -> dict:
+    return {"x": [_x(left), _x(left + width)], "y": [_y(top + height), _y(top)]}
+
+
+def _text(figure: go.Figure, left: float, top: float, text: str, size: float = 11, colour: str = INK,
+          anchor: str = "left", bold: bool = False) -> None:
+    figure.add_annotation(x=_x(left), y=_y(top), xref="paper", yref="paper", xanchor=anchor, yanchor="top",
+                          text=f"<b>{text}</b>" if bold else text, showarrow=False, align=anchor,
+                          font=dict(size=size, color=colour, family=FONT_FAMILY))
+
+
+def _heading(figure: go.Figure, left: float, top: float, text: str) -> None:
+    """A section heading with a short accent bar before it."""
+    figure.add_shape(type="rect", xref="paper", yref="paper", x0=_x(left), x1=_x(left + 3), y0=_y(top + 15),
+                     y1=_y(top + 1), fillcolor=ACCENT, line_width=0)
+    _text(figure, left + 9, top, text, size=12.5, bold=True)
+
+
+def _rule(figure: go.Figure, top: float, colour: str = RULE, width: float = 1) -> None:
+    figure.add_shape(type="line", xref="paper", yref="paper", x0=_x(MARGIN), x1=_x(PAGE_WIDTH - MARGIN),
+                     y0=_y(top), y1=_y(top), line=dict(color=colour, width=width))
+
+
+def _dot_colour(status: Status | str) -> str:
+    status = Status(status)
+    return NO_DATA_OUTLINE if status == Status.NO_DATA else STATUS_COLOURS[status]
+
+
+def _dot(status: Status | str) -> str:
+    """The status mark of a table row (its colour goes in the cell's font): ● for a value, ○ for no data."""
+    return "○" if Status(status) == Status.NO_DATA else "●"
+
+
+def _short(text: str, limit: int) -> str:
+    """At most `limit` columns of text (CJK characters count two), cut with an ellipsis."""
+    used, kept = 0, []
+    for char in str(text):
+        used += 2 if ord(char) > 0x2E80 else 1
+        if used > limit:
+            return "".join(kept) + "…"
+        kept.append(char)
+    return "".join(kept)
+
+
+def label_of(name: str, limit: int = 14) -> str:
+    """A child's name where space is short (map labels, bar labels): the heading already names the level, so
+    an English name loses its level word ("Xitong Community" → "Xitong")."""
+    name = str(name)
+    for suffix in LEVEL_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return _short(name, limit)
+
+
+def _table(figure: go.Figure, box: tuple, headers: list[str], columns: list[list[str]], widths: list[float],
+           aligns: list[str], row_height: float, colours: list | None = None) -> None:
+    """A table in print style. `colours`: per column, one colour or one per row (the status dots)."""
+    rows = len(columns[0]) if columns else 0
+    figure.add_trace(go.Table(
+        domain=_domain(*box), columnwidth=widths,
+        # Bold by the font's weight: <b> markup makes plotly's table rows taller than asked (measured).
+        header=dict(values=headers, fill_color=SHADE, line_color=RULE, align=aligns, height=22,
+                    font=dict(size=10, color=MUTED, family=FONT_FAMILY, weight="bold")),
+        cells=dict(values=columns, fill_color=[["#ffffff" if i % 2 == 0 else "#fafbfd" for i in range(rows)]],
+                   line_color=GRID, align=aligns, height=row_height,
+                   # The status dots in the CJK face, whose ● is the size of the screen's (Liberation's is small).
+                   font=dict(size=10, color=colours or INK,
+                             family=[SCREEN_FONTS if _dots_only(column) else FONT_FAMILY for column in columns]))))
+
+
+def _dots_only(column: list[str]) -> bool:
+    return bool(set(column) - {""}) and set(column) <= {"●", "○", ""}
+
+
+def report_figure(content: ReportContent) -> go.Figure:
+    figure = go.Figure()
+    figure.update_layout(width=PAGE_WIDTH, height=PAGE_HEIGHT, margin=dict(l=0, r=0, t=0, b=0),
+                         paper_bgcolor="#ffffff", plot_bgcolor="#ffffff", showlegend=False,
+                         font=dict(family=FONT_FAMILY, color=INK, size=10))
+    _head(figure, content)
+    _kpis(figure, content, (MARGIN, 104, 500, 336))
+    _map(figure, content, (MARGIN + 524, 104, PAGE_WIDTH - 2 * MARGIN - 524, 336))
+    _trend(figure, content, (MARGIN, 458, 372, 282))
+    _ranking(figure, content, (MARGIN + 394, 458, 300, 282))
+    _alerts(figure, content, (MARGIN + 716, 458, PAGE_WIDTH - 2 * MARGIN - 716, 282))
+    _foot(figure, content)
+    return figure
+
+
+def _head(figure: go.Figure, content: ReportContent) -> None:
+    language, stamp = content.language, content.stamp
+    _text(figure, MARGIN, 24, f"{content.city_name} · {t('report_title', language)}", size=21, bold=True)
+    subtitle = f"{content.unit_name} ({content.unit_code}) · {content.indicator.name(language)}"
+    _text(figure, MARGIN, 58, subtitle, size=12.5, colour=INK)
+    if stamp.time_range:
+        _text(figure, MARGIN, 76, stamp.time_range, size=10.5, colour=MUTED)
+    as_of = full_time(stamp.as_of, stamp.zone) if stamp.as_of else t("no_data", language)
+    lines = [
+        f"{t('stamp_as_of', language)}  <b>{as_of}</b>",
+        f"{t('stamp_exported_at', language)}  {full_time(stamp.exported_at, stamp.zone)} ({stamp.zone})",
+        f"{t('stamp_exported_by', language)}  {stamp.actor}",
+        f"{t('stamp_scope', language)}  {stamp.scope}",
+    ]
+    _text(figure, PAGE_WIDTH - MARGIN, 24, "<br>".join(lines), size=10.5, colour=INK, anchor="right")
+    _rule(figure, 94, colour=INK, width=1.2)
+
+
+def signed(change: float, decimals: int) -> str:
+    """+0.2, -1, and 0 (never "+0" or "-0.00") for a change too small to show."""
+    shown = round(change, decimals)
+    if shown == 0:
+        return format_value(0, decimals)
+    return ("+" if shown > 0 else "") + format_value(shown, decimals)
+
+
+def _kpi_row(indicator, reading: Reading, content: ReportContent) -> list[str]:
+    language = content.language
+    name = _short(indicator.name(language), 22)
+    if not reading.measured:
+        return [name, "—", "", t("report_not_measured", language), "", "", ""]
+    value = format_value(reading.value, indicator.decimals)
+    # Plain text: <b> markup makes plotly's table rows taller than asked, and the rows must fit the page.
+    value = f"{value} {indicator.unit_of_measure}" if reading.value is not None else "—"
+    change = reading.change
+    change_text = "" if change is None else signed(change, indicator.decimals)
+    reported = "" if reading.expected in (None, 1) else f"{reading.reported:,}/{reading.expected:,}"
+    return [name, value, _dot(reading.status), status_text(reading.status, language), change_text,
+            format_time(reading.observed_at, content.zone, content.stamp.exported_at), reported]
+
+
+def _kpis(figure: go.Figure, content: ReportContent, box: tuple) -> None:
+    left, top, width, height = box
+    language = content.language
+    _heading(figure, left, top, t("kpis_of", language, name=content.unit_name))
+    rows = [_kpi_row(indicator, reading, content) for indicator, reading in content.kpis]
+    columns = [list(column) for column in zip(*rows)] if rows else [[] for _ in range(7)]
+    dots = [_dot_colour(reading.status) for _, reading in content.kpis]
+    row_height = max(14, min(20, (height - 24 - 22) / max(1, len(rows))))
+    headers = [t("col_indicator", language), t("col_value", language), "", t("col_status", language),
+               t("col_change", language), t("col_observed_at", language), t("col_reported", language)]
+    _table(figure, (left, top + 24, width, height - 24), headers, columns, [140, 96, 14, 70, 56, 58, 66],
+           ["left", "right", "center", "left", "right", "right", "right"], row_height,
+           colours=[INK, INK, dots, INK, INK, MUTED, MUTED])
+
+
+def _map(figure: go.Figure, content: ReportContent, box: tuple) -> None:
+    left, top, width, height = box
+    language = content.language
+    level = level_name(content.child_level, language, plural=True) if content.child_level else ""
+    _heading(figure, left, top, t("map_of", language, indicator=content.indicator.name(language),
+                                  unit=content.map_parent_name, level=level))
+    status_by_code = dict(zip(content.children["code"], content.children["status"]))
+    bounds = [point for rings in content.shapes.values() for ring in rings for point in ring]
+    if not bounds:
+        _text(figure, left + width / 2, top + height / 2, t("no_data", language), colour=MUTED, anchor="center")
+        return
+    for status in STATUS_ORDER:
+        xs, ys = [], []
+        for code, rings in content.shapes.items():
+            if Status(status_by_code.get(code, Status.NO_DATA.value)) != status:
+                continue
+            for ring in rings:
+                xs += [x for x, _ in ring] + [None]
+                ys += [y for _, y in ring] + [None]
+        if not xs:
+            continue
+        no_data = status == Status.NO_DATA
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", fill="toself", hoverinfo="skip", xaxis="x3",
+                                    yaxis="y3", fillcolor="#ffffff" if no_data else STATUS_COLOURS[status],
+                                    line=dict(color=NO_DATA_OUTLINE if no_data else "#ffffff", width=0.8)))
+    selected = content.unit_code
+    if selected in content.shapes:  # a community: shown within its street, outlined
+        for ring in content.shapes[selected]:
+            figure.add_trace(go.Scatter(x=[x for x, _ in ring], y=[y for _, y in ring], mode="lines", xaxis="x3",
+                                        yaxis="y3", hoverinfo="skip", line=dict(color=INK, width=2.2)))
+    if len(content.centres) <= MAX_MAP_LABELS:
+        name_column = "name_zh" if language == "zh" else "name_en"
+        names = dict(zip(content.children["code"], content.children[name_column]))
+        codes = list(content.centres)
+        figure.add_trace(go.Scatter(
+            x=[content.centres[c][0] for c in codes], y=[content.centres[c][1] for c in codes], mode="text",
+            text=[label_of(names.get(c, c)) for c in codes], xaxis="x3", yaxis="y3", hoverinfo="skip",
+            textfont=dict(size=8.5, color=INK, family=FONT_FAMILY)))
+    xs = [x for x, _ in bounds]
+    ys = [y for _, y in bounds]
+    latitude = (min(ys) + max(ys)) / 2
+    pad_x, pad_y = (max(xs) - min(xs)) * 0.02 or 0.01, (max(ys) - min(ys)) * 0.02 or 0.01
+    map_box = _domain(left, top + 24, width, height - 24 - 22)
+    figure.update_layout(
+        xaxis3=dict(domain=map_box["x"], range=[min(xs) - pad_x, max(xs) + pad_x], visible=False,
+                    constrain="domain", anchor="y3"),
+        yaxis3=dict(domain=map_box["y"], range=[min(ys) - pad_y, max(ys) + pad_y], visible=False,
+                    scaleanchor="x3", scaleratio=1 / max(0.2, math.cos(math.radians(latitude))),
+                    constrain="domain", anchor="x3"))
+    _text(figure, left, top + height - 14, _legend(content), size=9.5, colour=MUTED)
+
+
+def _legend(content: ReportContent) -> str:
+    language = content.language
+    chips = [f'<span style="color:{NO_DATA_OUTLINE if s == Status.NO_DATA else STATUS_COLOURS[s]}">'
+             f'{"□" if s == Status.NO_DATA else "■"}</span> {status_text(s, language)}' for s in STATUS_ORDER]
+    text = "   ".join(chips)
+    thresholds = content.indicator.thresholds_at(content.child_level) if content.child_level else None
+    if thresholds is not None:
+        sign = "≥" if content.indicator.direction == Direction.HIGHER_IS_WORSE else "≤"
+        decimals = content.indicator.decimals
+        text += (f"      {t('threshold_warning', language)} {sign} {format_value(thresholds.warning, decimals)}"
+                 f" · {t('threshold_critical', language)} {sign} {format_value(thresholds.critical, decimals)}"
+                 f" {content.indicator.unit_of_measure}")
+    return text
+
+
+def _trend(figure: go.Figure, content: ReportContent, box: tuple) -> None:
+    left, top, width, height = box
+    language, indicator = content.language, content.indicator
+    _heading(figure, left, top, t("report_trend", language, indicator=indicator.name(language)))
+    zone = ZoneInfo(content.zone)
+    times = [datetime.fromtimestamp(int(at), zone).replace(tzinfo=None) for at in content.series["time"]]
+    values = [None if v is None or v != v else float(v) for v in content.series["value"]]
+    start, end = (datetime.fromtimestamp(edge, zone).replace(tzinfo=None) for edge in content.window)
+    figure.add_trace(go.Scatter(x=times, y=values, mode="lines", line=dict(color=ACCENT, width=1.6),
+                                connectgaps=False, hoverinfo="skip", xaxis="x", yaxis="y"))
+    shown = [v for v in values if v is not None]
+    if content.thresholds is not None:
+        _threshold_lines(figure, content.thresholds, indicator.direction, shown, language)
+    if not shown:
+        _text(figure, left + width / 2, top + height / 2, t("no_data", language), colour=MUTED, anchor="center")
+    plot = _domain(left + 40, top + 26, width - 40, height - 26 - 20)  # room for the tick labels below
+    day_or_less = content.window[1] - content.window[0] <= 86400
+    figure.update_layout(
+        xaxis=dict(domain=plot["x"], anchor="y", range=[start, end], gridcolor=GRID, linecolor=RULE,
+                   tickfont=dict(size=9, color=MUTED), tickformat="%H:%M" if day_or_less else "%m-%d", nticks=8,
+                   zeroline=False),
+        yaxis=dict(domain=plot["y"], anchor="x", gridcolor=GRID, linecolor=RULE, zeroline=False,
+                   tickfont=dict(size=9, color=MUTED), automargin=False,
+                   title=dict(text=indicator.unit_of_measure, font=dict(size=9, color=MUTED), standoff=4)))
+
+
+def _threshold_lines(figure: go.Figure, thresholds: Thresholds, direction: Direction, values: list[float],
+                     language: str) -> None:
+    top = max([*values, thresholds.critical]) * 1.06
+    bottom = min([*values, thresholds.critical]) * 0.94
+    worse = direction == Direction.HIGHER_IS_WORSE
+    bands = ((thresholds.warning, thresholds.critical, Status.WARNING),
+             (thresholds.critical, top if worse else bottom, Status.CRITICAL))
+    for low, high, status in bands:
+        figure.add_shape(type="rect", xref="x domain", yref="y", x0=0, x1=1, y0=low, y1=high, line_width=0,
+                         fillcolor=STATUS_COLOURS[status], opacity=0.08, layer="below")
+    for line, status in ((thresholds.warning, Status.WARNING), (thresholds.critical, Status.CRITICAL)):
+        figure.add_shape(type="line", xref="x domain", yref="y", x0=0, x1=1, y0=line, y1=line,
+                         line=dict(color=STATUS_COLOURS[status], width=1.1, dash="dot"))
+        figure.add_annotation(xref="x domain", yref="y", x=0.005, y=line, xanchor="left", yanchor="bottom",
+                              text=t("threshold_" + status.value, language), showarrow=False,
+                              font=dict(size=8.5, color=STATUS_COLOURS[status]))
+
+
+def _ranking(figure: go.Figure, content: ReportContent, box: tuple) -> None:
+    left, top, width, height = box
+    language, indicator = content.language, content.indicator
+    level = level_name(content.child_level, language, plural=True) if content.child_level else ""
+    heading = t("report_ranked", language, level=level)  # the indicator is the page's
+    if content.child_count > len(content.ranked):
+        heading += " · " + t("report_worst_of", language, n=len(content.ranked), m=content.child_count)
+    _heading(figure, left, top, _short(heading, int(width / HEADING_CHAR_WIDTH)))
+    ranked = content.ranked
+    if ranked.empty:
+        _text(figure, left + width / 2, top + height / 2, t("no_data", language), colour=MUTED, anchor="center")
+        figure.update_layout(xaxis2=dict(visible=False), yaxis2=dict(visible=False))
+        return
+    names = [label_of(n) for n in ranked["name_zh" if language == "zh" else "name_en"]]
+    values = ranked["value"].astype(float).tolist()
+    figure.add_trace(go.Bar(
+        x=values, y=names, orientation="h", xaxis="x2", yaxis="y2", hoverinfo="skip",
+        marker=dict(color=[STATUS_COLOURS[Status(s)] for s in ranked["status"]], line_width=0),
+        text=[format_value(v, indicator.decimals) for v in values], textposition="outside", cliponaxis=False,
+        textfont=dict(size=9, color=INK)))
+    plot = _domain(left + 92, top + 26, width - 92 - 34, height - 26)
+    figure.update_layout(
+        bargap=0.28,
+        xaxis2=dict(domain=plot["x"], anchor="y2", gridcolor=GRID, zeroline=False, linecolor=RULE,
+                    tickfont=dict(size=9, color=MUTED), nticks=5, rangemode="tozero"),
+        yaxis2=dict(domain=plot["y"], anchor="x2", autorange="reversed", tickfont=dict(size=9.5, color=INK),
+                    showgrid=False, linecolor=RULE, automargin=False))
+
+
+def _alerts(figure: go.Figure, content: ReportContent, box: tuple) -> None:
+    left, top, width, height = box
+    language = content.language
+    title = t("alerts_of", language, unit=content.unit_name) + " · " + t("alerts_open", language, n=content.open_alerts)
+    if content.overdue_alerts:
+        title += " · " + t("alerts_overdue", language, n=content.overdue_alerts)
+    _heading(figure, left, top, _short(title, int(width / HEADING_CHAR_WIDTH)))
+    alerts = content.alerts
+    if alerts.empty:
+        _text(figure, left + 12, top + 34, t("no_open_alerts", language, unit=content.unit_name), colour=MUTED)
+        return
+    names = content.indicator_names
+    name_column = "name_zh" if language == "zh" else "name_en"
+    severities = {"warning": Status.WARNING, "critical": Status.CRITICAL}
+    columns: list[list[str]] = [[], [], [], [], []]
+    dots, times = [], []
+    for row in alerts.itertuples(index=False):
+        columns[0].append("●")
+        dots.append(STATUS_COLOURS[severities.get(row.severity, Status.WARNING)])
+        severity = t(row.severity, language) if row.severity in severities else str(row.severity)
+        columns[1].append(severity)
+        columns[2].append(_short(getattr(row, name_column), 17))  # the level word kept: rows mix levels
+        what = names.get(row.indicator, row.indicator) if isinstance(row.indicator, str) else (row.source or row.rule)
+        columns[3].append(_short(what, 20))
+        columns[4].append(format_time(row.fired_at or row.started_at, content.zone, content.stamp.exported_at))
+        times.append(STATUS_COLOURS[Status.CRITICAL] if row.overdue else INK)
+    headers = ["", t("col_severity", language), t("col_name", language), t("col_indicator", language),
+               t("report_since", language)]
+    row_height = max(14, min(19, (height - 26 - 22 - 16) / len(alerts)))
+    _table(figure, (left, top + 24, width, height - 24 - 16), headers, columns, [14, 46, 96, 118, 50],
+           ["center", "left", "left", "left", "right"], row_height, colours=[dots, INK, INK, INK, times])
+    if content.open_alerts > len(alerts):
+        _text(figure, left, top + height - 12, t("report_more_alerts", language, n=content.open_alerts - len(alerts)),
+              size=9, colour=MUTED)
+
+
+def _foot(figure: go.Figure, content: ReportContent) -> None:
+    language, stamp = content.language, content.stamp
+    _rule(figure, PAGE_HEIGHT - 46)
+    sources = [source_line(source, stamp.zone, language) for source in stamp.sources]
+    shown = sources[:SOURCES_PER_LINE * SOURCE_LINES]
+    if len(sources) > len(shown):
+        shown.append(t("report_more_sources", language, n=len(sources) - len(shown)))
+    lines = [" · ".join(shown[i:i + SOURCES_PER_LINE]) for i in range(0, len(shown), SOURCES_PER_LINE)]
+    listed = "<br>".join(lines) if lines else t("report_no_sources", language)
+    text = f"<b>{t('stamp_source', language)}</b>  {listed}"
+    _text(figure, MARGIN, PAGE_HEIGHT - 40, text, size=9.5, colour=MUTED)
+    _text(figure, PAGE_WIDTH - MARGIN, PAGE_HEIGHT - 40, t("report_footer", language), size=9.5, colour=MUTED,
+          anchor="right")
+

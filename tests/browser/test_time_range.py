@@ -1,0 +1,114 @@
+"""Time ranges, the previous-week overlay and the comparison view, clicked through in chromium: the trend's x-range
+follows the range chosen, the comparison adds a dashed trace, the custom dates open a calendar, and a row of the
+comparison view drills there."""
+
+from __future__ import annotations
+
+DAY = 86400
+TREND = "document.querySelector('#trend-graph .js-plotly-plot')"
+# The span of the trend's x-axis in seconds, and the names of its traces with a line (not the min–max band).
+X_SPAN = f"(() => {{ const r = {TREND}._fullLayout.xaxis.range; return (new Date(r[1]) - new Date(r[0])) / 1000; }})()"
+TRACE_NAMES = f"{TREND}.data.filter(trace => trace.hoverinfo !== 'skip').map(trace => trace.name)"
+
+
+def open_with_charts(screen):
+    screen.open()
+    screen.page.wait_for_function(f"{TREND} && {TREND}._fullLayout && {TREND}._fullLayout.xaxis", timeout=30_000)
+    screen.page.locator(".comparison-row[data-code]").first.wait_for(timeout=30_000)
+
+
+def choose_range(screen, label: str, days: float):
+    screen.page.locator("#range-presets label", has_text=label).click()
+    screen.page.wait_for_function(f"Math.abs({X_SPAN} - {days * DAY}) < 600", timeout=15_000)
+
+
+def test_the_trend_follows_the_range_and_compares_with_last_week(screen):
+    open_with_charts(screen)
+    assert abs(screen.page.evaluate(X_SPAN) - 7 * DAY) < 600  # the default: the last 7 days
+    assert "近7天" in screen.page.locator("#trend-title").inner_text()
+
+    choose_range(screen, "24小时", 1)
+    screen.page.wait_for_function("document.querySelector('#trend-title').innerText.includes('近24小时')")
+    choose_range(screen, "30天", 30)
+    screen.page.wait_for_function("document.querySelector('#trend-title').innerText.includes('近30天')")
+    screen.page.wait_for_function(
+        "document.querySelector('#ranking-children-title').innerText.includes('近30天')")
+    assert screen.page.evaluate(TRACE_NAMES) == ["本期"]
+
+    screen.page.locator("#range-compare label").click()
+    screen.page.wait_for_function(f"{TRACE_NAMES}.length === 2", timeout=15_000)
+    assert screen.page.evaluate(TRACE_NAMES) == ["本期", "上周同期"]
+    assert screen.page.evaluate(f"{TREND}.data.find(trace => trace.name === '上周同期').line.dash") == "dash"
+    assert "对比上周同期" in screen.page.locator("#trend-title").inner_text()
+    screen.page.mouse.move(*near_the_end_of(screen, "#trend-graph"))  # the unified hover, both weeks in it
+    screen.page.wait_for_timeout(400)
+    screen.screenshot("time-range-30d-compare")
+
+    screen.page.locator("#range-compare label").click()
+    screen.page.wait_for_function(f"{TRACE_NAMES}.length === 1", timeout=15_000)
+    screen.assert_no_console_errors()
+
+
+def test_custom_dates_open_a_calendar_and_title_the_panels(screen):
+    open_with_charts(screen)
+    screen.page.locator("#range-presets label", has_text="自定义").click()
+    dates = screen.page.locator("#range-custom")
+    dates.wait_for(state="visible")
+    # Custom starts as the last 7 whole days up to today, titled by its dates ("11月21日–11月27日"), from the
+    # first day's midnight to now: shorter than the rolling 7 days by the time since today's midnight.
+    screen.page.wait_for_function("document.querySelector('#trend-title').innerText.includes('月')", timeout=15_000)
+    screen.page.wait_for_function(f"{X_SPAN} >= 6 * {DAY} && {X_SPAN} < 7 * {DAY}", timeout=15_000)
+    title = screen.page.locator("#trend-title").inner_text()
+    assert "日–" in title and "近7天" not in title
+    start = screen.page.locator("#range-dates").input_value()
+    assert len(start) == 10 and start[4] == "-"
+    screen.page.locator("#range-dates-wrapper").click()
+    screen.page.locator(".dash-datepicker-calendar").first.wait_for()
+    screen.screenshot("time-range-custom-calendar")
+    screen.page.keyboard.press("Escape")
+    screen.page.locator("#range-presets label", has_text="7天").click()
+    dates.wait_for(state="hidden")
+    screen.assert_no_console_errors()
+
+
+def test_a_comparison_row_drills_there(screen):
+    open_with_charts(screen)
+    rows = screen.page.locator(".comparison-row[data-code]")
+    districts = rows.count()
+    assert districts == 4  # the test city's districts, every one with its sparkline
+    assert screen.page.locator(".comparison-row[data-code] svg.cmp-spark").count() == districts
+    first = rows.first
+    code = first.get_attribute("data-code")
+    first.click()
+    screen.page.wait_for_function(
+        f"document.querySelector('.breadcrumb .crumb-current')?.dataset.code === '{code}'", timeout=15_000)
+    # The view now ranks the district's streets: codes one level down, under the district's.
+    screen.page.wait_for_function(
+        f"[...document.querySelectorAll('.comparison-row[data-code]')].every(row => row.dataset.code.startsWith('{code}')"
+        f" && row.dataset.code.length === 9)", timeout=15_000)
+    streets = screen.page.locator(".comparison-row[data-code]")
+    assert streets.count() > 1
+    screen.page.mouse.move(0, 0)
+    screen.screenshot("comparison-district")
+    # A street drills again; the order stays worst first (a higher count first for 12345 complaints).
+    values = [float(text.replace(",", "")) for text in
+              screen.page.locator(".comparison-row.status-normal .cmp-number, "
+                                  ".comparison-row.status-warning .cmp-number, "
+                                  ".comparison-row.status-critical .cmp-number").all_inner_texts()]
+    assert values == sorted(values, reverse=True)
+    street = streets.first.get_attribute("data-code")
+    streets.first.click()
+    screen.page.wait_for_function(
+        f"document.querySelector('.breadcrumb .crumb-current')?.dataset.code === '{street}'", timeout=15_000)
+    screen.page.wait_for_function(
+        f"[...document.querySelectorAll('.comparison-row[data-code]')].every(row => row.dataset.code.startsWith('{street}')"
+        f" && row.dataset.code.length === 12)", timeout=15_000)
+    screen.page.mouse.move(0, 0)
+    screen.screenshot("comparison-street")
+    screen.assert_no_console_errors()
+
+
+def near_the_end_of(screen, selector: str) -> tuple[float, float]:
+    """A point over the newest data (the test city has two days of history, at the right of a 30-day axis)."""
+    box = screen.page.locator(selector).bounding_box()
+    return box["x"] + box["width"] * 0.95, box["y"] + box["height"] * 0.7
