@@ -25,6 +25,7 @@ from cityops.exports.panel_data import ExportContext, ExportView
 from cityops.exports.records import record_export
 from cityops.exports.render import RenderError
 from cityops.time_range import resolve_range
+from layouts.exports import export_controls
 from layouts.ids import AlertIds, ExportIds, PageIds, TrendIds
 from layouts.text import t
 
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 
 # The graph a chart panel draws in, for the charts whose image the browser draws.
 CHART_GRAPHS = {"trend": TrendIds.GRAPH}
+
+
+@callback(
+    Output(ExportIds.slot(ALL), "children"),
+    Input(PageIds.CHARTS_READY, "data"),
+    prevent_initial_call=True,  # CHARTS_READY is set once the panels have painted (callbacks/loading.py)
+)
+def mount_export_menus(_ready):
+    """Every export menu and the Report menu, into their places (layouts/exports.py export_slot)."""
+    language = current_language()
+    return [export_controls(output["id"]["panel"], language) for output in ctx.outputs_list]
 
 
 def export_context(request: Request) -> ExportContext:

@@ -51,9 +51,20 @@ def report_menu(language: str) -> html.Details:
     ])
 
 
+def export_slot(panel: str) -> html.Div:
+    """An empty place for a panel's export menu ("report": the header's Report menu). The menus are mounted
+    together once the charts may load (callbacks/exports.py mount_export_menus): the first screen's polygons
+    would otherwise wait while ~80 of their components are rendered."""
+    return html.Div(id=ExportIds.slot(panel), className="export-slot")
+
+
+def export_controls(panel: str, language: str) -> html.Details:
+    return report_menu(language) if panel == "report" else export_menu(panel, language)
+
+
 def with_report_menu(header: html.Header, language: str) -> html.Header:
-    """The header with the Report menu at its end (layouts/header.py builds the rest)."""
-    header.children = [*header.children, report_menu(language)]
+    """The header with the Report menu's place at its end (layouts/header.py builds the rest)."""
+    header.children = [*header.children, export_slot("report")]
     return header
 
 

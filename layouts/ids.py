@@ -147,6 +147,12 @@ class ExportIds(StrEnum):
         return {"type": "export-item", "panel": panel, "format": fmt}
 
     @staticmethod
+    def slot(panel) -> dict:
+        """Where a panel's export menu (or, panel "report", the header's Report menu) is mounted once the charts
+        may load: ~80 components the first screen need not render (or dash.ALL)."""
+        return {"type": "export-slot", "panel": panel}
+
+    @staticmethod
     def report(subject, fmt) -> dict:
         """A report menu entry (subject: view/scope; fmt: pdf/png; or dash.ALL)."""
         return {"type": "report-item", "subject": subject, "format": fmt}

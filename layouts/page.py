@@ -14,7 +14,7 @@ from layouts.map_panel import (HOVER_STYLE, ON_EACH_FEATURE, POINT_TO_LABEL, STY
                                incident_layer, incident_toggle)
 from layouts.navigation import url_state
 from layouts.comparison import comparison_view
-from layouts.exports import export_menu, export_outputs, with_report_menu
+from layouts.exports import export_outputs, export_slot, with_report_menu
 from layouts.sources import sources_panel
 from layouts.text import t
 from layouts.trend import range_control, trend_graph
@@ -68,13 +68,13 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
         with_report_menu(build_header(city_name, catalog, indicator, language), language),
         html.Section(className="panel kpi-panel", children=[
             html.H2(id=KpiIds.HEADING, className="panel-title"),
-            export_menu("kpi", language),
+            export_slot("kpi"),
             html.Div(placeholder(language), id=KpiIds.PANEL, className="kpi-grid"),
             dcc.Store(id=KpiIds.DIGEST),
         ]),
         html.Section(className="panel map-panel", children=[
             html.H2(first_map.title if first_map else None, id=MapIds.TITLE, className="panel-title"),
-            export_menu("map", language),
+            export_slot("map"),
             # trackViewport off: nothing reads the map's centre, zoom or bounds back, so a pan need not be
             # reported to Dash (and with bounds but no centre given, dash-leaflet's tracking would fail).
             dl.MapContainer(id=MapIds.MAP, className="map", zoomSnap=0.25, attributionControl=bool(settings.tile_url),
@@ -93,18 +93,18 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
         # list was). A row opens the alert drawer below.
         html.Section(className="panel alert-panel", children=[
             html.H2(id=AlertIds.TITLE, className="panel-title"),
-            export_menu("alerts", language),
+            export_slot("alerts"),
             html.Div(placeholder(language), id=AlertIds.LIST, className="alert-list"),
             dcc.Store(id=AlertIds.LIST_DIGEST),
         ]),
         html.Section(className="panel trend-panel", children=[
             html.Div(className="panel-title-row", children=[html.H2(id=TrendIds.TITLE, className="panel-title"),
-                                                            range_control(language), export_menu("trend", language)]),
+                                                            range_control(language), export_slot("trend")]),
             html.Div(placeholder(language, "chart_loading"), id=TrendIds.BODY, className="chart-body"),
         ]),
         html.Section(className="panel children-panel", children=[
             html.H2(id=RankingIds.CHILDREN_TITLE, className="panel-title"),
-            export_menu("ranking", language),
+            export_slot("ranking"),
             html.Div(placeholder(language, "chart_loading"), id=RankingIds.CHILDREN_BODY, className="chart-body"),
         ]),
         sources_panel(language),
