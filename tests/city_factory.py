@@ -5,6 +5,7 @@ from __future__ import annotations
 from shapely.geometry import box
 
 from cityops.hierarchy import Level, UnitRecord
+from cityops.settings import Settings
 
 CITY = "990000"
 
@@ -35,3 +36,27 @@ def tiny_city() -> list[UnitRecord]:
         units.append(UnitRecord(district, f"区{d + 1}", f"District {d + 1}", Level.DISTRICT, CITY,
                                 sum(u.population for u in streets), box(2 * d, 0, 2 * d + 2, 2)))
     return units
+
+
+def simulated_tiny_city(folder, hours: float = 24) -> Settings:
+    """Settings for a SQLite database in `folder` holding the tiny city and `hours` of simulator history, loaded
+    through the real connector runner: what the screen's callback and export tests read."""
+    import time
+    from dataclasses import replace
+
+    import connectors  # noqa: F401  (registers the connector types)
+    from cityops.boundaries import replace_units
+    from cityops.catalog import load_catalog
+    from cityops.db import migrate, session_scope
+    from connectors.config import load_connectors
+    from connectors.runner import run_connector
+
+    settings = replace(Settings(), database_url=f"sqlite:///{folder / 'db.sqlite'}", run_scheduler=False)
+    migrate(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        replace_units(session, tiny_city())
+    simulator = next(i for i in load_connectors(settings.connectors_path) if i.type == "simulator")
+    summary = run_connector(settings.database_url, simulator, load_catalog(settings.catalog_path),
+                            timezone=settings.timezone, since=str(int(time.time() - hours * 3600)))
+    assert summary.status == "ok", summary
+    return settings

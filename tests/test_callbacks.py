@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from contextvars import copy_context
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,13 +15,9 @@ from dash._utils import AttributeDict
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from city_factory import CITY, tiny_city  # noqa: E402
-from cityops.boundaries import replace_units  # noqa: E402
+from city_factory import CITY, simulated_tiny_city  # noqa: E402
 from cityops.catalog import load_catalog  # noqa: E402
-from cityops.db import migrate, session_scope  # noqa: E402
 from cityops.settings import Settings  # noqa: E402
-from connectors.config import load_connectors  # noqa: E402
-from connectors.runner import run_connector  # noqa: E402
 
 DISTRICT, STREET, COMMUNITY = "990101", "990101001", "990101001001"
 
@@ -32,17 +26,7 @@ DISTRICT, STREET, COMMUNITY = "990101", "990101001", "990101001001"
 def app(tmp_path_factory):
     from app import create_app
 
-    folder = tmp_path_factory.mktemp("callbacks")
-    settings = replace(Settings(), database_url=f"sqlite:///{folder / 'db.sqlite'}", run_scheduler=False)
-    migrate(settings.database_url)
-    with session_scope(settings.database_url) as session:
-        replace_units(session, tiny_city())
-    import connectors  # noqa: F401
-
-    simulator = next(i for i in load_connectors(settings.connectors_path) if i.type == "simulator")
-    run_connector(settings.database_url, simulator, load_catalog(settings.catalog_path), timezone=settings.timezone,
-                  since=str(int(time.time() - 86400)))
-    return create_app(settings)
+    return create_app(simulated_tiny_city(tmp_path_factory.mktemp("callbacks")))
 
 
 def in_callback(app, function, *args, triggered: list[dict] | None = None):

@@ -22,11 +22,10 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from city_factory import CITY, tiny_city  # noqa: E402
+from city_factory import CITY, simulated_tiny_city  # noqa: E402
 from cityops.alerts.queries import alert_list  # noqa: E402
-from cityops.boundaries import replace_units  # noqa: E402
 from cityops.catalog import load_catalog  # noqa: E402
-from cityops.db import migrate, session_scope  # noqa: E402
+from cityops.db import session_scope  # noqa: E402
 from cityops.exports.exporting import chart_request, panel_file  # noqa: E402
 from cityops.exports.files import csv_bytes, export_filename  # noqa: E402
 from cityops.exports.panel_data import ExportContext, ExportView, panel_table  # noqa: E402
@@ -37,8 +36,6 @@ from cityops.settings import Settings  # noqa: E402
 from cityops.storage import indicator_ids  # noqa: E402
 from cityops.time_range import resolve_range  # noqa: E402
 from cityops.tree import load_tree  # noqa: E402
-from connectors.config import load_connectors  # noqa: E402
-from connectors.runner import run_connector  # noqa: E402
 from layouts.ids import ExportIds  # noqa: E402
 from cityops.ranking import ranked_children  # noqa: E402
 
@@ -50,17 +47,8 @@ INTERVALS = {"city-simulator": 300}
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:
     """The tiny city with a day of simulated history and one open alert in each district."""
-    folder = tmp_path_factory.mktemp("exports")
-    settings = replace(Settings(), database_url=f"sqlite:///{folder / 'db.sqlite'}", run_scheduler=False)
-    migrate(settings.database_url)
-    with session_scope(settings.database_url) as session:
-        replace_units(session, tiny_city())
-    import connectors  # noqa: F401
-
+    settings = simulated_tiny_city(tmp_path_factory.mktemp("exports"))
     catalog = load_catalog(settings.catalog_path)
-    simulator = next(i for i in load_connectors(settings.connectors_path) if i.type == "simulator")
-    run_connector(settings.database_url, simulator, catalog, timezone=settings.timezone,
-                  since=str(int(time.time() - 86400)))
     now = int(time.time())
     with session_scope(settings.database_url) as session:
         tree, ids = load_tree(session), indicator_ids(session, catalog)

@@ -11,7 +11,6 @@ import sys
 import time
 import zlib
 from contextvars import copy_context
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,10 +21,9 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from city_factory import tiny_city  # noqa: E402
-from cityops.boundaries import replace_units  # noqa: E402
+from city_factory import simulated_tiny_city  # noqa: E402
 from cityops.catalog import load_catalog  # noqa: E402
-from cityops.db import migrate, session_scope  # noqa: E402
+from cityops.db import session_scope  # noqa: E402
 from cityops.exports.exporting import chart_file, report_file  # noqa: E402
 from cityops.exports.panel_data import ExportContext, ExportView  # noqa: E402
 from cityops.exports.pdf_text import finish_pdf, ideograph_of, repaired_cmap  # noqa: E402
@@ -38,8 +36,6 @@ from cityops.settings import Settings  # noqa: E402
 from cityops.storage import indicator_ids  # noqa: E402
 from cityops.time_range import resolve_range  # noqa: E402
 from cityops.tree import load_tree  # noqa: E402
-from connectors.config import load_connectors  # noqa: E402
-from connectors.runner import run_connector  # noqa: E402
 from layouts.ids import ExportIds  # noqa: E402
 
 D1, D2, C111 = "990101", "990102", "990101001001"
@@ -49,17 +45,7 @@ INTERVALS = {"city-simulator": 300}
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:
-    folder = tmp_path_factory.mktemp("report")
-    settings = replace(Settings(), database_url=f"sqlite:///{folder / 'db.sqlite'}", run_scheduler=False)
-    migrate(settings.database_url)
-    with session_scope(settings.database_url) as session:
-        replace_units(session, tiny_city())
-    import connectors  # noqa: F401
-
-    simulator = next(i for i in load_connectors(settings.connectors_path) if i.type == "simulator")
-    run_connector(settings.database_url, simulator, load_catalog(settings.catalog_path), timezone=settings.timezone,
-                  since=str(int(time.time() - 86400)))
-    return settings
+    return simulated_tiny_city(tmp_path_factory.mktemp("report"))
 
 
 @pytest.fixture
