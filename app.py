@@ -33,7 +33,8 @@ DASH_TABLE = re.compile(r'<script src="[^"]*/dash_table/[^"]*"></script>\s*')
 
 class OneScreenDash(Dash):
     """Dash, with preload hints in the page's <head> for what the first screen needs after its scripts,
-    and without the polyfill and dash_table's bundle (see BABEL_POLYFILL, DASH_TABLE).
+    without the polyfill and dash_table's bundle (see BABEL_POLYFILL, DASH_TABLE), and with the screen's own
+    stylesheets and scripts as one file each (callbacks/asset_bundle.py).
 
     Dash's renderer asks for the layout (which carries the first map, see callbacks/map.py) and the callbacks
     only once every script has been evaluated, and dash-leaflet asks for its GeoJSON code only once the map has
@@ -42,15 +43,20 @@ class OneScreenDash(Dash):
     request, and measured, that early server work slowed the scripts more than the hint saved.)
     """
 
+    bundles: dict = {}
+
     def interpolate_index(self, **kwargs) -> str:
-        kwargs["scripts"] = DASH_TABLE.sub("", BABEL_POLYFILL.sub("", kwargs["scripts"]))
+        from callbacks.asset_bundle import bundle_tags, insert_script
+
         prefix = self.config.requests_pathname_prefix
+        stylesheet, script = bundle_tags(self.bundles, prefix)
+        kwargs["scripts"] = insert_script(DASH_TABLE.sub("", BABEL_POLYFILL.sub("", kwargs["scripts"])), script)
         hints = [f'<link rel="preload" href="{prefix}{endpoint}" as="fetch" crossorigin="anonymous">'
                  for endpoint in ("_dash-layout", "_dash-dependencies")]
         if GEOJSON_CHUNK.exists():
             hints.append(f'<link rel="preload" href="{prefix}_dash-component-suites/dash_leaflet/'
                          f'{GEOJSON_CHUNK.name}" as="script">')
-        kwargs["css"] = "\n".join([*hints, kwargs.get("css", "")])
+        kwargs["css"] = "\n".join([*hints, stylesheet, kwargs.get("css", "")])
         # The tab's title and the page's language are the viewer's (their 中/EN choice): the language also picks
         # the CJK glyph forms and the clock's words (assets/map.js).
         from callbacks.context import CONFIG_KEY, current_language
@@ -109,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Dash:
 
     import connectors  # noqa: F401  (registers connector types before their config is read)
     from callbacks import register_callbacks
+    from callbacks.asset_bundle import BUNDLED_FILES, build_bundles, register_bundle_route
     from callbacks.context import CONFIG_KEY, ScreenContext, current_language, remember_language_parameter
     from callbacks.geometry import register_geometry_routes
     from callbacks.map import first_map
@@ -123,12 +130,15 @@ def create_app(settings: Settings | None = None) -> Dash:
         title=f"{settings.city_name_zh if settings.language == 'zh' else settings.city_name_en} · OneScreen",
         update_title=None,  # no "Updating…" flicker in the tab title on every refresh
         assets_folder=str(PROJECT_ROOT / "assets"),
+        assets_ignore=BUNDLED_FILES,  # served joined, one file of each kind (callbacks/asset_bundle.py)
         serve_locally=True,
         compress=False,  # see compress_responses: compressed once per static file, not on every request
     )
     app.server.config[CONFIG_KEY] = ScreenContext(settings, catalog, sources)
     compress_responses(app)
     register_geometry_routes(app.server)
+    app.bundles = build_bundles(PROJECT_ROOT / "assets")
+    register_bundle_route(app.server, app.bundles)
     remember_language_parameter(app.server)  # ?lang=en: the viewer's language from then on (a cookie)
     # Validation first: assigning a layout function without one would call it here, outside any request.
     app.validation_layout = validation_layout(build_page(settings, catalog), catalog, settings.language)

@@ -217,6 +217,33 @@
     });
   }
 
+  // PageIds.MAP_PAINTED (layouts/ids.py) is set from here rather than by a Dash callback: a callback running while
+  // the page first renders makes Dash re-run every mounted component's store selector for each step it takes,
+  // and the polygons waited for that (bench/first_screen.py). Once Dash has rendered the map (so the store exists
+  // in its layout), wait for the polygons, then tell Dash; the panels and charts follow from there.
+  const MAP_PAINTED_STORE = "map-painted";
+
+  function watchFirstPaint() {
+    const mapShown = new Promise(function (resolve) {
+      if (document.querySelector(".leaflet-container")) {
+        resolve();
+        return;
+      }
+      const observer = new MutationObserver(function () {
+        if (document.querySelector(".leaflet-container")) {
+          observer.disconnect();
+          resolve();
+        }
+      });
+      observer.observe(document.body, {childList: true, subtree: true});
+    });
+    mapShown
+      .then(function () { return painted("path.leaflet-interactive", 3000); })
+      .then(function (at) { window.dash_clientside.set_props(MAP_PAINTED_STORE, {data: at}); });
+  }
+
+  watchFirstPaint();
+
   window.onescreen = Object.assign({}, window.onescreen, {
     map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip, label: label,
           incidentPoint: incidentPoint, incidentCluster: incidentCluster, incidentTooltip: incidentTooltip},

@@ -256,11 +256,13 @@ def start_app_server(database_url: str, folder: Path) -> Server:
     return Server(process, url, log_path)
 
 
-def start_bare_server(folder: Path) -> Server:
-    """The baseline: a Dash app with one div, served the same way (Flask's threaded server) in a subprocess."""
+def start_bare_server(folder: Path, map_geojson: Path | None = None) -> Server:
+    """The baseline: a Dash app with one div, served the same way (Flask's threaded server) in a subprocess.
+    With `map_geojson`: a plain dash-leaflet map of that FeatureCollection instead (bench/bare_dash.py --map)."""
     port = free_port()
     log_path = folder / f"bare-{port}.log"
-    process = start_process([PYTHON, str(BENCH_DIR / "bare_dash.py"), "--port", str(port)],
+    extra = ["--map", str(map_geojson)] if map_geojson else []
+    process = start_process([PYTHON, str(BENCH_DIR / "bare_dash.py"), "--port", str(port), *extra],
                             env=server_env(), log_path=log_path)
     url = f"http://127.0.0.1:{port}/"
     wait_for_http(url, process, log_path=log_path)

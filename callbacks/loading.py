@@ -2,7 +2,8 @@
 
 Each stage waits until the one before has painted, so that its requests and rendering do not delay it:
 - the map arrives with the layout (see callbacks/map.py); the browser sets PageIds.MAP_PAINTED once its
-  polygons are on screen;
+  polygons are on screen (assets/map.js, watchFirstPaint: no Dash callback runs before the polygons have painted,
+  as each one's dispatches re-run every mounted component's store selector, ~30 ms on this screen);
 - the KPI cards, rankings, breadcrumb, freshness and titles are first drawn on MAP_PAINTED; the browser sets
   PageIds.CHARTS_READY once the KPI cards are on screen;
 - the two charts are mounted on CHARTS_READY (mounting a dcc.Graph loads and parses plotly.js, ~5 MB, which
@@ -14,13 +15,7 @@ from __future__ import annotations
 
 from dash import Input, Output, clientside_callback
 
-from layouts.ids import MapIds, PageIds
-
-clientside_callback(
-    "function(_id) { return window.onescreen.painted('path.leaflet-interactive', 3000); }",
-    Output(PageIds.MAP_PAINTED, "data"),
-    Input(MapIds.MAP, "id"),
-)
+from layouts.ids import PageIds
 
 clientside_callback(
     "function(_mapPainted) { return window.onescreen.painted('.kpi-card', 3000); }",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import sys
 from contextvars import copy_context
 from pathlib import Path
@@ -101,7 +103,8 @@ def test_map_sends_geometry_only_when_the_level_changes(app):
     assert data is None and labels_data is None  # a new level clears any inline geometry: the URL is fetched
     assert viewport["bounds"] == [[0.0, 0.0], [2.0, 4.0]]
     assert set(hideout["units"]) == {"990101", "990102"}
-    assert "空气质量指数" in title[0] and "截至" in title[2].children  # with how fresh the newest value is
+    # With how fresh the newest value is (in the JSON form Dash sends: layouts/map_panel.py as_sent).
+    assert "空气质量指数" in title[0] and "截至" in title[2]["props"]["children"]
     again = in_callback(app, show_map, {"unit": CITY, "indicator": "hotline_complaints"}, 1, url)
     assert all(part is no_update for part in again[:5])  # another indicator: same geometry, same view
     assert again[5]["units"]["990101"]["s"] in {"normal", "warning", "critical", "stale", "nodata"}
@@ -163,6 +166,39 @@ def test_the_first_layout_carries_the_map_and_the_page_hints_what_it_needs(app):
     # components, as Dash validates them) has a component that would need them.
     assert "polyfill@" not in page and "/dash_table/" not in page
     assert "dash_table" not in json.dumps(app.validation_layout.to_plotly_json(), cls=PlotlyJSONEncoder)
+
+
+def test_the_screens_own_styles_and_scripts_come_as_one_file_each_in_dashs_order(app):
+    from callbacks.asset_bundle import asset_files
+    from cityops.settings import PROJECT_ROOT
+
+    client = app.server.test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert "/assets/" not in page  # no file of assets/ is asked for on its own
+    stylesheets = re.findall(r'<link rel="stylesheet" href="(/bundle/screen\.[0-9a-f]{16}\.css)">', page)
+    scripts = re.findall(r'<script src="([^"]+)"></script>', page)
+    assert len(stylesheets) == 1
+    bundle_script = next(src for src in scripts if src.startswith("/bundle/"))
+    # After the component libraries (the screen's functions name dash-leaflet's), before Dash's renderer starts.
+    names = [src.rsplit("/", 1)[-1] for src in scripts]
+    position = scripts.index(bundle_script)
+    assert any(name.startswith("dash_leaflet") for name in names[:position])
+    assert names[position + 1].startswith("dash_renderer")
+    for url, kind in ((stylesheets[0], "css"), (bundle_script, "js")):
+        plain = client.get(url, headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and plain.mimetype == ("text/css" if kind == "css" else "text/javascript")
+        assert "immutable" in plain.headers["Cache-Control"]
+        body = plain.get_data(as_text=True)
+        # Every file, whole and in Dash's order (sorted; the vendored runtime last), so the cascade is unchanged.
+        files = asset_files(PROJECT_ROOT / "assets", kind)
+        offsets = [body.index(path.read_text(encoding="utf-8").strip()) for path in files]
+        assert offsets == sorted(offsets) and len(files) >= 4
+        compressed = client.get(url, headers={"Accept-Encoding": "gzip"})
+        assert compressed.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(compressed.get_data()).decode() == body
+        again = client.get(url, headers={"If-None-Match": plain.headers["ETag"]})
+        assert again.status_code == 304
+    assert client.get("/bundle/screen.0000000000000000.css").status_code == 404
 
 
 def test_the_indicator_selector_comes_after_the_map_showing_the_selected_indicator(app):
