@@ -104,6 +104,19 @@ def compress_responses(app: Dash) -> None:
     app.server.extensions["compress"] = Compress(app.server)
 
 
+def release_memory_while_serving(server) -> None:
+    """Once a minute at most, after a response has been sent, the allocator's free memory goes back to the system:
+    a wall's server stays the size of what it holds (cityops/memory.py)."""
+    from cityops.memory import ReleaseEvery
+
+    releaser = ReleaseEvery(60.0)
+
+    @server.after_request
+    def release_after_sending(response):
+        response.call_on_close(releaser.maybe)
+        return response
+
+
 def create_app(settings: Settings | None = None) -> Dash:
     settings = settings or Settings.from_env()
     catalog = load_catalog(settings.catalog_path)
@@ -150,6 +163,7 @@ def create_app(settings: Settings | None = None) -> Dash:
     from callbacks.cached_callbacks import install_response_cache
 
     install_response_cache(app, settings)
+    release_memory_while_serving(app.server)
 
     return app
 

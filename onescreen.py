@@ -318,6 +318,9 @@ def prepare(settings: Settings) -> None:
 @click.option("--skip-setup", is_flag=True, help="Do not migrate, seed or backfill before serving.")
 def serve(host, port, no_scheduler, skip_setup) -> None:
     """Set up on first start, start the scheduler once, and serve the screen."""
+    from cityops.memory import limit_arenas
+
+    limit_arenas()  # before any thread starts (cityops/memory.py)
     settings = common.settings()
     if not skip_setup:
         prepare(settings)
@@ -341,6 +344,9 @@ def serve(host, port, no_scheduler, skip_setup) -> None:
 @cli.command("scheduler")
 def scheduler_command() -> None:
     """Run the connector scheduler in the foreground (one per deployment; for production)."""
+    from cityops.memory import limit_arenas
+
+    limit_arenas()  # before any thread starts (cityops/memory.py)
     settings = common.settings()
     from connectors.scheduler import start_scheduler
 

@@ -117,7 +117,7 @@ def main(argv=None) -> Report:
     folder = common.temp_dir("drill")
     database = common.demo_database(folder, hours=args.hours)
     server = screen_traffic.start_screen_server(common.sqlite_url(database), folder, trivial=True)
-    drills, trivial, authorizing, by_level = [], [], [], {}
+    drills, trivial, authorizing, by_level, statements = [], [], [], {}, []
     try:
         template = drill_request(server)
         client = screen_traffic.ReplayClient(server.url, [], painted=0.0)
@@ -132,6 +132,7 @@ def main(argv=None) -> Report:
             if status != 200:
                 raise RuntimeError(f"show_map for {code} answered {status}: {data[:300]!r}")
             drills.append(client.server_ms[-1])
+            statements.append(client.records[-1][2])
             by_level.setdefault(level, []).append(client.server_ms[-1])
             client.post(TRIVIAL)
             trivial.append(client.server_ms[-1])
@@ -158,6 +159,8 @@ def main(argv=None) -> Report:
     notes = [
         "p95 by level drilled into: " + ", ".join(
             f"{level} {screen_traffic.percentile(times, 0.95):.1f} ms ({len(times)})" for level, times in by_level.items()),
+        f"database statements per drill: none in {statements.count(0)} of {len(statements)} drills, "
+        f"{sum(statements)} in all (what a drill reads is kept once per data version and viewer's scope)",
         "server time: from the request's arrival in Flask to its response (bench/screen_server.py Server-Timing), "
         "each unit drilled once (never answered from the response cache); the trivial callback echoes its input",
         f"demo city (~6,000 communities), {args.hours:g} h of simulator history",

@@ -9,9 +9,12 @@ every 5 minutes and the wall redraws what changed (bench/screen_server.py --sche
 communities) with simulator history. Headless chromium shows the wall (/wall, else the screen) at 1920×1080 with
 the deployment's refresh period (default 30 s). Memory is read every 15 s: the page's JavaScript heap after a
 garbage collection (DevTools protocol: HeapProfiler.collectGarbage, then Performance.getMetrics JSHeapUsedSize),
-and the server's RSS (psutil, the process and its children). Figures: the median of the last minute's readings /
-the median of the readings in the minute after the first `--baseline` minutes (default 5), for each
-(target ≤ 1.1×).
+and the server's RSS (psutil, the process and its children). Figures, for each (target ≤ 1.1×): the median of the
+readings over the last playlist cycle / the median over the cycle after the first `--baseline` minutes (default 5).
+A cycle (the wall's dwell × its entries, data/wall.yaml: 6 min) shows every view once, so both ends are measured
+over the same views: the page's heap follows what it shows (a district's streets are more polygons than the city's
+districts), and a window of one minute compares whichever views happen to be on screen then. Shorter soaks use
+windows of half of what follows the baseline.
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ def window(readings: list[tuple[float, int]], start: float, end: float) -> float
     return float(statistics.median(values))
 
 
+def playlist_cycle_seconds() -> float:
+    """Seconds the wall takes to show every entry of its playlist once (the deployment's data/wall.yaml)."""
+    from cityops.catalog import load_catalog
+    from cityops.playlist import load_wall_config
+    from cityops.settings import Settings
+
+    settings = Settings.from_env()
+    config = load_wall_config(settings.wall_path, load_catalog(settings.catalog_path))
+    return float(config.dwell_seconds * len(config.playlist))
+
+
+def comparison_windows(minutes: float, baseline: float, cycle_seconds: float) -> tuple[tuple[float, float], ...]:
+    """(start, end) in seconds of the baseline window and of the final window: one playlist cycle each, or half
+    of what follows the baseline when the soak is too short for two cycles."""
+    length = min(cycle_seconds, (minutes - baseline) * 60 / 2)
+    base_start, end = baseline * 60, minutes * 60
+    return (base_start, base_start + length), (end - length, end + 1)
+
+
 def main(argv=None) -> Report:
     args = parse_args(argv)
     clock = Stopwatch()
@@ -112,8 +134,8 @@ def main(argv=None) -> Report:
         sampler.stop()
         common.stop_process(server.process)
 
-    base_start, base_end = args.baseline * 60, (args.baseline + 1) * 60
-    last_start, last_end = args.minutes * 60 - 60, args.minutes * 60 + 1
+    cycle = playlist_cycle_seconds()
+    (base_start, base_end), (last_start, last_end) = comparison_windows(args.minutes, args.baseline, cycle)
     figures = []
     for name, readings in (("browser JS heap (after GC)", heap), ("server RSS", rss)):
         baseline, final = window(readings, base_start, base_end), window(readings, last_start, last_end)
@@ -125,8 +147,12 @@ def main(argv=None) -> Report:
     notes = [
         f"one wall client (/{page_path}) in headless chromium at 1920×1080 for {args.minutes:g} min, refresh every "
         f"{args.refresh} s, {'the scheduler delivering simulator data every 5 min' if not args.no_scheduler else 'no new data'}; "
-        f"{len(heap)} readings, every {READ_EVERY:g} s; medians of the minute after {args.baseline:g} min and of the "
-        "last minute",
+        f"{len(heap)} readings, every {READ_EVERY:g} s; medians over {base_start / 60:g}–{base_end / 60:g} min and "
+        f"over {last_start / 60:g}–{min(last_end, args.minutes * 60) / 60:g} min (the playlist cycle is "
+        f"{cycle / 60:g} min)",
+        "every 5 min (heap / RSS, MB): " + ", ".join(
+            f"{at / 60:.0f}: {h / MB:.1f} / {r / MB:.0f}" for (at, h), (_, r) in zip(heap, rss)
+            if int(at) % 300 < READ_EVERY),
         f"peaks: heap {peak_heap / MB:.1f} MB, server RSS {peak_rss / MB:.1f} MB; polygons on screen at the end: "
         f"{alive}; console errors during the soak: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""),
         f"demo city, {args.hours:g} h of history",

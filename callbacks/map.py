@@ -29,28 +29,75 @@ import os
 
 from dash import Input, Output, State, callback, clientside_callback, no_update
 
+from callbacks.cached_callbacks import current_data_version
 from callbacks.context import Request, View, resolve_view, screen_context, viewer_request
-from cityops.alerts.queries import alert_counts
-from cityops.geography import bounds_of, children_geojson, children_labels_geojson
+from cityops.alerts.queries import OpenAlerts, open_alerts
+from cityops.geography import children_geojson, children_labels_geojson
 from cityops.hierarchy import Level
 from cityops.incident_layer import OverdueLimits, incident_geobuf, open_incident_points
-from cityops.readings import children_readings
+from cityops.latest_readings import (ChildReading, LatestReadings, children_in_scope, children_latest,
+                                     latest_readings)
+from cityops.readings import source_of
+from cityops.request_basics import VersionMemo
 from cityops.status import is_stale
-from layouts.alert_badges import tally_of
+from layouts.alert_badges import AlertTally
 from layouts.ids import AlertIds, IncidentIds, MapIds, PageIds
 from layouts.kpi import as_of_mark
-from layouts.map_panel import (GEOMETRY_FORMAT, MapState, geometry_url, labels_hideout, labels_url, legend,
-                               map_hideout)
+from layouts.map_panel import (GEOMETRY_FORMAT, MapState, as_sent, geometry_url, labels_hideout, labels_url,
+                               legend_as_sent, map_hideout)
 from layouts.text import level_name, t
 
 log = logging.getLogger(__name__)
 
 
+# What every drill-down and refresh of the map reads, kept per data version and viewer's scope
+# (cityops/request_basics.py): the snapshot of the indicator shown and the open alerts, each for the whole scope,
+# so answering a drill is array look-ups and building its small answer. Statuses and overdue counts depend on
+# the clock too: they are worked out per answer, never kept.
+_map_reads = VersionMemo()
+
+
+def latest_for(request: Request, indicator_key: str, level: Level, unit_ids) -> LatestReadings | None:
+    """The snapshot units of `level` read for an indicator (None: it is not measured there): the whole scope's,
+    kept per data version; without a data version (the response cache is off, so nothing says when the data
+    changed) only `unit_ids`', read now."""
+    source = source_of(request.catalog[indicator_key], level)
+    if source is None:
+        return None
+    indicator_id = request.ids[indicator_key]
+    version = current_data_version()
+    if version is None:
+        return latest_readings(request.session, request.scope, indicator_id, source, unit_ids)
+    return _map_reads.get(version, ("latest", version.url, request.scope, indicator_id, source),
+                          lambda: latest_readings(request.session, request.scope, indicator_id, source))
+
+
+def open_alerts_for(request: Request) -> OpenAlerts:
+    """The open alerts of the viewer's scope, kept per data version (an alert action writes: a new version)."""
+    version = current_data_version()
+    return _map_reads.get(version, ("alerts", version.url if version else None, request.scope),
+                          lambda: open_alerts(request.session, request.scope))
+
+
+def children_on_map(request: Request, view: View) -> list[ChildReading]:
+    """The children of the unit on the map, in the viewer's scope, with their readings at `request.now`."""
+    child_ids = request.tree.child_ids(view.map_parent_id)
+    level = Level(request.tree.row(child_ids[0]).level) if child_ids else None
+    latest = latest_for(request, view.indicator_key, level, child_ids) if level is not None else None
+    return children_latest(request.tree, request.scope, request.catalog[view.indicator_key], latest,
+                           view.map_parent_id, request.now)
+
+
 def badges_state(request: Request, view: View) -> dict:
     """The labels' hideout for the children on the map: the language and each child's open-alert badge."""
-    children = request.tree.children(view.map_parent_id)
-    counts = alert_counts(request.session, request.scope, request.tree, children.index, request.now)
-    tallies = {str(code): tally_of(counts, unit_id) for unit_id, code in children["code"].items()}
+    return badges_of(request, children_in_scope(request.tree, request.scope, view.map_parent_id))
+
+
+def badges_of(request: Request, children) -> dict:
+    """The labels' hideout for `children` (units of the viewer's scope with code, lft and rgt)."""
+    counts = open_alerts_for(request).counts([(child.lft, child.rgt) for child in children], request.now)
+    # Only children with something open get a badge (layouts/alert_badges.py map_badges).
+    tallies = {child.code: AlertTally(*count) for child, count in zip(children, counts) if count[0]}
     return labels_hideout(tallies, request.language)
 
 
@@ -61,43 +108,42 @@ def map_state(request: Request, selection: dict | None, current_url: str | None,
     The labels' hideout (alert badges; not read without `badges`) is sent when it differs from `current_labels`
     or the level changes: a refresh that changed no count redraws no label."""
     view = resolve_view(request, selection)
+    language = request.language
     indicator = request.catalog[view.indicator_key]
-    parent = request.tree.frame.loc[view.map_parent_id]
-    url = geometry_url(str(parent["code"]))
+    parent = request.tree.row(view.map_parent_id)
+    children = children_on_map(request, view)  # refuses a unit outside the viewer's scope
+    url = geometry_url(parent.code)
     data = labels_data = None
     if url == current_url:
         # Same level (a refresh or another indicator): keep the geometry and the viewer's pan and zoom.
         url_out, labels, viewport, geometry_format = no_update, no_update, no_update, no_update
         data = labels_data = no_update
     else:
-        url_out, labels, geometry_format = url, labels_url(str(parent["code"])), GEOMETRY_FORMAT
+        url_out, labels, geometry_format = url, labels_url(parent.code), GEOMETRY_FORMAT
         if inline_geometry:
             data = json.loads(children_geojson(request.session, request.scope, view.map_parent_id))
             labels_data = json.loads(children_labels_geojson(request.session, request.scope, view.map_parent_id))
             geometry_format = "geojson"
-        viewport = {"bounds": bounds_of(request.session, request.scope, view.map_parent_id, request.tree),
-                    "options": {"padding": [16, 16]}}
-    children = children_readings(request.session, request.scope, request.catalog, request.ids,
-                                 view.map_parent_id, view.indicator_key, request.now)
-    child_level = Level(int(parent["level"]) + 1) if int(parent["level"]) < Level.COMMUNITY else None
+        viewport = {"bounds": parent.bounds, "options": {"padding": [16, 16]}}
+    child_level = Level(parent.level + 1) if parent.level < Level.COMMUNITY else None
     selected = view.unit_code if view.unit_id != view.map_parent_id else None
-    hideout = map_hideout(children, indicator, selected, request.language)
-    name = parent["name_zh"] if request.language == "zh" else parent["name_en"]
-    title = t("map_of", request.language, indicator=indicator.name(request.language), unit=name,
-              level=level_name(child_level, request.language, plural=True) if child_level else "")
-    observed = children["observed_at"].dropna() if "observed_at" in children else ()
-    if len(observed):
+    hideout = map_hideout(children, indicator, selected, language)
+    title = t("map_of", language, indicator=indicator.name(language),
+              unit=parent.name_zh if language == "zh" else parent.name_en,
+              level=level_name(child_level, language, plural=True) if child_level else "")
+    observed = [child.observed_at for child in children if child.observed_at is not None]
+    if observed:
         # The newest value on the map, marked stale when even that is older than the indicator allows.
-        newest = int(observed.max())
-        title = [title, " ", as_of_mark(newest, is_stale(newest, request.now, indicator.interval_seconds),
-                                        request.settings.timezone, request.now, request.language)]
+        newest = max(observed)
+        title = [title, " ", as_sent(as_of_mark(newest, is_stale(newest, request.now, indicator.interval_seconds),
+                                                request.settings.timezone, request.now, language))]
     badge_hideout = None
     if badges:
-        badge_hideout = badges_state(request, view)
+        badge_hideout = badges_of(request, children)
         if url == current_url and badge_hideout == current_labels:
             badge_hideout = no_update
     return MapState(url_out, labels, data, labels_data, viewport, hideout, badge_hideout,
-                    legend(indicator, child_level, request.language), title, geometry_format)
+                    legend_as_sent(indicator, child_level, language), title, geometry_format)
 
 
 def first_map() -> MapState | None:
@@ -231,7 +277,11 @@ clientside_callback(
 )
 
 clientside_callback(
-    "function (shown) { return 'map-layer-toggle ' + (shown === false ? 'layer-off' : 'layer-on'); }",
+    # After the first paint (the layout's button says "on"; a viewer who turned the layer off sees it say so a
+    # moment later): nothing runs before the polygons have painted (callbacks/loading.py).
+    "function (shown, _painted) { return 'map-layer-toggle ' + (shown === false ? 'layer-off' : 'layer-on'); }",
     Output(IncidentIds.TOGGLE, "className"),
     Input(IncidentIds.SHOWN, "data"),
+    Input(PageIds.MAP_PAINTED, "data"),
+    prevent_initial_call=True,
 )

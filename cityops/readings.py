@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog, Indicator
 from cityops.hierarchy import Level
-from cityops.models import ConnectorRun, CurrentRollup, CurrentValue, Observation, RollupHistory, Unit
+from cityops.latest_readings import snapshot_statement
+from cityops.models import ConnectorRun, Observation, RollupHistory, Unit
 from cityops.scope import Scope
 from cityops.status import Status, severity, status_of
 from cityops.tree import load_tree
@@ -56,25 +57,10 @@ def current_frame(session: Session, scope: Scope, indicator: Indicator, indicato
     source = source_of(indicator, level)
     if source is None or not unit_ids:
         return pd.DataFrame(columns=columns)
-    if source == "reported":
-        rows = session.execute(
-            select(CurrentValue.unit_id, CurrentValue.value, CurrentValue.observed_at)
-            .join(Unit, Unit.id == CurrentValue.unit_id)
-            .where(CurrentValue.indicator_id == indicator_id, CurrentValue.unit_id.in_(unit_ids), scope.clause())
-        ).all()
-        frame = pd.DataFrame(rows, columns=["unit_id", "value", "observed_at"])
-        frame["reported"], frame["expected"] = 1, 1
-    else:
-        rows = session.execute(
-            select(CurrentRollup.unit_id, CurrentRollup.value, CurrentRollup.latest_observed_at,
-                   CurrentRollup.reported, CurrentRollup.expected, CurrentRollup.as_of)
-            .join(Unit, Unit.id == CurrentRollup.unit_id)
-            .where(CurrentRollup.indicator_id == indicator_id, CurrentRollup.unit_id.in_(unit_ids), scope.clause())
-        ).all()
-        frame = pd.DataFrame(rows, columns=["unit_id", "value", "observed_at", "reported", "expected", "as_of"])
-        # A roll-up is as fresh as the newest value in it, and only while someone reported in the interval.
-        frame.loc[frame["reported"] == 0, "value"] = None
-        frame = frame.drop(columns="as_of")
+    rows = session.execute(snapshot_statement(scope, indicator_id, source, unit_ids)).all()
+    frame = pd.DataFrame(rows, columns=columns[:-1])
+    # A roll-up without a value (nobody reported in its interval) arrives as None: NaN, as every missing value.
+    frame["value"] = frame["value"].astype("float64")
     thresholds = indicator.thresholds_at(level)
     frame["status"] = [
         status_of(None if pd.isna(v) else float(v), None if pd.isna(t) else int(t), now,
@@ -86,7 +72,8 @@ def current_frame(session: Session, scope: Scope, indicator: Indicator, indicato
 
 def children_readings(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
                       indicator_key: str, now: int) -> pd.DataFrame:
-    """The selected unit's children with their current reading: what the map and ranking draw."""
+    """The selected unit's children with their current reading: what the ranking, the comparison and the exports
+    draw (the map reads the same rows from a snapshot kept per data version: latest_readings.children_latest)."""
     tree = load_tree(session)
     scope.require(tree, unit_id)
     indicator = catalog[indicator_key]

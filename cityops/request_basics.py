@@ -11,7 +11,8 @@ from cityops.response_cache import DataVersion
 
 class VersionMemo:
     """Python values computed once per data version and key, in this process: for reads every request or every
-    screen repeats (the unit tree, a wall's "alerts after event N in my scope"), which change only with the data."""
+    screen repeats (the unit tree, a wall's "alerts after event N in my scope", the map's snapshot of an indicator
+    and open alerts per scope), which change only with the data. Only the current version's values are kept."""
 
     def __init__(self) -> None:
         self._token: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import pandas as pd
 from sqlalchemy import func, select
@@ -11,6 +12,31 @@ from sqlalchemy.orm import Session
 
 from cityops.hierarchy import Level
 from cityops.models import Unit
+
+
+class UnitRow(NamedTuple):
+    """One unit as plain Python values: what a drill-down reads for a handful of units, without a pandas row."""
+
+    id: int
+    code: str
+    name_zh: str
+    name_en: str
+    level: int
+    parent_id: int | None
+    population: int
+    lft: int
+    rgt: int
+    center_lon: float
+    center_lat: float
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+
+    @property
+    def bounds(self) -> list[list[float]]:
+        """[[south, west], [north, east]], for fitting the map (as geography.bounds_of)."""
+        return [[self.min_lat, self.min_lon], [self.max_lat, self.max_lon]]
 
 
 @dataclass(frozen=True)
@@ -26,8 +52,48 @@ class UnitTree:
     def unit(self, unit_id: int) -> pd.Series:
         return self.frame.loc[unit_id]
 
+    def row(self, unit_id: int) -> UnitRow:
+        """One unit's row as plain values (KeyError for an unknown id)."""
+        return self._rows[unit_id]
+
+    def child_ids(self, unit_id: int) -> tuple[int, ...]:
+        """The ids of a unit's children, in the frame's order (empty for a leaf or an unknown id)."""
+        return self._child_ids.get(unit_id, ())
+
     def children(self, unit_id: int) -> pd.DataFrame:
-        return self.frame[self.frame["parent_id"] == unit_id]
+        """A unit's children's rows, in the frame's order (none for a leaf or an unknown id). Split by parent once
+        per tree (a drill-down asks for a unit's children several times, and comparing the parent of all 6,000 units
+        each time cost more than the rest of it) and handed out as a shallow copy: copy-on-write keeps a caller's
+        changes to its copy out of the kept rows."""
+        frame = self._children_frames.get(unit_id)
+        return (self._no_children if frame is None else frame).copy(deep=False)
+
+    @cached_property
+    def _children_frames(self) -> dict[int, pd.DataFrame]:
+        # One pass over the units (~6 ms for the demo city), rows in the frame's order within each parent.
+        return {int(parent): rows for parent, rows in self.frame.groupby("parent_id", sort=False)}
+
+    @cached_property
+    def _no_children(self) -> pd.DataFrame:
+        return self.frame.iloc[0:0]
+
+    @cached_property
+    def _rows(self) -> dict[int, UnitRow]:
+        frame = self.frame
+        columns = [frame[name].tolist() for name in UnitRow._fields[1:]]
+        parent_at = UnitRow._fields.index("parent_id") - 1
+        columns[parent_at] = [None if pd.isna(parent) else int(parent) for parent in columns[parent_at]]
+        return {int(unit_id): UnitRow(int(unit_id), *values)
+                for unit_id, *values in zip(frame.index.tolist(), *columns)}
+
+    @cached_property
+    def _child_ids(self) -> dict[int, tuple[int, ...]]:
+        """Parent id -> its children's ids in the frame's order, built once per tree."""
+        children: dict[int, list[int]] = {}
+        for unit_id, parent in zip(self.frame.index.tolist(), self.frame["parent_id"].tolist()):
+            if not pd.isna(parent):
+                children.setdefault(int(parent), []).append(unit_id)
+        return {parent: tuple(ids) for parent, ids in children.items()}
 
     def at_level(self, level: Level) -> pd.DataFrame:
         return self.frame[self.frame["level"] == int(level)]

@@ -24,6 +24,7 @@ from apscheduler.util import undefined
 
 from cityops.alerts.job import TICK_SECONDS, AlertJob
 from cityops.catalog import load_catalog
+from cityops.memory import release_free_memory
 from cityops.settings import Settings
 from connectors.config import ConnectorConfigError, ConnectorInstance, load_connectors
 from connectors.runner import run_connector
@@ -130,6 +131,8 @@ class ConnectorJobs:
         log.info("connector %s: %s (%d fetched, %d accepted, %d rejected) in %.1fs", name, summary.status,
                  summary.fetched, summary.accepted, summary.rejected, summary.seconds)
         self.alerts.after_run(summary.touched, summary.fresh)
+        # A run builds and drops its frames (~100 MB for the demo city): give that back, not keep it (cityops/memory.py).
+        release_free_memory()
         if summary.status in ("failed", "partial") and summary.retry_after:
             self._postpone(name, summary.retry_after)
         if summary.status == "failed" and summary.error_family == "fatal":

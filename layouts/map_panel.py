@@ -16,12 +16,15 @@ Alert badges ride the same way: each child's open-alert count travels in the lab
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 import dash_leaflet as dl
+import orjson
 from dash import dcc, html
+from dash.development.base_component import Component
 
-from cityops.catalog import Direction, Indicator
+from cityops.catalog import Direction, Indicator, Thresholds
 from cityops.hierarchy import Level
 from cityops.status import Status
 from layouts.alert_badges import AlertTally, map_badges
@@ -75,13 +78,15 @@ def empty_hideout() -> dict:
 
 
 def map_hideout(children, indicator: Indicator, selected_code: str | None, language: str) -> dict:
-    """Per-unit status and display text, keyed by code: all the style and tooltip functions need."""
+    """Per-unit status and display text, keyed by code: all the style and tooltip functions need. `children`:
+    rows with code, name_zh, name_en, value (None or NaN: none) and status (latest_readings.ChildReading)."""
+    words = {status.value: status_text(status, language) for status in Status}
+    zh, decimals = language == "zh", indicator.decimals
     units = {}
-    for row in children.itertuples(index=False):
+    for row in children:
         value = None if row.value is None or row.value != row.value else float(row.value)
-        name = row.name_zh if language == "zh" else row.name_en
-        units[row.code] = {"s": row.status, "v": format_value(value, indicator.decimals), "n": name,
-                           "st": status_text(row.status, language)}
+        units[row.code] = {"s": row.status, "v": format_value(value, decimals),
+                           "n": row.name_zh if zh else row.name_en, "st": words[row.status]}
     hideout = empty_hideout()
     hideout.update(units=units, selected=selected_code, unit=indicator.unit_of_measure, language=language)
     return hideout
@@ -93,15 +98,42 @@ def labels_hideout(tallies: dict[str, AlertTally], language: str) -> dict:
     return {"language": language, "alerts": map_badges(tallies, language)}
 
 
-def legend(indicator: Indicator, level: Level | None, language: str) -> list:
-    """Threshold bands for the level on the map, then stale and no data: the same five states everywhere."""
-    thresholds = indicator.thresholds_at(level) if level is not None else None
+def as_sent(value: Any) -> Any:
+    """Components (alone or within lists and dicts) in the JSON form Dash sends them in; anything else as it is.
+    The browser sees no difference; the server does: Dash encodes a response with orjson in one call when it holds
+    plain values only, but one component object in it makes plotly's encoder walk the whole response in Python
+    first (a drill-down's answer: ~0.18 ms instead of ~0.02 ms)."""
+    if isinstance(value, Component):
+        return as_sent(value.to_plotly_json())
+    if isinstance(value, dict):
+        return {key: as_sent(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_sent(item) for item in value]
+    return value
+
+
+def legend_as_sent(indicator: Indicator, level: Level | None, language: str) -> list:
+    """Threshold bands for the level on the map, then stale and no data: the same five states everywhere.
+
+    In the form Dash sends them (as_sent), built once per thresholds, unit and language: every drill-down sends a
+    legend, and building its twenty components cost more than the rest of the map's answer. Each call returns its
+    own copy."""
+    return orjson.loads(_legend_text(indicator.thresholds_at(level) if level is not None else None,
+                                     indicator.unit_of_measure, indicator.decimals, indicator.direction, language))
+
+
+@lru_cache(maxsize=256)
+def _legend_text(thresholds: Thresholds | None, unit: str, decimals: int, direction: Direction,
+                 language: str) -> bytes:
+    return orjson.dumps(as_sent(_legend(thresholds, unit, decimals, direction, language)))
+
+
+def _legend(thresholds: Thresholds | None, unit: str, decimals: int, direction: Direction, language: str) -> list:
     rows = []
     if thresholds:
-        unit = indicator.unit_of_measure
-        w = format_value(thresholds.warning, indicator.decimals)
-        c = format_value(thresholds.critical, indicator.decimals)
-        worse = indicator.direction == Direction.HIGHER_IS_WORSE
+        w = format_value(thresholds.warning, decimals)
+        c = format_value(thresholds.critical, decimals)
+        worse = direction == Direction.HIGHER_IS_WORSE
         bands = [
             (Status.CRITICAL, f"{'≥' if worse else '≤'} {c} {unit}"),
             (Status.WARNING, f"{w}–{c} {unit}"),

@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 
 from cityops.alerts.evaluate import evaluate_alerts
 from cityops.alerts.lifecycle import AlertActionError, acknowledge, assign, close, comment, history
-from cityops.alerts.queries import alert_counts, alert_list, evidence
+from cityops.alerts.queries import alert_counts, alert_list, evidence, open_alerts
 from cityops.alerts.rules import AlertConfig, Rule, RuleType
 from cityops.hierarchy import Level
 from cityops.incidents import upsert_incidents
@@ -125,6 +125,24 @@ def test_counts_roll_up_the_hierarchy_and_overdue_follows_the_deadlines(city_db,
         assert alert_counts(session, scope, tree, units, later)["overdue"].sum() == 0
         # Past the 4-hour handling deadline it is overdue again until closed.
         assert alert_counts(session, scope, tree, units, now + 5 * HOUR)["overdue"].tolist() == [2, 2, 0, 2, 1]
+
+
+def test_open_alerts_read_once_are_counted_overdue_at_the_moment_asked(city_db, now):
+    """What the map keeps per data version (queries.OpenAlerts): read at one moment, counted at any later one as
+    a fresh read then would count, in the viewer's scope only."""
+    raise_alerts(city_db, now, {COMMUNITY: 5, "990101001002": 3, ELSEWHERE: 5})
+    units = [city_db.unit_ids[code] for code in ("990000", "990101", "990102", "990101001", COMMUNITY)]
+    with city_db.session() as session:
+        scope, tree = city_scope(session)
+        kept = open_alerts(session, scope)
+        bounds = [(int(tree.frame.at[unit, "lft"]), int(tree.frame.at[unit, "rgt"])) for unit in units]
+        for moment in (now, now + 16 * 60, now + 5 * HOUR):
+            fresh = alert_counts(session, scope, tree, units, moment)
+            assert kept.counts(bounds, moment) == list(fresh.itertuples(index=False, name=None)), moment
+        district_one = open_alerts(session, scope_of_unit(tree, city_db.unit_ids["990101"]))
+    # The other district's alert is not even held for this viewer's scope.
+    assert len(district_one.positions) == 2
+    assert district_one.counts(bounds[1:3], now) == [(2, 0, 1), (0, 0, 0)]
 
 
 def test_evidence_leads_from_the_alert_to_the_records_and_the_run(city_db, now):

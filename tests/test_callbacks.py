@@ -201,6 +201,11 @@ def test_the_screens_own_styles_and_scripts_come_as_one_file_each_in_dashs_order
     assert client.get("/bundle/screen.0000000000000000.css").status_code == 404
 
 
+def test_the_server_gives_freed_memory_back_after_responses(app):
+    names = [function.__name__ for function in app.server.after_request_funcs[None]]
+    assert "release_after_sending" in names  # cityops/memory.py; tests/test_memory.py shows it works
+
+
 def test_the_indicator_selector_comes_after_the_map_showing_the_selected_indicator(app):
     from callbacks.header import show_indicator_selector
 

@@ -9,16 +9,19 @@ units' nested-set bounds), so every level's badge is one binary search over the 
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
+from typing import Sequence
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog
 from cityops.hierarchy import Level
-from cityops.models import Alert, ConnectorRun, Incident, Indicator, Observation, RollupHistory
+from cityops.models import Alert, ConnectorRun, Incident, Indicator, Observation, RollupHistory, Unit
 from cityops.readings import source_of
 from cityops.rollup import bucket_start
 from cityops.scope import Scope
@@ -85,28 +88,67 @@ def alert_list(session: Session, scope: Scope, tree: UnitTree, unit_id: int, now
     return listed[LIST_COLUMNS]
 
 
+@dataclass(frozen=True)
+class OpenAlerts:
+    """The open alerts of one viewer's scope, by their unit's nested-set position: the count under any unit of the
+    scope is two binary searches. Read once, counted for any moment: whether an alert is overdue depends on the
+    clock, so each keeps the moment it becomes overdue and `counts` compares that with `now` when asked (the map
+    keeps one per data version, callbacks/map.py)."""
+
+    scope: Scope
+    positions: array          # 'q': the `lft` of each open alert's unit, ascending
+    critical: array           # 'q': how many of the first i alerts are critical (one longer, from 0)
+    overdue_from: array       # 'd': the moment each becomes overdue (as overdue_clause); inf: never
+
+    def counts(self, bounds: Sequence[tuple[int, int]], now: int) -> list[tuple[int, int, int]]:
+        """(open, overdue, critical) per subtree, one for each (lft, rgt) of `bounds` (units of this scope)."""
+        if not bounds:
+            return []
+        positions = self.positions
+        # Where none lies under any of the units (most of a calm city), no unit needs a search of its own.
+        first = bisect_left(positions, min(lft for lft, _ in bounds))
+        last = bisect_right(positions, max(rgt for _, rgt in bounds), first)
+        if first == last:
+            return [(0, 0, 0)] * len(bounds)
+        counts = []
+        for lft, rgt in bounds:
+            low = bisect_left(positions, lft, first, last)
+            high = bisect_right(positions, rgt, low, last)
+            overdue = sum(1 for moment in self.overdue_from[low:high] if moment < now)
+            counts.append((high - low, overdue, self.critical[high] - self.critical[low]))
+        return counts
+
+
+def open_alerts(session: Session, scope: Scope) -> OpenAlerts:
+    """The open (fired, not closed) alerts in `scope`, in one query."""
+    rows = session.execute(
+        select(Unit.lft, Alert.severity, Alert.handle_due, Alert.dispatch_due, Alert.acknowledged_at, Alert.assignee)
+        .join(Unit, Unit.id == Alert.unit_id)
+        .where(Alert.closed_at.is_(None), Alert.phase != "pending", scope.clause())).all()
+    rows.sort(key=lambda row: row[0])
+    return OpenAlerts(scope, array("q", [row[0] for row in rows]),
+                      array("q", [0, *accumulate(severity == "critical" for _, severity, *_ in rows)]),
+                      array("d", [_overdue_from(*row[2:]) for row in rows]))
+
+
+def _overdue_from(handle_due, dispatch_due, acknowledged_at, assignee) -> float:
+    """When an open alert becomes overdue (overdue_clause, for a row in hand): at its handling deadline, or at its
+    dispatch deadline while neither acknowledged nor assigned; inf: never."""
+    deadlines = [handle_due] if handle_due is not None else []
+    if dispatch_due is not None and acknowledged_at is None and assignee is None:
+        deadlines.append(dispatch_due)
+    return float(min(deadlines)) if deadlines else float("inf")
+
+
 def alert_counts(session: Session, scope: Scope, tree: UnitTree, unit_ids, now: int) -> pd.DataFrame:
     """Per unit in `unit_ids` (each within scope): open, overdue and critical open alerts in its subtree.
     Index: unit_id."""
     unit_ids = [int(unit) for unit in unit_ids if scope.contains(tree, int(unit))]
-    rows = session.execute(select(Alert.unit_id, Alert.severity, case((overdue_clause(now), 1), else_=0)).where(
-        Alert.closed_at.is_(None), Alert.phase != "pending")).all()
     result = pd.DataFrame(0, index=pd.Index(unit_ids, name="unit_id"), columns=["open", "overdue", "critical"])
-    if not rows or not unit_ids:
+    if not unit_ids:
         return result
-    alerts = pd.DataFrame(rows, columns=["unit_id", "severity", "overdue"])
-    alerts = alerts[alerts["unit_id"].isin(tree.frame.index)]
-    position = tree.frame.loc[alerts["unit_id"], "lft"].to_numpy(dtype=np.int64)
-    order = np.argsort(position, kind="stable")
-    position = position[order]
-    overdue = np.concatenate([[0], np.cumsum(alerts["overdue"].to_numpy()[order])])
-    critical = np.concatenate([[0], np.cumsum((alerts["severity"].to_numpy()[order] == "critical").astype(int))])
-    bounds = tree.frame.loc[unit_ids, ["lft", "rgt"]].to_numpy(dtype=np.int64)
-    low = np.searchsorted(position, bounds[:, 0], side="left")
-    high = np.searchsorted(position, bounds[:, 1], side="right")
-    result["open"] = high - low
-    result["overdue"] = overdue[high] - overdue[low]
-    result["critical"] = critical[high] - critical[low]
+    bounds = tree.frame.loc[unit_ids, ["lft", "rgt"]].itertuples(index=False, name=None)
+    result[["open", "overdue", "critical"]] = open_alerts(session, scope).counts(list(bounds), now)
     return result
 
 
