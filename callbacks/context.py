@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterator
 
-import pandas as pd
 from flask import Flask, Response, current_app, request as http_request
 from sqlalchemy.orm import Session
 
 from callbacks.cached_callbacks import current_data_version
 from cityops.alerts.rules import Rule, RuleError, load_rules
 from cityops.catalog import Catalog
-from cityops.db import session_scope
-from cityops.request_basics import request_basics
+from cityops.request_basics import LazySession, PinnedVersion, request_basics
 from cityops.scope import Scope, Viewer
 from cityops.settings import Settings
 from cityops.sources import SourceConfig
@@ -71,13 +69,19 @@ class Request:
 
     settings: Settings
     catalog: Catalog
-    session: Session
     scope: Scope
     ids: dict[str, int]
     tree: UnitTree
     now: int
+    open_session: LazySession
+    version: PinnedVersion | None  # the data version this request reads (None: the response cache is off)
 
     @property
+    def session(self) -> Session:
+        """The viewer's database session, opened by the first query (most answers of a data version need none)."""
+        return self.open_session()
+
+    @cached_property
     def language(self) -> str:
         return current_language(self.settings)
 
@@ -139,11 +143,15 @@ def current_actor(typed_name: str | None, language: str) -> str | None:
 
 @contextmanager
 def viewer_request() -> Iterator[Request]:
+    """The viewer's request, its scope decided here from the server's side. Its session is opened only when a
+    query runs, and then committed (or rolled back) and closed as the block ends (cityops/request_basics.py)."""
     context = screen_context()
-    with session_scope(context.settings.database_url) as session:
+    version = current_data_version()
+    version = PinnedVersion(version) if version is not None else None
+    with LazySession(context.settings.database_url) as open_session:
         # Read once per data version, not by every request (cityops/request_basics.py).
-        ids, tree, scope = request_basics.read(session, context.catalog, current_viewer(), current_data_version())
-        yield Request(context.settings, context.catalog, session, scope, ids, tree, int(time.time()))
+        ids, tree, scope = request_basics.read(open_session, context.catalog, current_viewer(), version)
+        yield Request(context.settings, context.catalog, scope, ids, tree, int(time.time()), open_session, version)
 
 
 @dataclass(frozen=True)
@@ -164,9 +172,10 @@ def resolve_view(request: Request, selection: dict | None) -> View:
         from layouts.page import default_indicator
 
         indicator_key = default_indicator(request.catalog)
-    has_children = not request.tree.children(unit_id).empty
-    parent = request.tree.frame.at[unit_id, "parent_id"]
-    map_parent = unit_id if has_children or pd.isna(parent) else int(parent)
+    # The tree's dict indexes, not pandas look-ups: every panel's callback resolves the selection first.
+    unit = request.tree.row(unit_id)
+    has_children = bool(request.tree.child_ids(unit_id))
+    map_parent = unit_id if has_children or unit.parent_id is None else unit.parent_id
     if not request.scope.contains(request.tree, map_parent):
         map_parent = unit_id
-    return View(unit_id, str(request.tree.frame.at[unit_id, "code"]), map_parent, indicator_key)
+    return View(unit_id, unit.code, map_parent, indicator_key)

@@ -30,7 +30,13 @@ class Scope:
         return self.lft <= lft <= self.rgt
 
     def contains(self, tree: UnitTree, unit_id: int) -> bool:
-        return unit_id in tree.frame.index and self.contains_bounds(int(tree.frame.at[unit_id, "lft"]))
+        # The tree's row index (a dict) rather than pandas: every callback asks, some for each unit it lists, and
+        # two pandas look-ups cost ~20 µs where a dict costs well under one.
+        try:
+            row = tree.row(unit_id)
+        except (KeyError, TypeError):  # an unknown id, or something that is no id at all
+            return False
+        return self.lft <= row.lft <= self.rgt
 
     def clause(self) -> ColumnElement[bool]:
         """A WHERE clause limiting `units` to this subtree (one integer range on an index)."""
@@ -42,8 +48,8 @@ class Scope:
 
 
 def scope_of_unit(tree: UnitTree, unit_id: int) -> Scope:
-    row = tree.frame.loc[unit_id]
-    return Scope(unit_id, str(row["code"]), int(row["lft"]), int(row["rgt"]))
+    row = tree.row(unit_id)
+    return Scope(unit_id, row.code, row.lft, row.rgt)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 
 from callbacks.cached_callbacks import EXTENSION, install_response_cache, unread_parameters
 from cityops.db import engine_for, migrate, session_scope
-from cityops.request_basics import RequestBasics
+from cityops.request_basics import LazySession, RequestBasics
 from cityops.response_cache import DataVersion, MemoryStore, ResponseCache, Stored, cache_for
 from cityops.scope import Viewer
 from cityops.settings import Settings
@@ -285,17 +285,45 @@ def test_request_basics_are_read_once_per_data_version(database, catalog):
     counter = QueryCounter(engine)
     try:
         with session_scope(database) as session:
-            first = basics.read(session, catalog, Viewer(), cache.version)
+            opened = []
+
+            def open_session():  # the session is asked for only when the basics are read
+                opened.append(session)
+                return session
+
+            first = basics.read(open_session, catalog, Viewer(), cache.version)
             reads = counter.count
-            assert reads >= 1
+            assert reads >= 1 and len(opened) == 1
             for _ in range(5):
-                assert basics.read(session, catalog, Viewer(), cache.version) is first
-            assert counter.count == reads
-            district = basics.read(session, catalog, Viewer("officer", "990101"), cache.version)
+                assert basics.read(open_session, catalog, Viewer(), cache.version) is first
+            assert counter.count == reads and len(opened) == 1
+            district = basics.read(open_session, catalog, Viewer("officer", "990101"), cache.version)
             assert district[2].root_code == "990101"
         with session_scope(database) as session:
             session.execute(text("UPDATE units SET population = population + 1 WHERE code = '990101'"))
         with session_scope(database) as session:
-            assert basics.read(session, catalog, Viewer(), cache.version) is not first
+            assert basics.read(lambda: session, catalog, Viewer(), cache.version) is not first
     finally:
         counter.close()
+
+
+def test_a_request_begins_its_session_at_its_first_query_and_ends_it_as_session_scope_does(database):
+    engine = engine_for(database)
+    with session_scope(database) as session:
+        session.execute(text("CREATE TABLE marks (name TEXT)"))
+    checked_out = engine.pool.checkedout()
+    with LazySession(database) as open_session:
+        assert not open_session.opened and engine.pool.checkedout() == checked_out  # no query: no session
+    with LazySession(database) as open_session:
+        session = open_session()
+        assert open_session() is session  # one unit of work per request
+        session.execute(text("INSERT INTO marks VALUES ('kept')"))
+    with pytest.raises(RuntimeError):
+        open_session()  # the request is over: a late query must not begin a session nobody ends
+    with pytest.raises(ValueError):
+        with LazySession(database) as open_session:
+            open_session().execute(text("INSERT INTO marks VALUES ('rolled back')"))
+            raise ValueError("the callback failed")
+    assert engine.pool.checkedout() == checked_out
+    with session_scope(database) as session:
+        assert session.execute(text("SELECT name FROM marks")).scalars().all() == ["kept"]
