@@ -13,7 +13,7 @@ from cityops.sources import source_health
 from cityops.status import is_stale
 from layouts.header import breadcrumb, indicator_selector, source_summary
 from layouts.ids import HeaderIds, PageIds
-from layouts.kpi import as_of_mark
+from layouts.freshness import as_of_mark
 from layouts.page import default_indicator
 from layouts.text import format_time, t
 

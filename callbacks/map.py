@@ -42,7 +42,7 @@ from cityops.request_basics import VersionMemo
 from cityops.status import is_stale
 from layouts.alert_badges import AlertTally
 from layouts.ids import AlertIds, IncidentIds, MapIds, PageIds
-from layouts.kpi import as_of_mark
+from layouts.freshness import as_of_mark
 from layouts.map_panel import (GEOMETRY_FORMAT, MapState, as_sent, geometry_url, labels_hideout, labels_url,
                                legend_as_sent, map_hideout)
 from layouts.text import format_time, level_name, t
@@ -150,7 +150,7 @@ _as_of_marks: dict[tuple[str, bool, str], bytes] = {}
 
 
 def as_of_sent(observed_at: int, stale: bool, zone: str, now: int, language: str):
-    """The title's as-of mark (layouts/kpi.py as_of_mark) in the form Dash sends it. The mark says only the time
+    """The title's as-of mark (layouts/freshness.py as_of_mark) in the form Dash sends it. The mark says only the time
     shown, whether it is stale, and in which language, so it is built once for each of those: building the
     component and turning it into JSON cost every drill-down ~13 µs. Each call returns its own copy."""
     key = (format_time(observed_at, zone, now), stale, language)  # what as_of_mark's text and class come from

@@ -22,7 +22,7 @@ from cityops.time_range import (
     CUSTOM, WEEK, bucket_at_least, parse_day, resolve_range, today_in, with_compare, with_custom, with_preset,
 )
 from layouts.ids import PageIds, RangeIds, TrendIds
-from layouts.kpi import as_of_mark
+from layouts.freshness import as_of_mark
 from layouts.theme import display_scale
 from layouts.trend import COMPARE, problem_text, trend_figure, trend_graph, trend_title
 

@@ -16,6 +16,7 @@ from cityops.readings import Reading
 from cityops.status import Status
 from layouts.alert_badges import AlertTally, card_badge, heading_badge
 from layouts.ids import kpi_card_id
+from layouts.freshness import as_of_mark
 from layouts.text import format_time, format_value, level_name, t
 from layouts.theme import STATUS_COLOURS
 
@@ -36,18 +37,6 @@ def sparkline_svg(values: list[float | None], colour: str, width: int = 120, hei
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
            f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" stroke-linejoin="round" points="{path}"/></svg>')
     return "data:image/svg+xml;charset=utf-8," + quote(svg)
-
-
-def as_of_mark(observed_at: int | None, stale: bool, zone: str, now: int, language: str,
-               class_name: str = "") -> html.Span:
-    """截至 10:40 — or, once the data is older than its indicator's expected interval allows (cityops.status
-    is_stale), 数据过期 · 截至 10:40, hatched grey: the one stale mark of every panel that shows data (cards, map
-    and trend titles, header), so a panel left behind by a stopped source says so, and since when
-    (assets/wall.css: a panel whose title carries it is greyed at its edge)."""
-    time = format_time(observed_at, zone, now)
-    text = t("stale_as_of", language, time=time) if stale else t("as_of", language, time=time)
-    return html.Span(text, className=f"as-of-mark{' stale' if stale else ''} {class_name}".strip(),
-                     **{"data-stale": "true" if stale else "false"})
 
 
 def change_badge(indicator: Indicator, reading: Reading, language: str) -> html.Span:

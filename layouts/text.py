@@ -172,7 +172,7 @@ TEXT = {
     "wall_every": ("每 {duration}", "every {duration}"),
     "wall_alert_hold": ("新告警 · 轮播暂停至 {time}", "New alert · playlist paused until {time}"),
     "wall_config_error": ("轮播配置有误，见服务器日志", "Playlist file has an error: see the server log"),
-    # Any panel's as-of time once its data is older than its indicator's interval allows (layouts/kpi.py as_of_mark)
+    # Any panel's as-of time once its data is older than its indicator's interval allows (layouts/freshness.py as_of_mark)
     "stale_as_of": ("数据过期 · 截至 {time}", "stale · as of {time}"),
     # -- end wall
     # Exports and reports (layouts/exports.py, cityops/exports/)

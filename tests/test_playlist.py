@@ -369,7 +369,7 @@ def test_a_broken_wall_file_is_reported_once_and_the_wall_shows_the_scope(wall_a
 
 
 def test_the_as_of_mark_says_stale_and_since_when_in_both_languages():
-    from layouts.kpi import as_of_mark
+    from layouts.freshness import as_of_mark
 
     at = NOW - 3 * 3600
     fresh = as_of_mark(at, False, "Asia/Shanghai", NOW, "zh").to_plotly_json()["props"]
