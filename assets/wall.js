@@ -11,7 +11,8 @@
  *
  * Nothing grows: one <style> element, a few numbers — and Dash's own undo history, which records every prop a
  * component sets (each tick of a dcc.Interval, such as the page's clock and refresh, adds one, forever), is cut
- * back to its last few entries every ten seconds. The screen has no undo; a wall runs for weeks. */
+ * back to its last few entries every ten seconds, on a wall and on the ordinary screen alike (a control room may
+ * leave either open for weeks). The screen has no undo. */
 (function () {
   "use strict";
   const path = window.location.pathname.replace(/\/+$/, "");
@@ -157,5 +158,10 @@
     return next;
   }
 
-  window.onescreen = Object.assign({}, window.onescreen, {wall: {isWall: isWall, start: start, follow: follow}});
+  if (!isWall) {
+    setInterval(trimHistory, 10000);  // a wall trims in its own timer (tick)
+  }
+
+  window.onescreen = Object.assign({}, window.onescreen, {wall: {isWall: isWall, start: start, follow: follow},
+                                                          historyKept: HISTORY_KEPT});
 })();
