@@ -215,16 +215,19 @@ def incident_rows_from_columns(locator: CommunityLocator, columns: dict[str, lis
     idents = ["" if value is None else str(value).strip() for value in columns["external_id"]]
     longest = _LENGTHS["external_id"]
     lons, lats, readable = _points(columns["lon"], columns["lat"])
+    failing = [position for position, (ident, status, point_ok) in
+               enumerate(zip(idents, columns["status"], readable.tolist()))
+               if not ident or len(ident) > longest or status not in STATUSES or not point_ok]
+    if not failing:  # the usual page: every incident is a row (or an unplaced one's reason), in order
+        return _rows(columns, idents, lons.tolist(), lats.tolist(), locator.place_many(lons, lats), source,
+                     run_id, now)
     outcomes: list[tuple | InvalidIncident | None] = [None] * count
-    for position in [position for position, (ident, status, point_ok) in
-                     enumerate(zip(idents, columns["status"], readable.tolist()))
-                     if not ident or len(ident) > longest or status not in STATUSES or not point_ok]:
+    for position in failing:
         outcomes[position] = _invalid(columns, position)
     kept = [position for position, outcome in enumerate(outcomes) if outcome is None]
-    if len(kept) < count:
-        columns = {name: [values[position] for position in kept] for name, values in columns.items()}
-        idents = [idents[position] for position in kept]
-        lons, lats = lons[kept], lats[kept]
+    columns = {name: [values[position] for position in kept] for name, values in columns.items()}
+    idents = [idents[position] for position in kept]
+    lons, lats = lons[kept], lats[kept]
     placed = locator.place_many(lons, lats)
     rows = iter(_rows(columns, idents, lons.tolist(), lats.tolist(), placed, source, run_id, now))
     return [next(rows) if outcome is None else outcome for outcome in outcomes]
@@ -275,6 +278,8 @@ def _rows(columns: dict[str, list], idents: list[str], lons: list, lats: list, p
                  [json.dumps(contact, ensure_ascii=False, sort_keys=True) if contact else None
                   for contact in columns["contact_masked"]],
                  _json_column(columns["raw"]), repeat(run_id), repeat(now), repeat(now))
+    if all(type(unit) is int for unit in placed):
+        return list(values)
     return [InvalidIncident(str(row[_UNIT])) if isinstance(row[_UNIT], Unplaced) else row for row in values]
 
 
@@ -343,8 +348,6 @@ _UPSERT = (
     "WHERE incidents.updated_at < excluded.updated_at"
 )
 _SEEN = "UPDATE incidents SET last_seen_at = {p} WHERE source = {p} AND external_id = {p} AND last_seen_at < {p}"
-_STORED = "SELECT external_id, updated_at, last_seen_at FROM incidents WHERE source = {p} AND external_id IN ({ids})"
-_IDS_PER_QUERY = 500
 
 
 def upsert_incidents(session: Session, rows: list[dict | tuple]) -> UpsertResult:
@@ -364,35 +367,14 @@ def upsert_incidents(session: Session, rows: list[dict | tuple]) -> UpsertResult
                 latest[key] = row
     placeholder = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
     connection = session.connection()
-    # Read first which are stored and not older: only those need last_seen_at moved on their own (the upsert
-    # moves it for every row it writes), so a page of new incidents costs one statement, not two.
-    stored = _stored_states(connection, placeholder, list(latest))
     written = connection.exec_driver_sql(_UPSERT.format(placeholders=", ".join([placeholder] * len(COLUMNS))),
                                          list(latest.values())).rowcount
-    unwritten = [(row[_LAST_SEEN], *key, row[_LAST_SEEN]) for key, (updated_at, last_seen_at) in stored.items()
-                 for row in (latest[key],) if updated_at >= row[_UPDATED] and last_seen_at < row[_LAST_SEEN]]
-    if unwritten:
-        connection.exec_driver_sql(_SEEN.format(p=placeholder), unwritten)
+    if written < len(latest):
+        # Some were stored already and not older: only their last_seen_at moves (the upsert moved it for every row
+        # it wrote, which the condition then leaves alone). A page of new incidents needs no second statement.
+        connection.exec_driver_sql(_SEEN.format(p=placeholder),
+                                   [(row[_LAST_SEEN], *key, row[_LAST_SEEN]) for key, row in latest.items()])
     return UpsertResult(written, len(rows) - written)
-
-
-def _stored_states(connection, placeholder: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
-    """(updated_at, last_seen_at) of each of the (source, external_id) keys that is stored."""
-    sources = {source for source, _ in keys}
-    if len(sources) == 1:  # one connector's rows, as the runner stores them
-        by_source = {sources.pop(): [ident for _, ident in keys]}
-    else:
-        by_source: dict[str, list[str]] = {}
-        for source, ident in keys:
-            by_source.setdefault(source, []).append(ident)
-    states = {}
-    for source, idents in by_source.items():
-        for start in range(0, len(idents), _IDS_PER_QUERY):
-            chunk = idents[start:start + _IDS_PER_QUERY]
-            query = _STORED.format(p=placeholder, ids=", ".join([placeholder] * len(chunk)))
-            for ident, updated_at, last_seen_at in connection.exec_driver_sql(query, (source, *chunk)):
-                states[source, ident] = (updated_at, last_seen_at)
-    return states
 
 
 def open_external_ids(session: Session, source: str) -> tuple[str, ...]:

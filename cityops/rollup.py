@@ -266,9 +266,13 @@ def _window_clause(indicator_id: int, level: int, start: int, end: int):
         Observation.observed_at >= start, Observation.observed_at < end)).where(Unit.level == level))
 
 
+_LEAF_TYPES = ["int64", "int64", "float64"]  # leaf_id, observed_at, value as read back
+
+
 def _read_window(session: Session, level: int, indicator_id: int, start: int, end: int) -> pd.DataFrame:
     return fetch_frame(session, _window_clause(indicator_id, level, start, end).add_columns(
-        Observation.unit_id, Observation.observed_at, Observation.value), ["leaf_id", "observed_at", "value"])
+        Observation.unit_id, Observation.observed_at, Observation.value), ["leaf_id", "observed_at", "value"],
+        _LEAF_TYPES)
 
 
 class _HeldRows:
@@ -276,10 +280,17 @@ class _HeldRows:
     is two binary searches rather than a scan of every row held."""
 
     def __init__(self, recent: pd.DataFrame):
-        self._by_indicator = {
-            int(ident): (rows["observed_at"].to_numpy(dtype=np.int64), rows["unit_id"].to_numpy(),
-                         rows["value"].to_numpy())
-            for ident, rows in recent.sort_values("observed_at", kind="stable").groupby("indicator_id", sort=False)}
+        # One ordering of the plain columns (by indicator, then time) and a slice of it per indicator: a sorted
+        # copy of the frame and a copy per group would hold the rows three times, at the peak of a run's memory.
+        indicators = recent["indicator_id"].to_numpy()
+        ids, counts = np.unique(indicators, return_counts=True)
+        order = np.lexsort((recent["observed_at"].to_numpy(), indicators))
+        times, units = recent["observed_at"].to_numpy(dtype=np.int64)[order], recent["unit_id"].to_numpy()[order]
+        values = recent["value"].to_numpy()[order]
+        del order
+        ends = np.cumsum(counts)  # in that order the indicators' rows follow one another, lowest id first
+        self._by_indicator = {int(ident): (times[end - count:end], units[end - count:end], values[end - count:end])
+                              for ident, count, end in zip(ids.tolist(), counts.tolist(), ends.tolist())}
 
     def __bool__(self) -> bool:
         return bool(self._by_indicator)
@@ -294,9 +305,11 @@ class _HeldRows:
         return pd.DataFrame({"leaf_id": units[low:high], "observed_at": times[low:high], "value": values[low:high]})
 
 
-def _bucket_counts(observed_at, step: int, offset: int) -> pd.Series:
+def _bucket_counts(observed_at, step: int, offset: int) -> dict[int, int]:
     local = offset if step >= 86400 else 0
-    return pd.Series((np.asarray(observed_at, dtype=np.int64) + local) // step * step - local).value_counts()
+    starts, counts = np.unique((np.asarray(observed_at, dtype=np.int64) + local) // step * step - local,
+                               return_counts=True)
+    return dict(zip(starts.tolist(), counts.tolist()))
 
 
 def _buckets_held_in(recent: _HeldRows | None, session: Session, sources: list[int], level: int,
@@ -317,13 +330,18 @@ def _buckets_held_in(recent: _HeldRows | None, session: Session, sources: list[i
         window = _window_clause(source, level, low, high)
         # Stored rows include the ones held, so equal totals over the window mean equal counts in every bucket:
         # one count answers for all of them (a backfill's case). Otherwise count bucket by bucket.
-        if session.scalar(window.add_columns(func.count())) == int(((rows >= low) & (rows < high)).sum()):
-            held = {b for b in held if b in in_memory.index}
+        stored_total = session.scalar(window.add_columns(func.count()))
+        held_total = int(((rows >= low) & (rows < high)).sum())
+        if stored_total == held_total:
+            held = {b for b in held if b in in_memory}
             continue
+        if 2 * held_total < stored_total:
+            # Most of the window's rows were committed before the ones held: few buckets can be whole in memory,
+            # and counting bucket by bucket costs a pass over the window, about what reading those back would.
+            return set()
         bucket = (Observation.observed_at + local) // step
         stored = dict(session.execute(window.add_columns(bucket, func.count()).group_by(bucket)).all())
-        held = {b for b in held if b in in_memory.index
-                and stored.get((b + local) // step) == int(in_memory[b])}
+        held = {b for b in held if b in in_memory and stored.get((b + local) // step) == in_memory[b]}
     return held
 
 
@@ -401,7 +419,8 @@ _UPSERT_ROLLUP_HISTORY = (
 
 def _read_current(session: Session, indicator_id: int) -> pd.DataFrame:
     return fetch_frame(session, select(CurrentValue.unit_id, CurrentValue.observed_at, CurrentValue.value)
-                       .where(CurrentValue.indicator_id == indicator_id), ["leaf_id", "observed_at", "value"])
+                       .where(CurrentValue.indicator_id == indicator_id), ["leaf_id", "observed_at", "value"],
+                       _LEAF_TYPES)
 
 
 def _refresh_current(session, indicator, ids, tree, now: int) -> int:

@@ -232,6 +232,10 @@ class Connector(ABC):
     uses_mapping: ClassVar[bool] = False
     # True for types that yield `Incident`s: the runner then reads their open incidents into the context.
     yields_incidents: ClassVar[bool] = False
+    # True for types that deliver series by series (one unit and indicator's whole history, then the next): every
+    # time bucket fills up all run long, so the runner does not roll buckets up midway (they would all be done
+    # again at the end); it lets the rows it holds go and rolls everything up once, after the last commit.
+    delivers_series: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict, context: ConnectorContext, mapping=None):
         self.name = name

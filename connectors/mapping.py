@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Iterator
 
 import numpy as np
@@ -132,15 +133,17 @@ class FieldMapping:
         come with one source each). A row missing a mapped field comes out as its own record with the problem
         named, as `records` gives it.
         """
-        def column(path: str) -> list:
-            # A flat field name (the common case) is one dict lookup per row, in a comprehension; a row that is
-            # not an object (rare) sends the whole column through `lookup`.
+        def column(path: str) -> tuple[list, bool]:
+            """The values at `path` of every row, and whether some row lacks it (its value is then MISSING)."""
             if "." not in path:
+                # A flat field name (the common case): one C-level pass that stops at the first row without it
+                # (KeyError) or that is not an object (TypeError); those few columns take the careful path.
                 try:
-                    return [row.get(path, MISSING) for row in rows]
-                except AttributeError:
+                    return list(map(itemgetter(path), rows)), False
+                except (KeyError, TypeError, AttributeError):
                     pass
-            return [lookup(row, path) for row in rows]
+            values = [lookup(row, path) for row in rows]
+            return values, any(value is MISSING for value in values)
 
         units, times = column(self.unit_code), column(self.observed_at)
         if self.values:
@@ -148,18 +151,23 @@ class FieldMapping:
         else:
             pairs = [(None, column(self.indicator), column(self.value))]
         columns = (units, times, *(c for _, i, c in pairs for c in (i, c) if c is not None))
-        missing = {position for values in columns if MISSING in values  # one C scan per column, usually enough
+        missing = {position for values, lacking in columns if lacking
                    for position, value in enumerate(values) if value is MISSING}
         for position in sorted(missing):
             where = source_at(source, position)
             yield from self.records(rows[position], source=where)
-        def objects(values: list) -> np.ndarray:
-            # Through pandas: numpy would turn a column of lists (a nested value) into a 2-D array.
-            return pd.Series(values, dtype=object).to_numpy()
 
-        keep = np.ones(len(rows), dtype=bool)
-        keep[list(missing)] = False
-        positions = np.flatnonzero(keep)
+        def objects(found: tuple[list, bool]) -> np.ndarray:
+            # Through pandas: numpy would turn a column of lists (a nested value) into a 2-D array.
+            values = pd.Series(found[0], dtype=object).to_numpy()
+            return values[positions] if missing else values
+
+        if missing:
+            keep = np.ones(len(rows), dtype=bool)
+            keep[list(missing)] = False
+            positions = np.flatnonzero(keep)
+        else:
+            positions = np.arange(len(rows))
         if not len(positions):
             return
         parts = []
@@ -167,11 +175,11 @@ class FieldMapping:
             if indicators is None:
                 indicator = np.full(len(positions), key, dtype=object)
             else:
-                indicator = objects(indicators)[positions]
+                indicator = objects(indicators)
                 if self.indicator_names:
                     indicator = np.array([self.indicator_names.get(str(i), i) for i in indicator], dtype=object)
-            parts.append(pd.DataFrame({"unit_code": objects(units)[positions], "indicator": indicator,
-                                       "observed_at": objects(times)[positions], "value": objects(values)[positions]},
+            parts.append(pd.DataFrame({"unit_code": objects(units), "indicator": indicator,
+                                       "observed_at": objects(times), "value": objects(values)},
                                       index=pd.Index(positions)))
         frame = parts[0] if len(parts) == 1 else pd.concat(parts)
         yield RecordBatch(frame=frame, raw=rows, source=source)

@@ -229,8 +229,12 @@ class Open311Connector(Connector):
         return Health(True, f"{len(services)} services; requests.json answers")
 
     def fetch(self, since: str | None) -> Iterator[IncidentBatch]:
-        # The next pages are requested while the runner places and stores this one (read_ahead).
-        for page, source in read_ahead(self._pages(since), depth=READ_AHEAD_PAGES, name=f"{self.name} pages"):
+        # The next pages are requested, archived and made into batches of incidents while the runner places and
+        # stores this one (read_ahead): the runner's thread is the busier of the two.
+        yield from read_ahead(self._batches(since), depth=READ_AHEAD_PAGES, name=f"{self.name} pages")
+
+    def _batches(self, since: str | None) -> Iterator[IncidentBatch]:
+        for page, source in self._pages(since):
             yield self._batch(page, source)
 
     def _pages(self, since: str | None) -> Iterator[tuple[list, str]]:

@@ -33,7 +33,7 @@ from cityops.db import session_scope
 from cityops.incidents import InvalidIncident, open_external_ids, upsert_incidents
 from cityops.models import ConnectorCursor, ConnectorRun, QuarantinedRecord
 from cityops.rollup import process_backlog, queue_rollups
-from cityops.storage import _dialect_insert, sync_indicators, upsert_observations
+from cityops.storage import _dialect_insert, last_per_key, sync_indicators, upsert_observations
 from cityops.tree import load_tree
 from connectors.archive import RunArchive, open_payload, purge
 from connectors.base import (REGISTRY, Connector, ConnectorContext, ConnectorError, FatalError, Incident,
@@ -120,7 +120,7 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
             purge(Path(archive_root), instance.name, instance.retention_seconds, now)
         except OSError:
             log.exception("could not purge old payloads of %s", instance.name)
-        archive = RunArchive(Path(archive_root), instance.name, run_id, now)
+        archive = RunArchive(Path(archive_root), instance.name, run_id, now, write_behind=True)
         summary.archive = archive.reference
     context = ConnectorContext(catalog=catalog, tree=tree, now=now, timezone=timezone, archive=archive,
                                open_incidents=open_incidents)
@@ -186,16 +186,19 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
                         batch.add(row, connector.cursor_of(item, row["observed_at"]))
             if batch.size + len(batch.quarantine) >= batch_size or len(batch.incidents) >= INCIDENT_BATCH_ROWS:
                 recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
-                                   advance=connector.ordered and not rerun, run_id=run_id))
+                                   advance=connector.ordered and not rerun, run_id=run_id, archive=archive))
                 if recent.size >= RECENT_ROWS_LIMIT:
-                    # Only what the rows held cover whole: a source delivering unit by unit (or datastream by
-                    # datastream) adds to the same buckets all run long, and they are read back once, at the end.
-                    _roll_up(database_url, catalog, ids, tree, now, offset, recent, held_only=True)
+                    if connector.delivers_series:
+                        recent.take()  # let go: its buckets stay queued, and are read back once, at the end
+                    else:
+                        # Only what the rows held cover whole: a source delivering unit by unit adds to the same
+                        # buckets all run long, and they are read back once, at the end.
+                        _roll_up(database_url, catalog, ids, tree, now, offset, recent, held_only=True)
                 batch = _Batch(cursor=batch.cursor)
                 if progress:
                     progress(summary)
         recent.add(_commit(database_url, batch, summary, catalog, ids, offset, instance.name,
-                           advance=not rerun, run_id=run_id))
+                           advance=not rerun, run_id=run_id, archive=archive))
         if not rerun:
             connector.committed()
         if counting is not None:
@@ -214,6 +217,11 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
         summary.status, summary.error_family = "failed", "unexpected"
         summary.error_message = f"{type(error).__name__}: {error}"
         log.exception("connector %s failed unexpectedly", instance.name)
+    if archive is not None:
+        try:
+            archive.close()  # after a failure too: the payloads fetched before it are kept
+        except Exception:  # noqa: BLE001 - a committed run flushed its payloads; a failed one keeps its own error
+            log.exception("connector %s could not archive every payload it fetched", instance.name)
     if connector is not None:
         try:
             connector.released()
@@ -242,8 +250,10 @@ def run_connector(database_url: str, instance: ConnectorInstance, catalog: Catal
 
 KEY = ["unit_id", "indicator_id", "observed_at"]
 # Incidents carry their text and raw row (kilobytes each, not the 30 bytes of an observation): they are
-# committed in smaller transactions, so a large source does not sit in memory (bench/connector_types.py).
-INCIDENT_BATCH_ROWS = 10_000
+# committed in smaller transactions, so a large source does not sit in memory (bench/connector_types.py). Not
+# much smaller: each commit of ~10 MB of incidents ends in a WAL checkpoint, and 10,000 per commit took ~15 %
+# longer to store than 25,000 (~25 MB held).
+INCIDENT_BATCH_ROWS = 25_000
 # Committed rows kept for the roll-ups; past this the queued roll-ups are computed and the rows let go, so a
 # source of any size runs in bounded memory. Measured (bench/connector_types.py): with 2 M rows held, peak memory
 # grew ~1.8× from a 100 k to a 1 M-record source; at this size it stays flat, for a few percent of ingest speed.
@@ -284,9 +294,10 @@ class _RecentRows:
         """All rows held (the last delivery of a key wins, as in the database), and forget them."""
         if not self.frames:
             return None
-        frame = pd.concat(self.frames, ignore_index=True).drop_duplicates(KEY, keep="last")
-        self.frames, self.size = [], 0
-        return frame
+        frames, self.frames, self.size = self.frames, [], 0
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        del frames  # held twice otherwise, at the peak of the run's memory
+        return last_per_key(frame, in_key_order=False)[0]
 
 
 def _roll_up(database_url, catalog, ids, tree, now, offset, recent: _RecentRows, held_only: bool = False) -> None:
@@ -332,14 +343,14 @@ class _Batch:
             self.cursor = cursor
 
     def unique_rows(self, run_id: int) -> tuple[pd.DataFrame, int]:
-        """All valid rows, one per key (the last delivery wins, as it would across runs), and how many
-        deliveries were repeats within this batch."""
+        """All valid rows, one per key (the last delivery wins, as it would across runs), in key order (as they
+        are written), and how many deliveries were repeats within this batch."""
         frames = self.frames + ([pd.DataFrame.from_records(self.rows)] if self.rows else [])
         if not frames:
             return pd.DataFrame(columns=[*KEY, "value", "run_id"]), 0
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        unique = frame.drop_duplicates(KEY, keep="last")
-        return unique.assign(run_id=run_id), len(frame) - len(unique)
+        unique, repeats = last_per_key(frame)
+        return unique.assign(run_id=run_id), repeats
 
 
 def _cursor_key(cursor: str):
@@ -350,10 +361,13 @@ def _cursor_key(cursor: str):
 
 
 def _commit(database_url, batch: _Batch, summary: RunSummary, catalog, ids, offset, name, advance: bool,
-            run_id: int) -> pd.DataFrame | None:
-    """One transaction: rows, quarantine, the roll-up queue and (when safe) the cursor move together.
+            run_id: int, archive: RunArchive | None = None) -> pd.DataFrame | None:
+    """One transaction: rows, quarantine, the roll-up queue and (when safe) the cursor move together; the
+    payloads they came from are on disk before it begins.
 
     Returns the rows committed."""
+    if archive is not None:
+        archive.flush()
     if not batch.size and not batch.quarantine:
         if advance and batch.cursor is not None:
             # The records filled earlier batches exactly, which did not move the cursor: the run is committed now.

@@ -118,8 +118,9 @@ class SensorThingsConnector(Connector):
     type_name = "sensorthings"
     uses_mapping = False
     # Datastreams are read one after another, each in time order: the run as a whole is not, so the cursor moves
-    # only once everything is committed.
+    # only once everything is committed, and an hour's roll-ups wait for the last datastream.
     ordered = False
+    delivers_series = True
     config_schema = (
         ConfigField("url", str, required=True,
                     help="the service root, e.g. https://iot.example.gov.cn/FROST-Server/v1.1"),

@@ -42,6 +42,9 @@ class Validator:
         object.__setattr__(self, "_unit_ids", self.tree.id_by_code)
         object.__setattr__(self, "_unit_levels", self.tree.frame["level"].to_dict())
         object.__setattr__(self, "_reported", {i.key: i for i in self.catalog if not i.is_derived})
+        # Time texts already read (text -> epoch seconds, -1 when not read as ISO 8601): a run's batches repeat
+        # the same few hours, and reading a text costs more than looking it up.
+        object.__setattr__(self, "_time_texts", {})
 
     def validate_batch(self, batch: RecordBatch) -> tuple[pd.DataFrame, list[tuple[str, Record]]]:
         """`validate_frame` for a batch: quarantined records keep the source row and payload they came from."""
@@ -56,35 +59,42 @@ class Validator:
         code as for single records.
         """
         reported = self._reported
-        # A batch repeats a few thousand codes and a dozen keys: look each distinct one up once.
+        # A batch repeats a few thousand codes and a dozen keys: look each distinct one up once. Plain numpy
+        # arrays from here on: the batch is checked column by column, with no index to align.
         code_index, codes = _factorized_texts(frame["unit_code"])
         key_index, keys = _factorized_texts(frame["indicator"])
         distinct_ids = np.array([self._unit_ids.get(code, -1) for code in codes], dtype=np.int64)
         distinct_levels = np.array([self._unit_levels.get(ident, -1) for ident in distinct_ids], dtype=np.int64)
         known = {key: reported[key] for key in keys if key in reported}
-        unit_ids = pd.Series(distinct_ids[code_index], index=frame.index).where(lambda s: s >= 0)
-        unit_levels = pd.Series(distinct_levels[code_index], index=frame.index)
-        indicator_ids = pd.Series(np.array([self.indicator_ids[k] if k in known else -1 for k in keys],
-                                           dtype=np.int64)[key_index], index=frame.index).where(lambda s: s >= 0)
-        indicator_levels = pd.Series(np.array([int(known[k].level) if k in known else -2 for k in keys],
-                                              dtype=np.int64)[key_index], index=frame.index)
-        is_sum = pd.Series(np.array([k in known and known[k].rollup == RollupRule.SUM for k in keys],
-                                    dtype=bool)[key_index], index=frame.index)
-        values = _numbers(frame["value"])
+        unit_ids = distinct_ids[code_index]
+        unit_levels = distinct_levels[code_index]
+        indicator_ids = np.array([self.indicator_ids[k] if k in known else -1 for k in keys],
+                                 dtype=np.int64)[key_index]
+        indicator_levels = np.array([int(known[k].level) if k in known else -2 for k in keys],
+                                    dtype=np.int64)[key_index]
+        is_sum = np.array([k in known and known[k].rollup == RollupRule.SUM for k in keys], dtype=bool)[key_index]
+        values = _numbers(frame["value"]).to_numpy(dtype=float)
         times = frame["observed_at"]
         if pd.api.types.is_integer_dtype(times):
-            observed = times.astype("int64")
-            timed = pd.Series(True, index=frame.index)
+            observed = times.to_numpy(dtype=np.int64)
+            timed = np.ones(len(frame), dtype=bool)
         elif pd.api.types.is_object_dtype(times) or pd.api.types.is_string_dtype(times):
-            observed, timed = _iso_times(times, self.zone)
+            observed, timed = (column.to_numpy() for column in _iso_times(times, self.zone, self._time_texts))
         else:
-            observed = pd.Series(0, index=frame.index, dtype="int64")
-            timed = pd.Series(False, index=frame.index)  # datetimes and floats take the careful path
-        ok = (unit_ids.notna() & indicator_ids.notna() & (unit_levels == indicator_levels)
-              & unit_levels.isin([int(level) for level in self.levels]) & np.isfinite(values)
-              & ~(is_sum & (values < 0)) & timed & (observed <= self.now + FUTURE_TOLERANCE_SECONDS))
-        valid = pd.DataFrame({"unit_id": unit_ids[ok].astype("int64"), "indicator_id": indicator_ids[ok].astype("int64"),
-                              "observed_at": observed[ok], "value": values[ok]})
+            observed = np.zeros(len(frame), dtype=np.int64)
+            timed = np.zeros(len(frame), dtype=bool)  # datetimes and floats take the careful path
+        with np.errstate(invalid="ignore"):  # NaN values: not finite, which already fails them
+            ok = ((unit_ids >= 0) & (indicator_ids >= 0) & (unit_levels == indicator_levels)
+                  & np.isin(unit_levels, [int(level) for level in self.levels]) & np.isfinite(values)
+                  & ~(is_sum & (values < 0)) & timed & (observed <= self.now + FUTURE_TOLERANCE_SECONDS))
+        every = bool(ok.all())
+        valid = pd.DataFrame({"unit_id": unit_ids if every else unit_ids[ok],
+                              "indicator_id": indicator_ids if every else indicator_ids[ok],
+                              "observed_at": observed if every else observed[ok],
+                              "value": values if every else values[ok]},
+                             index=frame.index if every else frame.index[ok])
+        if every:
+            return valid, []
         rescued, rejected = [], []
         failing = frame.loc[~ok, list(RecordBatch.COLUMNS)]
         for position, row in zip(failing.index, failing.itertuples(index=False, name=None)):
@@ -157,9 +167,10 @@ class Validator:
 def _factorized_texts(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     """(position of each value's text among the distinct texts, the distinct texts), each text as str() says."""
     if pd.api.types.infer_dtype(values, skipna=False) == "string":
-        # Strings already: hash them as they are rather than converting every one first.
-        index, distinct = pd.factorize(values, use_na_sentinel=False)  # None is text 'None', as str() says
-        return index, [str(value) for value in distinct]
+        # Strings already: hash them as they are rather than converting every one first. As a numpy array, so
+        # the distinct ones come back as one (pandas would wrap them in a string array, slow to walk).
+        index, distinct = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
+        return index, distinct.tolist()
     # Anything else goes through str() first: factorizing 1, 1.0 and True directly would take them as one value.
     # (pandas keeps None as a missing value through astype(str): it gets a code of its own all the same.)
     index, distinct = pd.factorize(values.astype(str), use_na_sentinel=False)
@@ -186,23 +197,78 @@ _ZONED = r"[T\s]\d{1,2}:\d{2}[^+\-zZ]*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
-def _iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
+def _iso_times(times: pd.Series, zone: ZoneInfo, known: dict[str, int] | None = None
+               ) -> tuple[pd.Series, pd.Series]:
     """ISO-8601 texts as epoch seconds, with array operations: (seconds, parsed). Texts with an offset are read
     as they say, zone-less ones in the configured zone, as `timestamp` does; anything else — other types, other
-    formats, a local time that a clock change makes ambiguous or skip — is left unparsed for `timestamp`."""
+    formats, a local time that a clock change makes ambiguous or skip — is left unparsed for `timestamp`.
+    `known` (text -> seconds, -1 for unparsed) holds the texts read by earlier calls in the same zone, and gets
+    this call's."""
     if pd.api.types.infer_dtype(times, skipna=True) != "string":
         times = times.map(lambda v: v if isinstance(v, str) else None)
     # A batch repeats a few time texts (every unit reports the same hours): parse each distinct one once.
-    codes, distinct = pd.factorize(times)
+    codes, distinct = pd.factorize(times.to_numpy(dtype=object))
     if not len(distinct):  # no text at all
         return pd.Series(0, index=times.index, dtype="int64"), pd.Series(False, index=times.index)
-    if len(distinct) < len(times):
-        seconds, ok = _distinct_iso_times(pd.Series(distinct, dtype=object), zone)
-        known = codes >= 0
-        at = np.where(known, codes, 0)
-        return (pd.Series(np.where(known, seconds.to_numpy()[at], 0), index=times.index, dtype="int64"),
-                pd.Series(known & ok.to_numpy()[at], index=times.index))
-    return _distinct_iso_times(times, zone)
+    if len(distinct) == len(times) and known is None:
+        return _distinct_iso_times(times, zone)
+    texts = distinct.tolist()
+    if known is None:
+        known = {}
+    new = [text for text in texts if text not in known]
+    if new:
+        if len(known) + len(new) > _KNOWN_TIME_TEXTS:
+            known.clear()  # a backfill of many distinct times: keep only what this batch needs
+        known.update(_new_iso_times(new, zone))
+    read = np.array([known[text] for text in texts], dtype=np.int64)
+    parsed = read != -1  # -1 marks a text not read (no real source time is 1969-12-31 23:59:59 UTC)
+    present = codes >= 0
+    at = np.where(present, codes, 0)
+    return (pd.Series(np.where(present & parsed[at], read[at], 0), index=times.index, dtype="int64"),
+            pd.Series(present & parsed[at], index=times.index))
+
+
+# Time texts remembered by a validator (a run): far more than a year of hourly times, a few MB at most.
+_KNOWN_TIME_TEXTS = 100_000
+# Up to this many new texts are read one by one: pandas' fixed cost is milliseconds per call, and a source
+# delivering hour after hour brings one or two new time texts per batch.
+_FEW_TIME_TEXTS = 16
+
+
+def _new_iso_times(texts: list[str], zone: ZoneInfo) -> dict[str, int]:
+    """Epoch seconds of each text as `_distinct_iso_times` reads it, -1 where it does not. A few texts are read
+    with the standard library first: an ISO 8601 text names one instant whichever parser reads it; whatever
+    it does not read plainly (a local time a clock change makes ambiguous, a form it refuses) goes to pandas."""
+    seconds: dict[str, int] = {}
+    if len(texts) <= _FEW_TIME_TEXTS:
+        for text in texts:
+            moment = _plain_iso_time(text, zone)
+            if moment is not None:
+                seconds[text] = moment
+    rest = [text for text in texts if text not in seconds]
+    if rest:
+        read, ok = _distinct_iso_times(pd.Series(rest, dtype=object), zone)
+        seconds.update(zip(rest, np.where(ok.to_numpy(), read.to_numpy(), -1).tolist()))
+    return seconds
+
+
+def _plain_iso_time(text: str, zone: ZoneInfo) -> int | None:
+    """Epoch seconds (rounded down, as pandas does) of an ISO 8601 text of a year pandas holds, with or without
+    an offset; None when the standard library does not read it, or the local time it names is ambiguous or
+    skipped by a clock change (pandas leaves those to `Validator.timestamp`)."""
+    stripped = text.strip()
+    if not (stripped[:4].isascii() and stripped[:4].isdigit() and 1700 <= int(stripped[:4]) <= 2200):
+        return None
+    try:
+        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))  # as `Validator.timestamp` reads it
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        early, late = moment.replace(tzinfo=zone, fold=0), moment.replace(tzinfo=zone, fold=1)
+        if early.utcoffset() != late.utcoffset():
+            return None
+        moment = early
+    return math.floor(moment.timestamp())
 
 
 def _distinct_iso_times(times: pd.Series, zone: ZoneInfo) -> tuple[pd.Series, pd.Series]:
