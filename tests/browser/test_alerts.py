@@ -233,6 +233,6 @@ def test_the_typed_name_is_kept_for_the_next_alert(screen, alert_city):
     first.wait_for()
     first.click()
     page.locator("#alert-drawer").wait_for(state="visible")
-    page.wait_for_function("document.getElementById('alert-actor').value === '李值班'")
+    page.wait_for_function("document.getElementById('alert-actor')?.value === '李值班'")
     page.wait_for_function("document.getElementById('alert-actor-note').innerText.includes('李值班 (未认证)')")
     screen.assert_no_console_errors()
