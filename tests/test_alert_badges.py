@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-from contextvars import copy_context
 from dataclasses import replace
 
 import pandas as pd
 import pytest
 from dash import no_update
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import insert, select
 
@@ -30,6 +27,7 @@ from cityops.storage import upsert_observations
 from cityops.tree import load_tree
 from layouts.alert_badges import AlertTally, card_badge, heading_badge, map_badges, tally_of
 from layouts.map_panel import labels_hideout
+from dash_calls import in_callback  # noqa: E402
 
 HOUR = 3600
 CITY, DISTRICT, OTHER_DISTRICT = "990000", "990101", "990102"
@@ -196,15 +194,6 @@ def app_with_alerts(sqlite_city_db):
     raise_alerts(sqlite_city_db, int(time.time()), {COMMUNITY: 5, ELSEWHERE: 3})
     settings = replace(Settings(), database_url=sqlite_city_db.url, run_scheduler=False)
     return create_app(settings)
-
-
-def in_callback(app, function, *args):
-    """Run a callback function as Dash would: inside a request (see tests/test_callbacks.py)."""
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=[]))
-        with app.server.test_request_context("/_dash-update-component", method="POST"):
-            return function(*args)
-    return copy_context().run(run)
 
 
 def test_map_badges_come_after_the_first_paint_then_with_every_change(app_with_alerts):

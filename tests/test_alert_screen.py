@@ -7,15 +7,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextvars import copy_context
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from dash import no_update
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import select, text
 
@@ -35,6 +32,7 @@ from cityops.scope import scope_of_unit  # noqa: E402
 from cityops.settings import Settings  # noqa: E402
 from cityops.storage import sync_indicators, upsert_observations  # noqa: E402
 from cityops.tree import load_tree  # noqa: E402
+from dash_calls import in_callback  # noqa: E402
 
 HOUR = 3600
 DISTRICT, OTHER_DISTRICT = "990101", "990102"
@@ -258,15 +256,6 @@ def app(tmp_path_factory):
         assert [rule.name for rule in config.rules] == [OVER.name]
         evaluate_alerts(session, CATALOG, ids, tree, config, now)
     return create_app(settings)
-
-
-def in_callback(app, function, *args, triggered: list[dict] | None = None, headers: dict | None = None):
-    """Run a callback function as Dash would: inside a request, with `ctx.triggered` set."""
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=triggered or []))
-        with app.server.test_request_context("/_dash-update-component", method="POST", headers=headers or {}):
-            return function(*args)
-    return copy_context().run(run)
 
 
 def trigger(component_id, prop: str, value) -> list[dict]:

@@ -6,20 +6,18 @@ import gzip
 import json
 import re
 import sys
-from contextvars import copy_context
 from pathlib import Path
 
 import pytest
 from dash import no_update
 from plotly.utils import PlotlyJSONEncoder
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from city_factory import CITY, simulated_tiny_city  # noqa: E402
 from cityops.catalog import load_catalog  # noqa: E402
 from cityops.settings import Settings  # noqa: E402
+from dash_calls import in_callback  # noqa: E402
 
 DISTRICT, STREET, COMMUNITY = "990101", "990101001", "990101001001"
 
@@ -29,15 +27,6 @@ def app(tmp_path_factory):
     from app import create_app
 
     return create_app(simulated_tiny_city(tmp_path_factory.mktemp("callbacks")))
-
-
-def in_callback(app, function, *args, triggered: list[dict] | None = None):
-    """Run a callback function as Dash would: inside a request, with `ctx.triggered` set."""
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=triggered or []))
-        with app.server.test_request_context("/_dash-update-component", method="POST"):
-            return function(*args)
-    return copy_context().run(run)
 
 
 def pattern_trigger(component_id: dict, prop: str, value) -> list[dict]:

@@ -17,7 +17,6 @@ import random
 import re
 import sys
 import time
-from contextvars import copy_context
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from dataclasses import replace
@@ -26,8 +25,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dash import no_update
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import text
 
@@ -45,6 +42,7 @@ from cityops.status import Status  # noqa: E402
 from cityops.storage import sync_indicators, upsert_observations  # noqa: E402
 from cityops.time_range import DAY, RangeProblem, resolve_range  # noqa: E402
 from cityops.tree import load_tree  # noqa: E402
+from dash_calls import in_callback  # noqa: E402
 
 HOUR = 3600
 ZONE = "Asia/Shanghai"
@@ -77,14 +75,6 @@ def app(tmp_path_factory):
         queue_rollups(session, CATALOG, ids, {"hotline_complaints": {row["observed_at"] for row in rows}})
         process_backlog(session, CATALOG, ids, load_tree(session), now)
     return create_app(settings)
-
-
-def in_callback(app, function, *args, triggered: list[dict] | None = None):
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=triggered or []))
-        with app.server.test_request_context("/_dash-update-component", method="POST"):
-            return function(*args)
-    return copy_context().run(run)
 
 
 def as_viewer(monkeypatch, code: str | None) -> None:

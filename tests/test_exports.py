@@ -8,15 +8,12 @@ import io
 import json
 import sys
 import time
-from contextvars import copy_context
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from openpyxl import load_workbook
 from sqlalchemy import select
 
@@ -38,6 +35,7 @@ from cityops.time_range import resolve_range  # noqa: E402
 from cityops.tree import load_tree  # noqa: E402
 from layouts.ids import ExportIds  # noqa: E402
 from cityops.ranking import ranked_children  # noqa: E402
+from dash_calls import in_callback  # noqa: E402
 
 D1, D2, S11, C111 = "990101", "990102", "990101001", "990101001001"
 ZONE = "Asia/Shanghai"
@@ -244,15 +242,6 @@ def test_every_panel_refuses_a_unit_outside_the_scope(settings, catalog, panel):
         context = context_for(session, catalog, root_code=D1)
         with pytest.raises(OutOfScope):
             panel_table(context, view_of(context, D2), panel)
-
-
-def in_callback(app, function, *args, triggered=None, headers=None):
-    """Run a callback function as Dash would: inside a request, with `ctx.triggered` set."""
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=triggered or []))
-        with app.server.test_request_context("/_dash-update-component", method="POST", headers=headers or {}):
-            return function(*args)
-    return copy_context().run(run)
 
 
 def menu_click(component_id: dict) -> list[dict]:

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import math
 import sys
-from contextvars import copy_context
 from pathlib import Path
 
 import orjson
 import pandas as pd
 import pytest
 from dash import no_update
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -27,6 +24,7 @@ from cityops.readings import children_readings, source_of  # noqa: E402
 from cityops.scope import OutOfScope, Viewer, scope_of_unit, viewer_scope  # noqa: E402
 from cityops.tree import load_tree  # noqa: E402
 from test_scope_and_readings import C, CITY, D1, D2, NOW, S12, S22, catalog, populate  # noqa: E402,F401
+from dash_calls import in_callback  # noqa: E402
 
 HOUR = 3600
 
@@ -168,15 +166,6 @@ def app(tmp_path_factory):
     from app import create_app
 
     return create_app(simulated_tiny_city(tmp_path_factory.mktemp("drill-app")))
-
-
-def in_callback(app, function, *args):
-    """Run a callback function as Dash would: inside a request, with a context."""
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=[]))
-        with app.server.test_request_context("/_dash-update-component", method="POST"):
-            return function(*args)
-    return copy_context().run(run)
 
 
 class Statements:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextvars import copy_context
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pytest
 from dash import no_update
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -30,6 +27,7 @@ from cityops.tree import load_tree  # noqa: E402
 from cityops.unit_search import CODE_PREFIX, EXACT_CODE, NAME_PART, NAME_START, normalised, search_units  # noqa: E402
 from layouts.navigation import query_values, same_view, search_results, selection_from_query, view_query  # noqa: E402
 from layouts.page import initial_selection  # noqa: E402
+from dash_calls import in_callback  # noqa: E402
 
 DEFAULTS = initial_selection("hotline_complaints")
 INDICATORS = {"hotline_complaints", "aqi", "pm25"}
@@ -218,14 +216,6 @@ def app(tmp_path_factory):
     with session_scope(settings.database_url) as session:
         replace_units(session, tiny_city())
     return create_app(settings)
-
-
-def in_callback(app, function, *args, triggered: list[dict] | None = None, path: str = "/_dash-update-component"):
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=triggered or []))
-        with app.server.test_request_context(path, method="POST"):
-            return function(*args)
-    return copy_context().run(run)
 
 
 def test_opening_a_deep_link_selects_its_view_and_reports_what_it_opened(app):

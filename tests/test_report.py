@@ -10,12 +10,9 @@ import struct
 import sys
 import time
 import zlib
-from contextvars import copy_context
 from pathlib import Path
 
 import pytest
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from pypdf import PdfReader
 from sqlalchemy import select
 
@@ -37,6 +34,7 @@ from cityops.storage import indicator_ids  # noqa: E402
 from cityops.time_range import resolve_range  # noqa: E402
 from cityops.tree import load_tree  # noqa: E402
 from layouts.ids import ExportIds  # noqa: E402
+from dash_calls import in_callback  # noqa: E402
 
 D1, D2, C111 = "990101", "990102", "990101001001"
 ZONE = "Asia/Shanghai"
@@ -154,14 +152,6 @@ def test_a_report_of_a_unit_outside_the_scope_is_refused(settings, catalog):
         context = context_for(session, catalog, "zh", root_code=D1)
         with pytest.raises(OutOfScope):
             report_content(context, view_of(context, D2), city_name="x", actor="t", connector_intervals=INTERVALS)
-
-
-def in_callback(app, function, *args, triggered=None):
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=triggered or []))
-        with app.server.test_request_context("/_dash-update-component", method="POST"):
-            return function(*args)
-    return copy_context().run(run)
 
 
 def test_the_report_button_reports_the_scope_and_records_it(settings, monkeypatch):
