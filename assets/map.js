@@ -1,20 +1,25 @@
 /* Map styling and the clock, run in the browser.
- * The choropleth's colours come from the layer's `hideout` ({units: {code: {s: status, v: value, n: name}}}),
- * so a new indicator or a refresh restyles the same geometry without downloading it again.
+ * The choropleth's colours come from the layer's `hideout` (layouts/map_panel.py map_hideout: {units: {code:
+ * [status's place in `states`, value as shown]}, states, colours and words by status, unit, language}), so a new
+ * indicator or a refresh restyles the same geometry without downloading it again.
  * Alert badges likewise come from the labels layer's `hideout` ({language, alerts: {code: {n, d, s, o, t}}}, see
  * layouts/map_panel.py labels_hideout): a new hideout redraws the label points, never refetches them.
  * Open incidents are clustered points (layouts/map_panel.py incident_layer): a point is red when overdue and amber
  * when open, a cluster red when any of its incidents is overdue; colours and words come from that layer's hideout. */
 (function () {
   "use strict";
-  let latest = {units: {}, colours: {}, unit: "", selected: null};
+  let latest = {units: {}, states: [], colours: {}, words: {}, unit: "", selected: null, language: "zh"};
   let latestAlerts = {};  // the badges last drawn, for the tooltips
+
+  // A unit's status in the hideout's words ("nodata" for a unit it does not list).
+  function statusOf(hideout, entry) {
+    return (entry && hideout.states[entry[0]]) || "nodata";
+  }
 
   function unitStyle(feature, context) {
     const hideout = (context && context.hideout) || latest;
     latest = hideout;
-    const entry = hideout.units[feature.properties.code];
-    const status = entry ? entry.s : "nodata";
+    const status = statusOf(hideout, hideout.units[feature.properties.code]);
     const colour = hideout.colours[status] || "#3a4556";
     const selected = hideout.selected === feature.properties.code;
     const style = {
@@ -47,15 +52,17 @@
   function bindTooltip(feature, layer) {
     // Read the newest hideout each time the tooltip opens: values change, the feature does not.
     layer.bindTooltip(function () {
-      const entry = latest.units[feature.properties.code];
-      const name = entry ? entry.n : feature.properties.name_zh;
-      const alerts = latestAlerts[feature.properties.code];
+      const properties = feature.properties;
+      const entry = latest.units[properties.code];
+      const name = (latest.language === "en" && properties.name_en) || properties.name_zh;
+      const alerts = latestAlerts[properties.code];
       const alertLine = alerts ? "<br><span class=\"tooltip-alerts alert-" + escapeHtml(alerts.s) + "\">"
         + escapeHtml(alerts.t) + "</span>" : "";
       if (!entry) {
         return "<b>" + escapeHtml(name) + "</b>" + alertLine;
       }
-      return "<b>" + escapeHtml(name) + "</b><br>" + escapeHtml(entry.v + " " + latest.unit + " · " + entry.st)
+      return "<b>" + escapeHtml(name) + "</b><br>"
+        + escapeHtml(entry[1] + " " + latest.unit + " · " + (latest.words[statusOf(latest, entry)] || ""))
         + alertLine;
     }, {sticky: true, className: "unit-tooltip", direction: "top"});
   }

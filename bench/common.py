@@ -8,6 +8,7 @@ Results are printed and written as Markdown to bench/results/<name>.md (and .jso
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import shutil
@@ -305,6 +306,14 @@ def _cache_dir() -> Path | None:
     return Path(folder) if folder else None
 
 
+def schema_fingerprint() -> str:
+    """Short hash of the migrations (migrations/versions/*.py): what the templates' tables were built by."""
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "migrations" / "versions").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def _template(name: str, folder: Path, build) -> Path:
     """A read-only template database: from run_all's shared cache when it holds one, else built by `build(path)`
     (into the cache, or into `folder` when there is none). Callers copy it before writing."""
@@ -314,6 +323,8 @@ def _template(name: str, folder: Path, build) -> Path:
         if not target.exists():
             build(target)
         return target
+    # Per schema: a template built before a migration would measure the old tables and indexes.
+    cache = cache / f"schema-{schema_fingerprint()}"
     target = cache / name
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)

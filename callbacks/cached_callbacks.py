@@ -21,9 +21,10 @@ import logging
 from dataclasses import dataclass
 
 from dash import Dash
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 
 from cityops.db import engine_for
+from cityops.request_basics import PinnedVersion
 from cityops.response_cache import ResponseCache, Stored, cache_for
 from cityops.settings import Settings
 from layouts.ids import PageIds
@@ -31,6 +32,7 @@ from layouts.ids import PageIds
 log = logging.getLogger(__name__)
 
 EXTENSION = "onescreen_response_cache"
+_PINNED = "onescreen_pinned_version"  # in flask.g: the data version a cached callback's key was made for
 REFRESH_INPUT = (str(PageIds.REFRESH), "n_intervals")
 # Headers of a kept answer worth sending again (not Date, not Content-Length: the server sets those).
 KEPT_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Content-Encoding", "Vary")
@@ -44,7 +46,12 @@ def current_cache() -> ResponseCache | None:
 
 def current_data_version():
     """The app's data version (cityops/response_cache.py DataVersion), None when the cache is off: for reads kept
-    once per version (cityops/request_basics.py)."""
+    once per version (cityops/request_basics.py). In a callback answered through the cache, the version its key
+    was made for: what the answer reads is then of that version, and the version is looked up once (a stat of
+    SQLite's write-ahead log), not again by the callback."""
+    pinned = g.get(_PINNED)
+    if pinned is not None:
+        return pinned
     cache = current_cache()
     return cache.version if cache is not None else None
 
@@ -155,12 +162,17 @@ def install_response_cache(app: Dash, settings: Settings) -> ResponseCache | Non
         rule = rules[output]
         if rule is None:
             return dispatch(*args, **kwargs)
-        key = cache.key("callback", rule.key_parts(body), viewer_key(), current_language(settings))
+        version = PinnedVersion(cache.version)
+        key = cache.key("callback", rule.key_parts(body), viewer_key(), current_language(settings), version=version)
 
         computed = []
 
         def compute() -> tuple[Stored, bool]:
-            computed.append(app.server.make_response(dispatch(*args, **kwargs)))
+            setattr(g, _PINNED, version)
+            try:
+                computed.append(app.server.make_response(dispatch(*args, **kwargs)))
+            finally:
+                g.pop(_PINNED, None)  # a test's app context may outlive the request: the pin must not
             return _stored(computed[0])
 
         stored = cache.get_or_compute(key, compute)

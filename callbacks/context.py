@@ -99,10 +99,11 @@ def screen_context() -> ScreenContext:
 
 def current_language(settings: Settings | None = None) -> str:
     """The language this viewer reads: their own choice (a cookie, so every request of the page carries it,
-    the layout's included), else the deployment's default."""
-    chosen = http_request.cookies.get(LANGUAGE_COOKIE) if http_request else None
-    if chosen in LANGUAGES:
-        return chosen
+    the layout's included; on the page's own request a `?lang=` it carries chooses first, as the cookie it sets
+    will for the rest), else the deployment's default."""
+    for chosen in ((http_request.args.get("lang"), http_request.cookies.get(LANGUAGE_COOKIE)) if http_request else ()):
+        if chosen in LANGUAGES:
+            return chosen
     return (settings or screen_context().settings).language
 
 

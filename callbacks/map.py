@@ -35,7 +35,7 @@ from cityops.alerts.queries import OpenAlerts, open_alerts
 from cityops.geography import children_geojson, children_labels_geojson
 from cityops.hierarchy import Level
 from cityops.incident_layer import OverdueLimits, incident_geobuf, open_incident_points
-from cityops.latest_readings import (ChildReading, LatestReadings, children_in_scope, children_latest,
+from cityops.latest_readings import (ChildrenLatest, LatestReadings, children_in_scope, children_latest,
                                      latest_readings)
 from cityops.readings import source_of
 from cityops.request_basics import VersionMemo
@@ -45,7 +45,7 @@ from layouts.ids import AlertIds, IncidentIds, MapIds, PageIds
 from layouts.freshness import as_of_mark
 from layouts.map_panel import (GEOMETRY_FORMAT, MapState, as_sent, geometry_url, labels_hideout, labels_url,
                                legend_as_sent, map_hideout)
-from layouts.text import format_time, level_name, t
+from layouts.text import level_name, t
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def open_alerts_for(request: Request) -> OpenAlerts:
                           lambda: open_alerts(request.session, request.scope))
 
 
-def children_on_map(request: Request, view: View) -> list[ChildReading]:
+def children_on_map(request: Request, view: View) -> ChildrenLatest:
     """The children of the unit on the map, in the viewer's scope, with their readings at `request.now`."""
     child_ids = request.tree.child_ids(view.map_parent_id)
     level = Level(request.tree.row(child_ids[0]).level) if child_ids else None
@@ -131,35 +131,36 @@ def map_state(request: Request, selection: dict | None, current_url: str | None,
     title = t("map_of", language, indicator=indicator.name(language),
               unit=parent.name_zh if language == "zh" else parent.name_en,
               level=level_name(child_level, language, plural=True) if child_level else "")
-    observed = [child.observed_at for child in children if child.observed_at is not None]
-    if observed:
+    newest = children.newest_observed()
+    if newest is not None:
         # The newest value on the map, marked stale when even that is older than the indicator allows.
-        newest = max(observed)
         title = [title, " ", as_of_sent(newest, is_stale(newest, request.now, indicator.interval_seconds),
                                         request.settings.timezone, request.now, language)]
     badge_hideout = None
     if badges:
-        badge_hideout = badges_of(request, children)
+        badge_hideout = badges_of(request, children.children)
         if url == current_url and badge_hideout == current_labels:
             badge_hideout = no_update
     return MapState(url_out, labels, data, labels_data, viewport, hideout, badge_hideout,
                     legend_as_sent(indicator, child_level, language), title, geometry_format)
 
 
-_as_of_marks: dict[tuple[str, bool, str], bytes] = {}
+_as_of_marks: dict[tuple, bytes] = {}
 
 
-def as_of_sent(observed_at: int, stale: bool, zone: str, now: int, language: str):
-    """The title's as-of mark (layouts/freshness.py as_of_mark) in the form Dash sends it. The mark says only the time
-    shown, whether it is stale, and in which language, so it is built once for each of those: building the
-    component and turning it into JSON cost every drill-down ~13 µs. Each call returns its own copy."""
-    key = (format_time(observed_at, zone, now), stale, language)  # what as_of_mark's text and class come from
+def as_of_sent(observed_at: int, stale: bool, zone: str, now: int, language: str) -> orjson.Fragment:
+    """The title's as-of mark (layouts/freshness.py as_of_mark) as the JSON Dash sends (an orjson Fragment, as
+    layouts/map_panel.py legend_as_sent), encoded once for each time observed, staleness, zone, language and
+    minute of `now`: building the component and turning it into JSON cost every drill-down ~13 µs, and even the
+    time's text (format_time) ~8 µs. `now` counts only through its date in the zone (today's times show no date),
+    which never changes within a minute."""
+    key = (observed_at, stale, zone, language, now // 60)
     sent = _as_of_marks.get(key)
     if sent is None:
-        if len(_as_of_marks) >= 512:  # one more for each minute shown: a wall running for days must not keep all
+        if len(_as_of_marks) >= 512:  # a wall running for days must not keep them all
             _as_of_marks.clear()
         sent = _as_of_marks[key] = orjson.dumps(as_sent(as_of_mark(observed_at, stale, zone, now, language)))
-    return orjson.loads(sent)
+    return orjson.Fragment(sent)
 
 
 def first_map() -> MapState | None:

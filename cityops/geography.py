@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from cityops.boundaries import MAP_DECIMALS
 from cityops.models import Unit
 from cityops.scope import Scope
-from cityops.tree import UnitTree, load_tree
+from cityops.tree import load_tree
 
 # A grid step no larger than the unit's extent over this many pixels: half a pixel on a 3840-px wall showing it.
 VIEW_PIXELS = 7680
@@ -64,14 +64,6 @@ def children_labels_geojson(session: Session, scope: Scope, unit_id: int) -> str
     ]
     return json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False,
                       separators=(",", ":"))
-
-
-def bounds_of(session: Session, scope: Scope, unit_id: int, tree: UnitTree | None = None) -> list[list[float]]:
-    """[[south, west], [north, east]] of a unit, for fitting the map (from `tree` when the caller holds it)."""
-    tree = tree if tree is not None else load_tree(session)
-    scope.require(tree, unit_id)
-    row = tree.frame.loc[unit_id]
-    return [[float(row["min_lat"]), float(row["min_lon"])], [float(row["max_lat"]), float(row["max_lon"])]]
 
 
 def map_decimals(extent_degrees: float) -> int:

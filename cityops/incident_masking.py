@@ -172,16 +172,25 @@ def mask_rows(rows: list, fields: Iterable[str]) -> list:
     booleans, null): a row that holds no personal field comes back as the same object when nothing in it needed
     masking. Most pages hold nothing to mask outside their personal fields, which one search of their JSON text
     shows; the others have their flat rows' texts searched together."""
+    return mask_rows_and_json(rows, fields)[0]
+
+
+def mask_rows_and_json(rows: list, fields: Iterable[str]) -> tuple[list, bytes | None]:
+    """`mask_rows`, and the JSON text (orjson's bytes) of the list it returns when that text was made for the
+    search, i.e. when the page needed no masking at all (None otherwise): archiving the page need not make it
+    again."""
     fields = list(fields)
     wanted = {name.lower() for name in fields}
     keys = set().union(*(row for row in rows if isinstance(row, dict)))
     personal_keys = {key for key in keys if str(key).lower() in wanted}
     if not personal_keys:
-        if not _may_hold_contact(rows):
-            return list(rows)
-    elif not _may_hold_contact([row for row in rows if not isinstance(row, dict) or personal_keys.isdisjoint(row)]):
+        text = _json_text(rows)
+        if not _may_hold_contact(text):
+            return list(rows), text
+    elif not _may_hold_contact(_json_text([row for row in rows
+                                           if not isinstance(row, dict) or personal_keys.isdisjoint(row)])):
         return [row if not isinstance(row, dict) or personal_keys.isdisjoint(row) else mask_personal(row, fields)
-                for row in rows]
+                for row in rows], None
     masked = list(rows)
     texts = _PageTexts()
     for position, row in enumerate(rows):
@@ -191,18 +200,25 @@ def mask_rows(rows: list, fields: Iterable[str]) -> list:
         if masked[position] is rows[position]:
             masked[position] = dict(rows[position])
         masked[position][key] = mask_text(text)
-    return masked
+    return masked, None
 
 
-def _may_hold_contact(values: list) -> bool:
-    """Whether a text anywhere in these JSON values may hold a mobile number or an e-mail address (False: none
-    does). A match of either is digits, spaces, hyphens, letters and "@", which JSON text keeps as they are, so it
-    shows in the values' JSON text (numbers and keys there can only add false alarms)."""
+def _json_text(values: list) -> bytes | None:
+    """The values' JSON text (orjson's); None for what it refuses (integers beyond 64 bits, keys not text)."""
     try:
-        text = orjson.dumps(values).decode()
-    except TypeError:  # orjson.JSONEncodeError is one: not JSON values (integers beyond 64 bits, other keys)
+        return orjson.dumps(values)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return None
+
+
+def _may_hold_contact(text: bytes | None) -> bool:
+    """Whether a text anywhere in the values of this JSON text may hold a mobile number or an e-mail address
+    (False: none does; None, no JSON text: perhaps). A match of either is digits, spaces, hyphens, letters and "@",
+    which JSON text keeps as they are, so it shows in the values' JSON text (numbers and keys there can only add
+    false alarms)."""
+    if text is None:
         return True
-    return "@" in text or _MOBILE_CORE.search(text) is not None
+    return b"@" in text or _MOBILE_CORE.search(text.decode()) is not None
 
 
 def mask_incidents(contacts: list, raws: list, addresses: list, descriptions: list,

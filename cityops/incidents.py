@@ -2,8 +2,9 @@
 
 - Masking: a requester's personal data is never stored in clear (cityops.incident_masking).
 - Placement: `CommunityLocator` finds the community whose boundary holds a point (an STRtree over the community
-  boundaries, built once per unit table); a point in the city but on no community (a gap between boundaries)
-  goes to the nearest community within `PLACEMENT_TOLERANCE_METRES`; anything else is not placed, with the reason.
+  boundaries, and their boxes on a grid for a page of points, built once per unit table); a point in the city
+  but on no community (a gap between boundaries) goes to the nearest community within
+  `PLACEMENT_TOLERANCE_METRES`; anything else is not placed, with the reason.
 - Storage: `incident_rows_from_columns` turns a page of validated incidents, given as columns, into rows with a
   few passes over each column (their points placed together), `incident_rows` a list of them, `incident_row`
   one; `upsert_incidents` stores rows by (source, external_id), a newer `updated_at` winning and an older one
@@ -26,10 +27,11 @@ import numpy as np
 import orjson
 import pandas as pd
 import shapely
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from cityops.hierarchy import Level
+from cityops.box_grid import BoxGrid
 from cityops.models import Incident, Unit
 from cityops.storage import UpsertResult
 
@@ -63,6 +65,7 @@ class CommunityLocator:
         if city is not None:
             shapely.prepare(city)
         self.tolerance = tolerance_metres
+        self._grid = BoxGrid(shapely.bounds(self.geometries).reshape(-1, 4))
 
     def place(self, lon: float, lat: float) -> int:
         """The id of the community holding the point; `Unplaced` when none does."""
@@ -84,15 +87,15 @@ class CommunityLocator:
 
     def place_many(self, lons: np.ndarray, lats: np.ndarray) -> list[int | Unplaced]:
         """`place` for many points at once: the id of the community holding each, or the `Unplaced` saying why
-        none does. The points inside a community (nearly all) are placed in one query of the tree."""
+        none does. The points inside a community (nearly all) are placed together: their candidates from the grid
+        of boundary boxes, then one test of the prepared boundaries."""
         lons, lats = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
         if not len(lons):
             return []
-        given = shapely.points(lons, lats)
-        # The boxes holding each point, then the prepared boundaries among them that hold it (the tree's own
-        # predicate would test each unprepared boundary).
-        points, holders = self.tree.query(given)
-        holding = shapely.intersects(self.geometries[holders], given[points])
+        # The boxes holding each point (from the grid: no point geometries), then the prepared boundaries among
+        # them that hold it (`intersects`, as `place` asks the tree, so a point on a border is held by both).
+        points, holders = self._grid.candidates(lons, lats)
+        holding = shapely.intersects_xy(self.geometries[holders], lons[points], lats[points])
         points, holders = points[holding], holders[holding]
         lowest = np.full(len(lons), _NOT_PLACED, dtype=np.int64)
         np.minimum.at(lowest, points, self.unit_ids[holders])  # on a border, the lower id (as `place`)
@@ -172,6 +175,7 @@ COLUMNS = ("source", "external_id", "category", "status", "source_status", "open
            "lon", "lat", "unit_id", "address", "description", "contact_masked", "raw", "run_id", "first_seen_at",
            "last_seen_at")
 _IN_COLUMNS = itemgetter(*COLUMNS)  # a row's values in COLUMNS' order
+_KEY = itemgetter(0, 1)  # a row's (source, external_id)
 _UNIT, _UPDATED, _LAST_SEEN = (COLUMNS.index(column) for column in ("unit_id", "updated_at", "last_seen_at"))
 _LENGTHS = {column: Incident.__table__.c[column].type.length
             for column in ("external_id", "category", "source_status")}
@@ -275,10 +279,9 @@ def _rows(columns: dict[str, list], idents: list[str], lons: list, lats: list, p
     values = zip(repeat(source), idents, _clipped_column(columns["category"], "category"), statuses,
                  _clipped_column(columns["source_status"], "source_status"), columns["opened_at"], updated, closed,
                  lons, lats, placed, _text_column(columns["address"]), _text_column(columns["description"]),
-                 [json.dumps(contact, ensure_ascii=False, sort_keys=True) if contact else None
-                  for contact in columns["contact_masked"]],
-                 _json_column(columns["raw"]), repeat(run_id), repeat(now), repeat(now))
-    if all(type(unit) is int for unit in placed):
+                 _contact_column(columns["contact_masked"]), _json_column(columns["raw"]), repeat(run_id),
+                 repeat(now), repeat(now))
+    if set(map(type, placed)) == {int}:
         return list(values)
     return [InvalidIncident(str(row[_UNIT])) if isinstance(row[_UNIT], Unplaced) else row for row in values]
 
@@ -286,12 +289,28 @@ def _rows(columns: dict[str, list], idents: list[str], lons: list, lats: list, p
 def _clipped_column(values: list, column: str) -> list[str | None]:
     """Each value as text without surrounding blanks, cut to the column's length; None when it is blank."""
     longest = _LENGTHS[column]
+    if set(map(type, values)) <= _TEXT_TYPES:
+        # A page holds a few categories and statuses, each cut once (only texts: 1, 1.0 and True are one key).
+        clipped = {value: None if value is None else value.strip()[:longest] or None for value in set(values)}
+        return list(map(clipped.__getitem__, values))
     return [None if value is None else str(value).strip()[:longest] or None for value in values]
 
 
 def _text_column(values: list) -> list[str | None]:
     """`_text` of each value."""
+    if set(map(type, values)) <= _TEXT_TYPES:
+        return values
     return [value if value is None or isinstance(value, str) else _text(value) for value in values]
+
+
+def _contact_column(contacts: list) -> list[str | None] | Iterable[None]:
+    """Each masked contact as JSON text (None when it is empty)."""
+    if not any(contacts):
+        return repeat(None)
+    return [json.dumps(contact, ensure_ascii=False, sort_keys=True) if contact else None for contact in contacts]
+
+
+_TEXT_TYPES = frozenset({str, type(None)})
 
 
 def _json_column(values: list) -> list[str | None]:
@@ -356,9 +375,10 @@ def upsert_incidents(session: Session, rows: list[dict | tuple]) -> UpsertResult
     incident's `last_seen_at` moves to its row's. Returns written and unchanged counts."""
     if not rows:
         return UpsertResult(0, 0)
-    values = [row if type(row) is tuple else _IN_COLUMNS(row) for row in rows]
+    values = rows if set(map(type, rows)) == {tuple} else \
+        [row if type(row) is tuple else _IN_COLUMNS(row) for row in rows]
     # One statement may not touch a key twice: the newest delivery per key, the last on a tie.
-    latest = {(row[0], row[1]): row for row in values}
+    latest = dict(zip(map(_KEY, values), values))
     if len(latest) < len(values):
         latest = {}
         for row in values:
@@ -368,7 +388,7 @@ def upsert_incidents(session: Session, rows: list[dict | tuple]) -> UpsertResult
     placeholder = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
     connection = session.connection()
     written = connection.exec_driver_sql(_UPSERT.format(placeholders=", ".join([placeholder] * len(COLUMNS))),
-                                         list(latest.values())).rowcount
+                                         values if len(latest) == len(values) else list(latest.values())).rowcount
     if written < len(latest):
         # Some were stored already and not older: only their last_seen_at moves (the upsert moved it for every row
         # it wrote, which the condition then leaves alone). A page of new incidents needs no second statement.
@@ -377,10 +397,14 @@ def upsert_incidents(session: Session, rows: list[dict | tuple]) -> UpsertResult
     return UpsertResult(written, len(rows) - written)
 
 
+# As the partial index ix_incidents_open_by_source says it, so that every plan may use it (PostgreSQL's generic plans
+# do not look into a bound 'open').
+_IS_OPEN = Incident.status == literal_column("'open'")
+
+
 def open_external_ids(session: Session, source: str) -> tuple[str, ...]:
     """The external ids of a source's incidents stored as open."""
-    return tuple(session.scalars(select(Incident.external_id).where(Incident.source == source,
-                                                                    Incident.status == "open")))
+    return tuple(session.scalars(select(Incident.external_id).where(Incident.source == source, _IS_OPEN)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -397,7 +421,7 @@ def count_open(session: Session, source: str, community_ids: Iterable[int], now:
                    else_=now - overdue_after) if limits else now - overdue_after)
     rows = session.execute(
         select(Incident.unit_id, func.count(), func.sum(case((Incident.opened_at < cutoff, 1), else_=0)))
-        .where(Incident.source == source, Incident.status == "open").group_by(Incident.unit_id)).all()
+        .where(Incident.source == source, _IS_OPEN).group_by(Incident.unit_id)).all()
     counts = pd.DataFrame(rows, columns=["unit_id", "open", "overdue"]).set_index("unit_id")
     index = pd.Index(np.asarray(list(community_ids), dtype=np.int64), name="unit_id")
     return counts.reindex(index).fillna(0).astype("int64")

@@ -146,7 +146,9 @@ class MemoryStore:
     def flight(self, key: str) -> Iterator[bool]:
         """Held by one thread per key at a time; yields True (this thread may compute)."""
         with self._lock:
-            entry = self._flights.setdefault(key, [threading.Lock(), 0])
+            entry = self._flights.get(key)
+            if entry is None:
+                entry = self._flights[key] = [threading.Lock(), 0]
             entry[1] += 1
         acquired = entry[0].acquire(timeout=FLIGHT_WAIT_SECONDS)
         try:
@@ -362,9 +364,10 @@ class ResponseCache:
         """The refresh cycle `now` falls in: answers that depend on the clock are good for one cycle."""
         return int((time.time() if now is None else now) // self.refresh_seconds)
 
-    def key(self, *parts, clock: bool = True) -> str:
-        """The key of an answer to `parts` for the current data version (and, with `clock`, refresh cycle)."""
-        return cache_key(self.version.token(), self.cycle() if clock else None, *parts)
+    def key(self, *parts, clock: bool = True, version=None) -> str:
+        """The key of an answer to `parts` for the current data version (`version`: that version as a request
+        pinned it, cityops/request_basics.py PinnedVersion) and, with `clock`, refresh cycle."""
+        return cache_key((version or self.version).token(), self.cycle() if clock else None, *parts)
 
     def get_or_compute(self, key: str, compute: Callable[[], tuple[Stored, bool]], ttl: float | None = None) -> Stored:
         """The stored answer for `key`; else `compute()`, which returns (answer, whether it may be kept), computed

@@ -1,7 +1,8 @@
 """Roll-ups: a parent's value from its leaves' values by the indicator's rule, with completeness.
 
 `aggregate` is pure (DataFrames in, DataFrame out) so every rule is tested without a database;
-`refresh_rollups` applies it after an ingest, only to the indicators and time buckets that changed.
+`refresh_rollups` applies it after an ingest, only to the indicators and time buckets that changed, reading
+each run of buckets from the database or from the rows a run still holds (cityops.buckets).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cityops.buckets import (LEAF_COLUMNS, LEAF_TYPES, HeldRows, bucket_start, bucket_windows, buckets_held_in,
+                             latest_per_bucket, read_window)
 from cityops.catalog import Catalog, Indicator, RollupRule
-from cityops.models import CurrentValue, Observation, RollupBacklog, Unit
+from cityops.models import CurrentValue, RollupBacklog
 from cityops.status import STALE_GRACE
 from cityops.storage import _dialect_insert, fetch_frame
 from cityops.tree import UnitTree
@@ -142,12 +145,6 @@ def _row_codes(columns: list[np.ndarray], length: int) -> tuple[np.ndarray, np.n
     return code, first
 
 
-def bucket_start(observed_at: int, interval_seconds: int, utc_offset_seconds: int = 0) -> int:
-    """The start of the interval bucket holding a time; buckets of a day or more start at local midnight."""
-    offset = utc_offset_seconds if interval_seconds >= 86400 else 0
-    return (observed_at + offset) // interval_seconds * interval_seconds - offset
-
-
 def dependents(catalog: Catalog, touched_keys) -> list[Indicator]:
     """The touched indicators and the ratios derived from them: everything whose roll-up may change."""
     result: dict[str, Indicator] = {}
@@ -171,7 +168,7 @@ def refresh_rollups(session: Session, catalog: Catalog, indicator_ids: dict[str,
     roll-up rows written. The caller commits.
     """
     written = 0
-    held = _HeldRows(recent) if recent is not None and not recent.empty else None
+    held = HeldRows(recent) if recent is not None and not recent.empty else None
     for indicator in dependents(catalog, touched):
         sources = [indicator.numerator, indicator.denominator] if indicator.is_derived else [indicator.key]
         times = set().union(*(touched.get(key, set()) for key in sources))
@@ -238,122 +235,6 @@ def _leaf_frame(indicator: Indicator, tree: UnitTree) -> tuple[pd.DataFrame, pd.
     return membership, expected
 
 
-# One window read and rolled up at a time covers at most this much time (bounded memory for long backfills).
-MAX_WINDOW_SECONDS = 7 * 86400
-# Buckets this close together are read in one window, the untouched buckets between them too (and not written):
-# hourly readings of a 15-minute indicator touch every fourth bucket, and one read per bucket would cost a query,
-# a merge and an aggregation each.
-MAX_GAP_SECONDS = 3600
-
-
-def _windows(buckets: list[int], step: int) -> list[tuple[int, int]]:
-    """[start, end) windows covering the sorted `buckets`, each bucket in exactly one."""
-    gap = max(step, MAX_GAP_SECONDS)
-    windows: list[tuple[int, int]] = []
-    for start in buckets:
-        if windows and start - windows[-1][1] < gap and start + step - windows[-1][0] <= MAX_WINDOW_SECONDS:
-            windows[-1] = (windows[-1][0], start + step)
-        else:
-            windows.append((start, start + step))
-    return windows
-
-
-def _window_clause(indicator_id: int, level: int, start: int, end: int):
-    """Observations of one indicator in [start, end), reached through the units at its level: one primary-key
-    range per unit, the fastest path to them (see migrations 0002)."""
-    return (select().select_from(Unit).join(Observation, and_(
-        Observation.unit_id == Unit.id, Observation.indicator_id == indicator_id,
-        Observation.observed_at >= start, Observation.observed_at < end)).where(Unit.level == level))
-
-
-_LEAF_TYPES = ["int64", "int64", "float64"]  # leaf_id, observed_at, value as read back
-
-
-def _read_window(session: Session, level: int, indicator_id: int, start: int, end: int) -> pd.DataFrame:
-    return fetch_frame(session, _window_clause(indicator_id, level, start, end).add_columns(
-        Observation.unit_id, Observation.observed_at, Observation.value), ["leaf_id", "observed_at", "value"],
-        _LEAF_TYPES)
-
-
-class _HeldRows:
-    """Committed rows held in memory, split by indicator once and sorted by time, so that each bucket window
-    is two binary searches rather than a scan of every row held."""
-
-    def __init__(self, recent: pd.DataFrame):
-        # One ordering of the plain columns (by indicator, then time) and a slice of it per indicator: a sorted
-        # copy of the frame and a copy per group would hold the rows three times, at the peak of a run's memory.
-        indicators = recent["indicator_id"].to_numpy()
-        ids, counts = np.unique(indicators, return_counts=True)
-        order = np.lexsort((recent["observed_at"].to_numpy(), indicators))
-        times, units = recent["observed_at"].to_numpy(dtype=np.int64)[order], recent["unit_id"].to_numpy()[order]
-        values = recent["value"].to_numpy()[order]
-        del order
-        ends = np.cumsum(counts)  # in that order the indicators' rows follow one another, lowest id first
-        self._by_indicator = {int(ident): (times[end - count:end], units[end - count:end], values[end - count:end])
-                              for ident, count, end in zip(ids.tolist(), counts.tolist(), ends.tolist())}
-
-    def __bool__(self) -> bool:
-        return bool(self._by_indicator)
-
-    def times(self, indicator_id: int) -> np.ndarray:
-        return self._by_indicator.get(indicator_id, (np.empty(0, dtype=np.int64),))[0]
-
-    def window(self, indicator_id: int, start: int, end: int) -> pd.DataFrame:
-        """A `_read_window` over the rows held."""
-        times, units, values = self._by_indicator.get(indicator_id, (np.empty(0, dtype=np.int64),) * 3)
-        low, high = np.searchsorted(times, [start, end])
-        return pd.DataFrame({"leaf_id": units[low:high], "observed_at": times[low:high], "value": values[low:high]})
-
-
-def _bucket_counts(observed_at, step: int, offset: int) -> dict[int, int]:
-    local = offset if step >= 86400 else 0
-    starts, counts = np.unique((np.asarray(observed_at, dtype=np.int64) + local) // step * step - local,
-                               return_counts=True)
-    return dict(zip(starts.tolist(), counts.tolist()))
-
-
-def _buckets_held_in(recent: _HeldRows | None, session: Session, sources: list[int], level: int,
-                     buckets: list[int], step: int, offset: int) -> set[int]:
-    """The buckets whose stored rows, for every source indicator, are exactly the rows held in `recent`.
-
-    Counting is enough: `recent` holds committed rows, so equal counts mean the same rows. Rows another
-    run wrote into the same bucket make the counts differ, and that bucket is read from the database.
-    """
-    if not recent or not buckets:
-        return set()
-    local = offset if step >= 86400 else 0
-    low, high = buckets[0], buckets[-1] + step
-    held = set(buckets)
-    for source in sources:
-        rows = recent.times(source)
-        in_memory = _bucket_counts(rows, step, offset)
-        window = _window_clause(source, level, low, high)
-        # Stored rows include the ones held, so equal totals over the window mean equal counts in every bucket:
-        # one count answers for all of them (a backfill's case). Otherwise count bucket by bucket.
-        stored_total = session.scalar(window.add_columns(func.count()))
-        held_total = int(((rows >= low) & (rows < high)).sum())
-        if stored_total == held_total:
-            held = {b for b in held if b in in_memory}
-            continue
-        if 2 * held_total < stored_total:
-            # Most of the window's rows were committed before the ones held: few buckets can be whole in memory,
-            # and counting bucket by bucket costs a pass over the window, about what reading those back would.
-            return set()
-        bucket = (Observation.observed_at + local) // step
-        stored = dict(session.execute(window.add_columns(bucket, func.count()).group_by(bucket)).all())
-        held = {b for b in held if b in in_memory and stored.get((b + local) // step) == in_memory[b]}
-    return held
-
-
-def _latest_per_bucket(frame: pd.DataFrame, interval: int, offset: int) -> pd.DataFrame:
-    if frame.empty:
-        return frame.drop(columns="observed_at").assign(bucket_start=pd.Series(dtype="int64"))
-    local = offset if interval >= 86400 else 0
-    frame = frame.assign(bucket_start=(frame["observed_at"] + local) // interval * interval - local)
-    frame = frame.sort_values("observed_at").drop_duplicates(["leaf_id", "bucket_start"], keep="last")
-    return frame.drop(columns="observed_at")
-
-
 def _leaf_values(session: Session, indicator: Indicator, ids: dict[str, int], tree: UnitTree,
                  reader) -> pd.DataFrame:
     """Leaf values in the shape `aggregate` expects, from `reader(indicator_id) -> DataFrame`."""
@@ -373,24 +254,24 @@ def _leaf_values(session: Session, indicator: Indicator, ids: dict[str, int], tr
     return frame
 
 
-def _refresh_history(session, indicator, ids, tree, buckets, offset, recent: _HeldRows | None = None,
+def _refresh_history(session, indicator, ids, tree, buckets, offset, recent: HeldRows | None = None,
                      skipped: set[int] | None = None) -> int:
     membership, expected = _leaf_frame(indicator, tree)
     step = indicator.interval_seconds
     written = 0
     sources = [ids[indicator.numerator], ids[indicator.denominator]] if indicator.is_derived else [ids[indicator.key]]
-    in_memory = _buckets_held_in(recent, session, sources, int(indicator.level), buckets, step, offset)
+    in_memory = buckets_held_in(recent, session, sources, int(indicator.level), buckets, step, offset)
     from_database = [b for b in buckets if b not in in_memory]
     if skipped is not None:
         skipped.update(from_database)
         from_database = []
     for start, end, reader, wanted in [
-        *((start, end, recent.window, in_memory) for start, end in _windows(sorted(in_memory), step)),
-        *((start, end, partial(_read_window, session, int(indicator.level)), set(from_database))
-          for start, end in _windows(from_database, step)),
+        *((start, end, recent.window, in_memory) for start, end in bucket_windows(sorted(in_memory), step)),
+        *((start, end, partial(read_window, session, int(indicator.level)), set(from_database))
+          for start, end in bucket_windows(from_database, step)),
     ]:
         values = _leaf_values(session, indicator, ids, tree,
-                              lambda ident: _latest_per_bucket(reader(ident, start, end), step, offset))
+                              lambda ident: latest_per_bucket(reader(ident, start, end), step, offset))
         rolled = aggregate(values, membership, indicator.rollup, indicator.scale, by=("bucket_start",))
         # Only the buckets asked for: a window also spans untouched buckets, and the rows held in memory are not
         # all the rows of those.
@@ -419,8 +300,7 @@ _UPSERT_ROLLUP_HISTORY = (
 
 def _read_current(session: Session, indicator_id: int) -> pd.DataFrame:
     return fetch_frame(session, select(CurrentValue.unit_id, CurrentValue.observed_at, CurrentValue.value)
-                       .where(CurrentValue.indicator_id == indicator_id), ["leaf_id", "observed_at", "value"],
-                       _LEAF_TYPES)
+                       .where(CurrentValue.indicator_id == indicator_id), LEAF_COLUMNS, LEAF_TYPES)
 
 
 def _refresh_current(session, indicator, ids, tree, now: int) -> int:

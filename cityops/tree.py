@@ -35,7 +35,7 @@ class UnitRow(NamedTuple):
 
     @property
     def bounds(self) -> list[list[float]]:
-        """[[south, west], [north, east]], for fitting the map (as geography.bounds_of)."""
+        """[[south, west], [north, east]], for fitting the map."""
         return [[self.min_lat, self.min_lon], [self.max_lat, self.max_lon]]
 
 
@@ -86,6 +86,10 @@ class UnitTree:
         return {int(unit_id): UnitRow(int(unit_id), *values)
                 for unit_id, *values in zip(frame.index.tolist(), *columns)}
 
+    def child_rows(self, unit_id: int) -> tuple[UnitRow, ...]:
+        """A unit's children's rows, in the frame's order (empty for a leaf or an unknown id)."""
+        return self._child_rows.get(unit_id, ())
+
     @cached_property
     def _child_ids(self) -> dict[int, tuple[int, ...]]:
         """Parent id -> its children's ids in the frame's order, built once per tree."""
@@ -94,6 +98,12 @@ class UnitTree:
             if not pd.isna(parent):
                 children.setdefault(int(parent), []).append(unit_id)
         return {parent: tuple(ids) for parent, ids in children.items()}
+
+    @cached_property
+    def _child_rows(self) -> dict[int, tuple[UnitRow, ...]]:
+        # Once per tree, for every parent: a drill-down then looks up none of its children one by one.
+        rows = self._rows
+        return {parent: tuple(map(rows.__getitem__, ids)) for parent, ids in self._child_ids.items()}
 
     def at_level(self, level: Level) -> pd.DataFrame:
         return self.frame[self.frame["level"] == int(level)]

@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from connectors.base import RetriableError
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 CHUNK = 1 << 20
 
@@ -40,7 +42,10 @@ class RunArchive:
     file costs about a millisecond of the kernel's time here, and a connector reading page after page (SensorThings:
     a datastream's pages, then the next one's) would wait for it each time. `flush` waits until every payload
     stored so far is on disk: the runner calls it before each commit, so no committed record names a payload that
-    is not there. `close` writes what is left and ends the thread."""
+    is not there. `close` writes what is left and ends the thread.
+
+    A payload that cannot be written (a full disk, a read-only folder) raises `ArchiveUnwritable`, naming it: the
+    run fails before committing anything from it, and its cursor stays for the next run to fetch it again."""
 
     root: Path
     connector: str
@@ -68,7 +73,10 @@ class RunArchive:
         never sits in memory)."""
         self._raise_failure()
         if not self._folder_made:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ArchiveUnwritable(self.folder, error) from error
             self._folder_made = True
         self.count += 1
         path = self.folder / f"{self.count:04d}-{safe_label(label)}.gz"
@@ -129,6 +137,16 @@ class RunArchive:
             raise failure
 
 
+class ArchiveUnwritable(RetriableError):
+    """A payload could not be written to the archive. Retriable: once there is space again (or the folder is
+    writable), the next run fetches and archives what this one did not commit."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(f"could not write the raw payload {path} to the archive: {error.strerror or error}; free "
+                         f"space there or make the archive folder (ONESCREEN_ARCHIVE_DIR) writable. Nothing fetched "
+                         f"after the last commit was stored: the next run fetches it again")
+
+
 # Level 3: archiving runs in ingest's time; a few percent larger than level 6, several times faster.
 COMPRESS_LEVEL = 3
 # Payloads waiting to be written behind the reading (each a page: ~0.1-1 MB).
@@ -138,8 +156,12 @@ WRITE_BEHIND_PAYLOADS = 32
 def _write(path: Path, payload: bytes) -> None:
     """A payload compressed in one call and written with one (a gzip member, as `gzip.open` reads it): every call
     into zlib or the file system gives up the interpreter lock and waits to take it back."""
-    with open(path, "wb") as target:
-        target.write(gzip.compress(payload, compresslevel=COMPRESS_LEVEL, mtime=0))
+    compressed = gzip.compress(payload, compresslevel=COMPRESS_LEVEL, mtime=0)
+    try:
+        with open(path, "wb") as target:
+            target.write(compressed)
+    except OSError as error:
+        raise ArchiveUnwritable(path, error) from error
 
 
 def open_payload(root: Path, reference: str) -> BinaryIO:

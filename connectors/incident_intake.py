@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from functools import partial
+from operator import is_not
 
 import numpy as np
 import pandas as pd
 
+from cityops.buckets import bucket_start
 from cityops.catalog import Catalog
 from cityops.db import session_scope
 from cityops.hierarchy import Level
 from cityops.incident_masking import MaskedIncident, mask_incident, mask_incidents
 from cityops.incidents import (COLUMNS, CommunityLocator, InvalidIncident, community_locator, count_open,
                                incident_rows, incident_rows_from_columns)
-from cityops.rollup import bucket_start, queue_rollups
+from cityops.rollup import queue_rollups
 from cityops.storage import upsert_observations
 from cityops.tree import UnitTree
 from connectors.base import FatalError, Incident, IncidentBatch, IncidentCounts, Record
@@ -115,18 +118,24 @@ class IncidentIntake:
     def _times(self, batch: IncidentBatch, columns: dict[str, list]) -> tuple[list, list, list, dict[int, str]]:
         """Every incident's opening, update and closing time in epoch seconds, and by position the reasons of
         those whose times (or `problem`) make them rejected, as `_fields` gives them."""
-        count = len(batch)
         given_updates = columns["updated_at"]
-        # The three times of every incident read in one pass (one array computation for the page).
-        seconds, wrong = self._seconds([*columns["opened_at"], *given_updates, *columns["closed_at"]])
-        opened, closed = seconds[:count], seconds[2 * count:]
-        updated = [opening if given is None else update
-                   for opening, given, update in zip(opened, given_updates, seconds[count:2 * count])]
+        # Each column of times read in one pass (one array computation for the page's column).
+        (opened, wrong_opened), (updates, wrong_updates), (closed, wrong_closed) = (
+            self._seconds(columns[name]) for name in ("opened_at", "updated_at", "closed_at"))
+        updated = updates if given_updates.count(None) == 0 else \
+            [opening if given is None else update for opening, given, update in zip(opened, given_updates, updates)]
         latest = self.now + FUTURE_TOLERANCE_SECONDS
-        suspects = {*(position % count for position in wrong),
-                    *(position for position, problem in enumerate(columns["problem"]) if problem),
-                    *(position for position, opening in enumerate(opened) if opening is None or opening > latest),
-                    *(position for position, update in enumerate(updated) if update is not None and update > latest)}
+        suspects = {*wrong_opened, *wrong_updates, *wrong_closed}
+        problems = columns["problem"]
+        if problems.count(None) < len(problems):
+            suspects.update(position for position, problem in enumerate(problems) if problem)
+        # Each column looked at position by position only when it holds a time missing or in the future.
+        if opened.count(None) or max(opened, default=0) > latest:
+            suspects.update(position for position, opening in enumerate(opened)
+                            if opening is None or opening > latest)
+        if max(filter(_is_time, updated), default=0) > latest:
+            suspects.update(position for position, update in enumerate(updated)
+                            if update is not None and update > latest)
         rejected: dict[int, str] = {}
         for position in sorted(suspects):
             try:
@@ -154,6 +163,8 @@ class IncidentIntake:
         """Each time as epoch seconds (None where it is None or no time) and the positions of those that are no
         time: what `Validator.timestamp` reads. Texts in the usual form are read with array arithmetic, other ISO
         texts by one comprehension, anything else by `timestamp` itself."""
+        if values.count(None) == len(values):  # a column the source does not fill (no closing times)
+            return list(values), set()
         positions, fixed = _usual_form_seconds(values)
         if len(positions) == len(values):
             return fixed.tolist(), set()
@@ -200,6 +211,7 @@ def _parsed_time(value):
 
 
 _FROM_ISO = datetime.fromisoformat
+_is_time = partial(is_not, None)  # a time in seconds, not None
 
 # The usual form of a time with its offset, 2026-11-26T10:30:00+08:00 (or with a space for T): where its digits
 # are, and the days before each month in a common year.
@@ -211,20 +223,22 @@ _MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 def _usual_form_seconds(values: list) -> tuple[np.ndarray, np.ndarray]:
     """(positions, epoch seconds) of the texts written exactly in the usual form and naming a real moment (what
     `datetime.fromisoformat` reads them as), computed with array arithmetic; the others are not among them."""
-    positions = [position for position, value in enumerate(values)
-                 if type(value) is str and len(value) == _USUAL_LENGTH]
+    if set(map(type, values)) == {str} and set(map(len, values)) == {_USUAL_LENGTH}:
+        positions = range(len(values))  # the usual page: every time is a text of the usual length
+        texts = values
+    else:
+        positions = [position for position, value in enumerate(values)
+                     if type(value) is str and len(value) == _USUAL_LENGTH]
+        texts = [values[position] for position in positions]
     none = np.empty(0, dtype=np.int64)
-    if not positions:
+    joined = "".join(texts)
+    if not positions or not joined.isascii():  # not ASCII: not the usual form (the page is read otherwise)
         return none, none
-    try:
-        codes = np.array(values if len(positions) == len(values) else [values[p] for p in positions],
-                         dtype=f"S{_USUAL_LENGTH}").view(np.uint8).reshape(-1, _USUAL_LENGTH)
-    except UnicodeEncodeError:  # not ASCII: not the usual form
-        return none, none
+    codes = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(-1, _USUAL_LENGTH)
     digits = codes[:, _USUAL_DIGITS].astype(np.int64) - ord("0")
-    (year, month, day, hour, minute, second, offset_hours, offset_minutes) = (
-        digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3],
-        *(digits[:, at] * 10 + digits[:, at + 1] for at in range(4, 18, 2)))
+    pairs = digits[:, 4:].reshape(-1, 7, 2) @ np.array([10, 1])
+    year = digits[:, :4] @ np.array([1000, 100, 10, 1])
+    month, day, hour, minute, second, offset_hours, offset_minutes = pairs.T
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     month_days = _MONTH_DAYS[np.clip(month, 1, 12) - 1] + (leap & (month == 2))
     usual = (((digits >= 0) & (digits <= 9)).all(axis=1)

@@ -73,12 +73,13 @@ from zoneinfo import ZoneInfo
 import orjson
 import requests
 
-from cityops.incident_masking import mask_rows, mask_text, mask_value, scrub
+from cityops.incident_masking import mask_rows, mask_rows_and_json, mask_text, mask_value, scrub
 from connectors.base import (ConfigField, Connector, ConnectorError, FatalError, Health, IncidentBatch,
                              IncidentCounts, RetriableError, register)
 from connectors.config import duration_seconds
 from connectors.http import (REQUEST_FIELDS, HttpClient, declared_charset, decode_json, excerpt, shown_url,
                              since_seconds)
+from connectors.open311_requests import request_ids, requests_batch
 from connectors.read_ahead import read_ahead
 
 PERSONAL_FIELDS = ["email", "phone", "first_name", "last_name", "name", "device_id", "account_id"]
@@ -251,7 +252,7 @@ class Open311Connector(Connector):
                                  f"shorten lookback / history")
             page = {**params, self.config["page_param"]: number, self.config["size_param"]: size}
             requests, source = self._page(f"requests-{number}.json", page)
-            idents = _request_ids(requests)
+            idents = request_ids(requests)
             if not requests or seen.issuperset(idents):
                 break  # the last page, or a server ignoring `page` and sending the same requests again
             seen.update(idents)
@@ -264,7 +265,7 @@ class Open311Connector(Connector):
             document = decode_json(payload, where)
         except ConnectorError as error:
             raise FatalError(str(error)) from None  # an archived payload will never become valid
-        document, requests = self._masked(document)
+        document, requests, _ = self._masked(document)
         self._rows(document, where)
         yield self._batch(requests, label)
 
@@ -297,8 +298,8 @@ class Open311Connector(Connector):
             # Kept for diagnosis, as text with personal data masked by pattern (a cut-off body may hold requests).
             self.archived(label.replace(".json", ".txt"), self._masked_text(response.content), "text/plain")
             raise
-        document, requests = self._masked(document)
-        reference = self.archived(label, _json_bytes(document), "application/json")
+        document, requests, text = self._masked(document)
+        reference = self.archived(label, text if text is not None else _json_bytes(document), "application/json")
         self._rows(document, where)  # an answer that is no list of requests fails the run, once archived
         return requests, reference or label
 
@@ -314,47 +315,7 @@ class Open311Connector(Connector):
         return document
 
     def _batch(self, page: list, source: str) -> IncidentBatch:
-        """The incidents of one page's (masked) service requests, as columns; a request that cannot be one is
-        quarantined with why (its `problem`)."""
-        rows = [row if isinstance(row, dict) else {} for row in page]
-        idents = _request_ids(rows)
-        opened = [row.get("requested_datetime") for row in rows]
-        statuses = [row.get("status") for row in rows]
-        chosen, other = self.category_fields
-        closed = self.closed
-        contacts, raws = self._contacts(page)
-        return IncidentBatch({
-            "external_id": [ident or "" for ident in idents],
-            "category": [row.get(chosen) or row.get(other) for row in rows],
-            "status": ["closed" if str(status or "").strip().lower() in closed else "open" for status in statuses],
-            "source_status": [None if status is None else str(status) for status in statuses],
-            "opened_at": opened,
-            "updated_at": [row.get("updated_datetime") or opening for row, opening in zip(rows, opened)],
-            "closed_at": [row.get("closed_datetime") for row in rows],
-            "lon": [row.get("long") for row in rows], "lat": [row.get("lat") for row in rows],
-            "address": [row.get("address") for row in rows], "description": [row.get("description") for row in rows],
-            "contact": contacts, "raw": raws,
-            "problem": [None if ident is not None and opening else _problem(request, ident)
-                        for request, ident, opening in zip(page, idents, opened)],
-        }, source, masked_rows=page)
-
-    def _contacts(self, page: list) -> tuple[list[dict], list]:
-        """Each (masked) request's personal fields (its contact) and the request without them (its raw)."""
-        keys = set().union(*(row for row in page if isinstance(row, dict)))
-        wanted = {name.lower() for name in self.personal}
-        personal = {key for key in keys if str(key).lower() in wanted}
-        if not personal:
-            return [{}] * len(page), page  # nothing to take out: the rows are kept as they are
-        contacts, raws = [], []
-        for row in page:
-            if not isinstance(row, dict) or personal.isdisjoint(row):
-                contacts.append({})
-                raws.append(row)
-            else:
-                contacts.append({key: value for key, value in row.items()
-                                 if key in personal and value is not None and str(value).strip()})
-                raws.append({key: value for key, value in row.items() if key not in personal})
-        return contacts, raws
+        return requests_batch(page, source, self.category_fields, self.closed, self.personal)
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -375,17 +336,18 @@ class Open311Connector(Connector):
         """W3C date-time in the deployment's zone, as GeoReport v2 writes them: 2026-11-26T10:30:00+08:00."""
         return datetime.fromtimestamp(int(seconds), ZoneInfo(self.context.timezone)).isoformat()
 
-    def _masked(self, document: Any) -> tuple[Any, list]:
-        """The answer with every request's personal fields masked (cityops.incident_masking.mask_personal), and
-        its requests (masked; none when the answer holds no list of them)."""
+    def _masked(self, document: Any) -> tuple[Any, list, bytes | None]:
+        """The answer with every request's personal fields masked (cityops.incident_masking.mask_personal), its
+        requests (masked; none when the answer holds no list of them), and the masked answer's JSON text when
+        masking made it (a list that needed no masking: its text was searched), for the archive."""
         if isinstance(document, list):
-            requests = mask_rows(document, self.personal)
-            return requests, requests
+            requests, text = mask_rows_and_json(document, self.personal)
+            return requests, requests, text
         if isinstance(document, dict) and isinstance(document.get("service_requests"), list):
             requests = mask_rows(document["service_requests"], self.personal)
             return {key: requests if key == "service_requests" else scrub(value)
-                    for key, value in document.items()}, requests
-        return scrub(document), []
+                    for key, value in document.items()}, requests, None
+        return scrub(document), [], None
 
     def _masked_text(self, body: bytes) -> bytes:
         """A body that is not JSON, with `"<personal field>": "<value>"` pairs, mobile numbers and e-mail addresses
@@ -420,21 +382,6 @@ class Open311Connector(Connector):
 
     def _where(self, label: str) -> str:
         return f"{self.name}: {label} of {shown_url(self.base)}"
-
-
-def _request_ids(rows: list) -> list[str | None]:
-    """Each request's service_request_id as text (None: none, or blank)."""
-    idents = [row.get("service_request_id") if isinstance(row, dict) else None for row in rows]
-    return [None if ident is None else str(ident).strip() or None for ident in idents]
-
-
-def _problem(request: Any, ident: str | None) -> str:
-    """Why a request without an id or an opening time cannot be an incident."""
-    if not isinstance(request, dict):
-        return f"a service request must be an object, not {type(request).__name__}"
-    if ident is None:
-        return "no service_request_id"
-    return f"service request {ident}: no requested_datetime"
 
 
 def _json_bytes(document: Any) -> bytes:

@@ -29,9 +29,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from cityops.buckets import bucket_start
 from cityops.catalog import Indicator
 from cityops.hierarchy import Level
-from cityops.rollup import bucket_start
 from connectors.base import ConfigField, Connector, Health, RecordBatch, register
 
 # Simulate data in windows of this length: large enough to vectorise, small enough to stream.

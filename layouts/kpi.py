@@ -17,7 +17,7 @@ from cityops.status import Status
 from layouts.alert_badges import AlertTally, card_badge, heading_badge
 from layouts.ids import kpi_card_id
 from layouts.freshness import as_of_mark
-from layouts.text import format_time, format_value, level_name, t
+from layouts.text import format_compact, format_time, format_value, level_name, t
 from layouts.theme import STATUS_COLOURS
 
 
@@ -34,8 +34,10 @@ def sparkline_svg(values: list[float | None], colour: str, width: int = 120, hei
     span = (high - low) or 1.0
     step = width / (len(points) - 1)
     path = " ".join(f"{i * step:.1f},{height - 2 - (v - low) / span * (height - 4):.1f}" for i, v in enumerate(points))
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-           f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" stroke-linejoin="round" points="{path}"/></svg>')
+    # Stretched to the width its card gives it (time runs along x), the line keeping its weight.
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           f'preserveAspectRatio="none"><polyline fill="none" stroke="{colour}" stroke-width="1.6" '
+           f'stroke-linejoin="round" vector-effect="non-scaling-stroke" points="{path}"/></svg>')
     return "data:image/svg+xml;charset=utf-8," + quote(svg)
 
 
@@ -49,8 +51,16 @@ def change_badge(indicator: Indicator, reading: Reading, language: str) -> html.
         return html.Span(["=", words], className="kpi-change change-flat")
     worse = (change > 0) == (indicator.direction == Direction.HIGHER_IS_WORSE)
     arrow = "▲" if change > 0 else "▼"
-    return html.Span([f"{arrow} {format_value(abs(change), indicator.decimals)}", words],
+    return html.Span([f"{arrow} ", *figure(abs(change), indicator.decimals, language, "kpi-change-figure"), words],
                      className=f"kpi-change {'change-worse' if worse else 'change-better'}")
+
+
+def figure(value: float, decimals: int, language: str, class_name: str) -> list[html.Span]:
+    """The figure with every digit, and for six digits or more its compact form (77.0万), which a wall shows
+    instead (assets/wall.css): each card keeps room for its change and sparkline."""
+    compact = format_compact(value, language)
+    full = html.Span(format_value(value, decimals), className=class_name + (" has-compact" if compact else ""))
+    return [full, html.Span(compact, className="figure-compact", **{"aria-hidden": "true"})] if compact else [full]
 
 
 def kpi_heading(unit_name: str, alerts: AlertTally, language: str) -> list:
@@ -62,10 +72,12 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
              now: int, selected: bool, alerts: AlertTally = AlertTally()) -> html.Div:
     status = reading.status
     classes = f"kpi-card status-{status.value}" + (" selected" if selected else "")
-    # The name keeps what room the badge leaves it (and ellipsis when that is too little).
+    # The name keeps what room the badge and the change leave it (and ellipsis when that is too little): the
+    # number below then has the card's whole width, however many digits it and its change have.
     name = html.Div(className="kpi-head", children=[
         html.Div(indicator.name(language), className="kpi-name", title=indicator.name(language)),
         card_badge(alerts, language),
+        change_badge(indicator, reading, language) if reading.measured and reading.value is not None else None,
     ])
     if not reading.measured:
         return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes + " not-measured",
@@ -77,7 +89,7 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
         value_line = html.Div(note, className="kpi-value kpi-missing")
     else:
         value_line = html.Div(className="kpi-value", children=[
-            html.Span(format_value(reading.value, indicator.decimals), className="kpi-number"),
+            *figure(reading.value, indicator.decimals, language, "kpi-number"),
             html.Span(indicator.unit_of_measure, className="kpi-unit"),
         ])
     meta = [as_of_mark(reading.observed_at, status == Status.STALE, zone, now, language, "kpi-asof")]
@@ -91,7 +103,6 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
                     title=indicator.description_zh if language == "zh" else indicator.description_en, children=[
         name, value_line,
         html.Div(className="kpi-trendline", children=[
-            change_badge(indicator, reading, language),
             html.Img(src=spark_src, className="kpi-spark", alt="") if spark_src else None,
         ]),
         html.Div(meta, className="kpi-meta"),

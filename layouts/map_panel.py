@@ -15,9 +15,8 @@ Alert badges ride the same way: each child's open-alert count travels in the lab
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import dash_leaflet as dl
 import orjson
@@ -32,6 +31,9 @@ from layouts.ids import IncidentIds
 from layouts.text import format_value, status_text, t
 from layouts.theme import STATUS_COLOURS
 
+if TYPE_CHECKING:
+    from cityops.latest_readings import ChildrenLatest
+
 STYLE = {"variable": "onescreen.map.unitStyle"}
 HOVER_STYLE = {"variable": "onescreen.map.hoverStyle"}
 ON_EACH_FEATURE = {"variable": "onescreen.map.bindTooltip"}
@@ -45,23 +47,20 @@ INCIDENT_TOOLTIP = {"variable": "onescreen.map.incidentTooltip"}
 GEOMETRY_FORMAT = "geobuf"
 
 
-@dataclass(frozen=True)
-class MapState:
-    """Everything the map shows for one selection; any field may be dash.no_update (unchanged)."""
+class MapState(NamedTuple):
+    """Everything the map shows for one selection, in the order of show_map's outputs; any field may be
+    dash.no_update (unchanged)."""
 
     url: Any            # the children's boundaries (GeoJSON URL)
     labels_url: Any     # where their names are written
     data: Any           # the boundaries themselves, when sent inline (first level only), else None
     labels_data: Any    # the label points, likewise
     viewport: Any       # {"bounds": [[s, w], [n, e]], "options": {...}} to fit the new level
-    hideout: Any        # colours and tooltip text per unit (see map_hideout)
+    hideout: Any        # each child's status and value as shown (see map_hideout)
     labels_hideout: Any  # the labels' language and alert badges (see labels_hideout); None: not read yet
     legend: Any
     title: Any
     format: Any         # the boundaries' format: "geojson" inline (first level only), GEOMETRY_FORMAT by URL
-
-    def __iter__(self):
-        return (getattr(self, field.name) for field in fields(self))
 
 
 def geometry_url(unit_code: str) -> str:
@@ -72,23 +71,35 @@ def labels_url(unit_code: str) -> str:
     return f"/geo/{unit_code}/labels.geojson"
 
 
-def empty_hideout() -> dict:
-    return {"colours": {s.value: c for s, c in STATUS_COLOURS.items()}, "units": {}, "selected": None,
-            "unit": "", "language": "zh"}
+# A unit's status travels as its place in this list (assets/map.js reads it back through the hideout's "states"),
+# and each status's colour and word once per hideout rather than once per unit.
+HIDEOUT_STATES = tuple(Status)
+_STATE_INDEX = {status: index for index, status in enumerate(HIDEOUT_STATES)}
+_STATE_NAMES = [status.value for status in HIDEOUT_STATES]
+_COLOURS = {status.value: colour for status, colour in STATUS_COLOURS.items()}
 
 
-def map_hideout(children, indicator: Indicator, selected_code: str | None, language: str) -> dict:
-    """Per-unit status and display text, keyed by code: all the style and tooltip functions need. `children`:
-    rows with code, name_zh, name_en, value (None or NaN: none) and status (latest_readings.ChildReading)."""
-    words = {status.value: status_text(status, language) for status in Status}
-    zh, decimals = language == "zh", indicator.decimals
-    units = {}
-    for row in children:
-        value = None if row.value is None or row.value != row.value else float(row.value)
-        units[row.code] = {"s": row.status, "v": format_value(value, decimals),
-                           "n": row.name_zh if zh else row.name_en, "st": words[row.status]}
-    hideout = empty_hideout()
-    hideout.update(units=units, selected=selected_code, unit=indicator.unit_of_measure, language=language)
+def empty_hideout(language: str = "zh") -> dict:
+    return {"colours": _COLOURS, "states": _STATE_NAMES, "words": _words(language), "units": {}, "selected": None,
+            "unit": "", "language": language}
+
+
+@lru_cache(maxsize=8)
+def _words(language: str) -> dict[str, str]:
+    # Shared by every hideout (as _COLOURS and _STATE_NAMES): Dash only encodes them, nothing changes them.
+    return {status.value: status_text(status, language) for status in HIDEOUT_STATES}
+
+
+def map_hideout(children: ChildrenLatest, indicator: Indicator, selected_code: str | None, language: str) -> dict:
+    """What the style and tooltip functions read (assets/map.js): per child code, [its status's place in "states",
+    its value as shown]; the states' colours and words; the selected unit, the unit of measure and the language
+    (the tooltip's name is the boundary's own, in that language)."""
+    decimals = indicator.decimals
+    texts = [format_value(value, decimals) for value in children.values]
+    states = map(_STATE_INDEX.__getitem__, children.statuses)
+    hideout = empty_hideout(language)
+    hideout.update(units=dict(zip([child.code for child in children.children], zip(states, texts))),
+                   selected=selected_code, unit=indicator.unit_of_measure)
     return hideout
 
 
@@ -112,14 +123,15 @@ def as_sent(value: Any) -> Any:
     return value
 
 
-def legend_as_sent(indicator: Indicator, level: Level | None, language: str) -> list:
+def legend_as_sent(indicator: Indicator, level: Level | None, language: str) -> orjson.Fragment:
     """Threshold bands for the level on the map, then stale and no data: the same five states everywhere.
 
-    In the form Dash sends them (as_sent), built once per thresholds, unit and language: every drill-down sends a
-    legend, and building its twenty components cost more than the rest of the map's answer. Each call returns its
-    own copy."""
-    return orjson.loads(_legend_text(indicator.thresholds_at(level) if level is not None else None,
-                                     indicator.unit_of_measure, indicator.decimals, indicator.direction, language))
+    As the JSON Dash sends (as_sent), encoded once per thresholds, unit and language (every drill-down sends a
+    legend, and building its twenty components cost more than the rest of the map's answer) and handed over as an
+    orjson Fragment, which Dash's encoder (orjson, see as_sent) writes out as it is: nothing to copy, decode or
+    encode again (a copy in Python objects cost each drill ~15 µs)."""
+    return orjson.Fragment(_legend_text(indicator.thresholds_at(level) if level is not None else None,
+                                        indicator.unit_of_measure, indicator.decimals, indicator.direction, language))
 
 
 @lru_cache(maxsize=256)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -352,6 +354,32 @@ def format_value(value: float | None, decimals: int) -> str:
     if value is None:
         return "—"
     return f"{value:,.{decimals}f}"
+
+
+# From six digits on, a wall shows a figure the way it is said: 77.0万 / 770k (3 significant digits). Read from
+# across the room, "770,412" is a row of digits that crowds its card; close by, browsers show every digit.
+COMPACT_FROM = 100_000
+COMPACT_SCALES = {"zh": ((1e8, "亿"), (1e4, "万")), "en": ((1e9, "B"), (1e6, "M"), (1e3, "k"))}
+
+
+def format_compact(value: float | None, language: str) -> str | None:
+    """`value` in 万/亿 (zh) or k/M/B (en) with 3 significant digits (all the integer digits of 9999万), or None
+    below COMPACT_FROM."""
+    if value is None or abs(value) < COMPACT_FROM:
+        return None
+    scales = COMPACT_SCALES["zh" if language == "zh" else "en"]
+    index = next(i for i, (scale, _suffix) in enumerate(scales) if abs(value) >= scale)
+    scale, suffix = scales[index]
+    decimals = max(0, 2 - int(math.floor(math.log10(abs(value / scale)))))
+    rounded = round(value / scale, decimals)
+    if index > 0 and abs(rounded) * scale >= scales[index - 1][0]:
+        # 9,999.6万 rounds to 10000万 and 999,950 to 1000k: said with the next scale up, 1.00亿 and 1.00M.
+        scale, suffix = scales[index - 1]
+        rounded, decimals = round(value / scale, 2), 2
+    elif decimals and abs(rounded) >= 10 ** (3 - decimals):
+        decimals -= 1  # 99.96万 rounds to 100.0万: three digits are enough, 100万
+        rounded = round(value / scale, decimals)
+    return f"{rounded:.{decimals}f}{suffix}"
 
 
 def format_time(epoch: int | None, zone: str, now: int | None = None) -> str:

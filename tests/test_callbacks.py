@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 from dash import no_update
 from plotly.utils import PlotlyJSONEncoder
@@ -92,11 +93,13 @@ def test_map_sends_geometry_only_when_the_level_changes(app):
     assert data is None and labels_data is None  # a new level clears any inline geometry: the URL is fetched
     assert viewport["bounds"] == [[0.0, 0.0], [2.0, 4.0]]
     assert set(hideout["units"]) == {"990101", "990102"}
-    # With how fresh the newest value is (in the JSON form Dash sends: layouts/map_panel.py as_sent).
+    # With how fresh the newest value is (as the JSON Dash sends: layouts/map_panel.py as_sent, legend_as_sent).
+    title = orjson.loads(orjson.dumps(title))
     assert "空气质量指数" in title[0] and "截至" in title[2]["props"]["children"]
     again = in_callback(app, show_map, {"unit": CITY, "indicator": "hotline_complaints"}, 1, url)
     assert all(part is no_update for part in again[:5])  # another indicator: same geometry, same view
-    assert again[5]["units"]["990101"]["s"] in {"normal", "warning", "critical", "stale", "nodata"}
+    status_place, _value = again[5]["units"]["990101"]
+    assert again[5]["states"][status_place] in {"normal", "warning", "critical", "stale", "nodata"}
 
 
 def test_selecting_a_community_keeps_its_street_on_the_map(app):

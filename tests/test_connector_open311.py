@@ -618,7 +618,7 @@ def test_a_page_gives_exactly_the_rows_and_quarantine_its_requests_give_alone(sq
     validator = Validator.build(sqlite_city_db.catalog, sqlite_city_db.indicator_ids, context.tree,
                                 (Level.COMMUNITY,), ZONE, NOW)
     intake = IncidentIntake(sqlite_city_db.url, "city-311", validator, 1, NOW)
-    _, requests = connector._masked(page)
+    _, requests, _ = connector._masked(page)
     batch = connector._batch(requests, "requests-1.json")
     rows, rejected, newest = intake.batch(batch)
 

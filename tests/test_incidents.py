@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -133,6 +134,19 @@ def _columns(incidents: list[tuple]) -> list[list]:
     return [list(column) for column in zip(*incidents)] if incidents else [[], [], [], []]
 
 
+def test_a_page_needing_no_masking_comes_with_the_json_text_of_what_is_returned():
+    import orjson
+
+    from cityops.incident_masking import mask_rows_and_json
+
+    plain = [{"id": "SR1", "address": "赵家宅 3 号", "n": 7}, {"id": "SR2", "tags": ["a", None]}]
+    rows, searched = mask_rows_and_json(plain, ["phone"])
+    assert rows == plain and searched == orjson.dumps(rows)
+    for page in (PAGE, [{"id": "SR3", "memo": f"call {PHONE}"}], [{"id": 2 ** 70}]):  # masked, or no orjson text
+        rows, searched = mask_rows_and_json(page, ["phone"])
+        assert rows == mask_rows(page, ["phone"]) and searched is None
+
+
 def test_a_page_of_incidents_is_masked_as_each_incident_alone():
     incidents = [({}, row if isinstance(row, dict) else None, row.get("address") if isinstance(row, dict) else None,
                   row.get("text") if isinstance(row, dict) else None) for row in PAGE]
@@ -206,6 +220,41 @@ def test_points_placed_together_are_placed_as_each_alone():
             assert result == locator.place(lon, lat)
     assert placed[:3] == [7, 3, 3] and [type(p) for p in placed[4:6]] == [Unplaced, Unplaced]
     assert locator.place_many([], []) == []
+
+
+_QUARTERS = st.integers(-4, 28).map(lambda quarter: quarter / 4)  # coordinates often exactly on an edge
+
+
+@settings(max_examples=200, deadline=None)
+@given(boxes=st.lists(st.one_of(st.tuples(_QUARTERS, _QUARTERS, st.integers(0, 8), st.integers(0, 8)),
+                                st.just(None)), max_size=12),
+       points=st.lists(st.tuples(st.one_of(_QUARTERS, st.floats(-2, 9)), st.one_of(_QUARTERS, st.floats(-2, 9))),
+                       max_size=30))
+def test_the_box_grid_finds_exactly_the_boxes_holding_each_point(boxes, points):
+    from cityops.box_grid import BoxGrid
+
+    bounds = np.array([[np.nan] * 4 if b is None else [b[0], b[1], b[0] + b[2] / 4, b[1] + b[3] / 4] for b in boxes],
+                      dtype=float).reshape(-1, 4)
+    x, y = (np.array([point[i] for point in points], dtype=float) for i in (0, 1))
+    found = set(zip(*(found.tolist() for found in BoxGrid(bounds).candidates(x, y))))
+    holding = {(p, b) for p in range(len(points)) for b, (x0, y0, x1, y1) in enumerate(bounds)
+               if x0 <= x[p] <= x1 and y0 <= y[p] <= y1}  # NaN bounds hold nothing
+    assert found == holding
+
+
+@settings(max_examples=100, deadline=None)
+@given(points=st.lists(st.tuples(_QUARTERS, _QUARTERS), min_size=1, max_size=40))
+def test_points_on_borders_and_corners_placed_together_are_placed_as_each_alone(points):
+    # A 3 × 2 city of unit squares (ids against their order, so the lower id is not the first found) with a hole.
+    squares = [box(x, y, x + 1, y + 1) for y in range(2) for x in range(3) if (x, y) != (2, 1)]
+    locator = CommunityLocator([9, 4, 7, 1, 5], squares, box(0, 0, 3, 2))
+    lons, lats = [lon for lon, _ in points], [lat for _, lat in points]
+    for lon, lat, placed in zip(lons, lats, locator.place_many(lons, lats)):
+        try:
+            alone = locator.place(lon, lat)
+        except Unplaced as reason:
+            alone = str(reason)
+        assert (str(placed) if isinstance(placed, Unplaced) else placed) == alone
 
 
 def test_a_point_in_a_gap_goes_to_the_nearest_community_within_the_tolerance():
@@ -342,6 +391,38 @@ def test_open_and_overdue_counts_per_community_with_zeros_and_category_limits(ci
     assert plain.to_dict("index") == {ids[A1]: {"open": 3, "overdue": 1}, ids[A2]: {"open": 1, "overdue": 1},
                                       ids["990101002001"]: {"open": 0, "overdue": 0}}
     assert limited.loc[ids[A1]].to_dict() == {"open": 3, "overdue": 2}
+
+
+def test_the_counts_and_the_open_ids_are_read_through_the_index_of_open_incidents(city_db, locator):
+    from sqlalchemy import event
+
+    from cityops.db import engine_for
+
+    with city_db.session() as session:
+        upsert_incidents(session, [row_of(locator, ident=f"r{i}", status=("open", "closed")[i % 2]) for i in range(9)])
+    statements = []
+    engine = engine_for(city_db.url)
+
+    def kept(_connection, _cursor, statement, parameters, _context, _many):
+        if "FROM incidents" in statement:
+            statements.append((statement, parameters))
+
+    with city_db.session() as session:
+        event.listen(engine, "before_cursor_execute", kept)
+        try:
+            assert sorted(open_external_ids(session, "src")) == [f"r{i}" for i in range(0, 9, 2)]
+            assert count_open(session, "src", [city_db.unit_ids[A1]], NOW, 72 * HOUR)["open"].tolist() == [5]
+        finally:
+            event.remove(engine, "before_cursor_execute", kept)
+        sqlite = engine.dialect.name == "sqlite"
+        if not sqlite:  # a handful of rows: without this PostgreSQL would rightly scan the table
+            session.execute(text("SET LOCAL enable_seqscan = off"))
+        connection = session.connection()
+        assert len(statements) == 2
+        for statement, parameters in statements:
+            plan = connection.exec_driver_sql(("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement,
+                                              parameters).all()
+            assert "ix_incidents_open_by_source" in repr(plan), plan
 
 
 def test_the_migration_builds_the_incidents_table_the_models_describe(sqlite_url):
@@ -580,8 +661,23 @@ def _incidents(draw) -> Incident:
                     draw(_GIVEN_TEXTS), contact, raw, problem=draw(st.sampled_from([None, None, "", "unreadable"])))
 
 
+# Texts of the usual length (pages where every time has it are read with array arithmetic), real moments or not.
+_USUAL_TIMES = st.sampled_from(["2026-11-26T09:00:00+08:00", "2026-11-26 09:00:00-05:30", "2024-02-29T23:59:59+00:00",
+                                "2026-02-29T10:00:00+08:00", "2026-11-26T24:00:00+08:00", "2026-11-26T09:00:00+08:60",
+                                "2026-11-26T09:00:00*08:00", "２026-11-26T09:00:00+08:00", "0001-01-01T00:00:00+08:00",
+                                "2026-13-01T09:00:00+08:00", str(NOW + 86400).rjust(25, "0")])
+
+
+@st.composite
+def _usual_incidents(draw) -> Incident:
+    """An incident whose times are texts of the usual form's length (or no closing time)."""
+    item = draw(_incidents())
+    return replace(item, opened_at=draw(_USUAL_TIMES), updated_at=draw(_USUAL_TIMES),
+                   closed_at=draw(st.one_of(st.none(), _USUAL_TIMES)))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(page=st.lists(_incidents(), max_size=10))
+@given(page=st.one_of(st.lists(_incidents(), max_size=10), st.lists(_usual_incidents(), min_size=1, max_size=10)))
 def test_any_page_of_incidents_gives_what_its_incidents_give_alone(sqlite_city_db, page):
     from connectors.incident_intake import IncidentIntake
     from connectors.runner import _quarantine_row

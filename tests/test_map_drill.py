@@ -23,7 +23,7 @@ from cityops.latest_readings import children_in_scope, children_latest, latest_r
 from cityops.readings import children_readings, source_of  # noqa: E402
 from cityops.scope import OutOfScope, Viewer, scope_of_unit, viewer_scope  # noqa: E402
 from cityops.tree import load_tree  # noqa: E402
-from test_scope_and_readings import C, CITY, D1, D2, NOW, S12, S22, catalog, populate  # noqa: E402,F401
+from readings_city import C, CITY, D1, D2, NOW, S12, S22, pinned_catalog, populate  # noqa: E402,F401
 from dash_calls import in_callback  # noqa: E402
 
 HOUR = 3600
@@ -41,13 +41,18 @@ def db(tmp_path_factory, catalog, city_db_factory):  # noqa: F811 - the pinned c
 
 
 def as_rows(frame: pd.DataFrame) -> list[tuple]:
-    """children_readings' rows as the map's ChildReading fields compare: missing values as None."""
+    """children_readings' rows as the map's children compare (as_map_rows): missing values as None."""
     def plain(value):
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
-    return [tuple(plain(row[name]) for name in ("unit_id", "code", "value", "observed_at", "reported", "expected",
-                                                "status"))
+    return [tuple(plain(row[name]) for name in ("unit_id", "code", "value", "observed_at", "status"))
             for row in frame.to_dict("records")]
+
+
+def as_map_rows(latest) -> list[tuple]:
+    """children_latest's columns as rows."""
+    return [(child.id, child.code, value, observed, status) for child, value, observed, status
+            in zip(latest.children, latest.values, latest.observed_at, latest.statuses)]
 
 
 def snapshot_for(session, scope, catalog, db, key, parent, unit_ids=None):  # noqa: F811
@@ -69,6 +74,7 @@ def test_the_tree_indexes_answer_as_the_frame_does(db):
     for unit_id in [*frame.index, 99_999]:
         expected = frame[frame["parent_id"] == unit_id]
         assert tree.child_ids(unit_id) == tuple(expected.index)
+        assert tree.child_rows(unit_id) == tuple(tree.row(child) for child in expected.index)
         pd.testing.assert_frame_equal(tree.children(unit_id), expected)
     for unit_id, row in frame.iterrows():
         unit = tree.row(unit_id)
@@ -107,8 +113,7 @@ def test_the_map_reads_the_same_children_as_every_other_panel(db, catalog):  # n
                         expected = as_rows(children_readings(session, scope, catalog, db.indicator_ids, parent, key,
                                                              now))
                         for latest in (whole, narrow):
-                            got = [(r.unit_id, r.code, r.value, r.observed_at, r.reported, r.expected, r.status)
-                                   for r in children_latest(tree, scope, catalog[key], latest, parent, now)]
+                            got = as_map_rows(children_latest(tree, scope, catalog[key], latest, parent, now))
                             assert got == expected, (scope.root_code, key, parent, now)
                             compared += len(got)
     assert compared > 500
@@ -122,8 +127,8 @@ def test_a_kept_snapshot_goes_stale_as_time_passes(db, catalog):  # noqa: F811
         latest = snapshot_for(session, everyone, catalog, db, "hotline_complaints", street)
 
     def statuses(now):
-        return {r.code: r.status for r in children_latest(tree, everyone, catalog["hotline_complaints"], latest,
-                                                          street, now)}
+        children = children_latest(tree, everyone, catalog["hotline_complaints"], latest, street, now)
+        return {child.code: status for child, status in zip(children.children, children.statuses)}
 
     # C[6] is 80 minutes old at NOW (interval 1 h, stale after 75 min); C[7] 20 minutes.
     assert statuses(NOW) == {C[6]: "stale", C[7]: "normal"}
@@ -143,7 +148,8 @@ def test_a_snapshot_holds_and_serves_only_its_own_scope(db, catalog):  # noqa: F
     assert set(kept.unit_ids) <= inside and len(kept.unit_ids) == 4  # its four communities reported
     assert len(city_wide.unit_ids) == 8
     # A row asked of the district's snapshot for a unit elsewhere is no row at all.
-    assert kept.rows([db.unit_ids[C[4]], db.unit_ids[C[0]]])[0] is None
+    values, observed = kept.readings([db.unit_ids[C[4]], db.unit_ids[C[0]]])
+    assert values[0] is None and observed[0] is None and observed[1] is not None
     with pytest.raises(ValueError, match="scope"):
         children_latest(tree, everyone, catalog["hotline_complaints"], kept, db.unit_ids[S22], NOW)
     for outside in (CITY, D2, S22, 99_999):
@@ -154,6 +160,44 @@ def test_a_snapshot_holds_and_serves_only_its_own_scope(db, catalog):  # noqa: F
             children_in_scope(tree, district, db.unit_ids.get(outside, outside))
     street = scope_of_unit(tree, db.unit_ids[S12])
     assert [unit.code for unit in children_in_scope(tree, street, db.unit_ids[S12])] == [C[2], C[3]]
+
+
+# ------------------------------------------------------------------------------------------------
+# The map's hideout
+# ------------------------------------------------------------------------------------------------
+
+
+def test_the_hideout_sends_each_status_as_its_place_among_the_states_and_each_word_once(catalog):  # noqa: F811
+    """Per child code [its status's place in "states", its value as shown]; the colour and the word of each state
+    once (assets/map.js reads them back; the browser test tests/browser/test_map_layers.py checks the colours and
+    tooltips it draws from them)."""
+    import dataclasses
+
+    from cityops.latest_readings import ChildrenLatest
+    from cityops.status import Status
+    from cityops.tree import UnitRow
+    from layouts.map_panel import empty_hideout, map_hideout
+    from layouts.text import status_text
+    from layouts.theme import STATUS_COLOURS
+
+    indicator = dataclasses.replace(catalog["aqi"], decimals=1, unit_of_measure="µg/m³")
+    statuses = [Status.CRITICAL, Status.NORMAL, Status.STALE, Status.NO_DATA, Status.WARNING, Status.NORMAL]
+    rows = [UnitRow(index, f"99010{index}", f"区{index}", f"District {index}", 1, 1, 10, 2 * index, 2 * index + 1,
+                    0, 0, 0, 0, 1, 1) for index in range(len(statuses))]
+    children = ChildrenLatest(rows, [1234.56, 3.0, 7.25, None, 151.0, 0.04], [1, 2, 3, None, 5, 6], statuses)
+    for language in ("zh", "en"):
+        hideout = map_hideout(children, indicator, "990102", language)
+        assert {code: (hideout["states"][place], text) for code, (place, text) in hideout["units"].items()} == {
+            "990100": ("critical", "1,234.6"), "990101": ("normal", "3.0"), "990102": ("stale", "7.2"),
+            "990103": ("nodata", "—"), "990104": ("warning", "151.0"), "990105": ("normal", "0.0")}
+        assert hideout["colours"] == {status.value: colour for status, colour in STATUS_COLOURS.items()}
+        assert hideout["words"] == {status.value: status_text(status, language) for status in Status}
+        assert (hideout["selected"], hideout["unit"], hideout["language"]) == ("990102", "µg/m³", language)
+        # The page's map before its first answer reads the same shape, with no unit.
+        assert {**empty_hideout(language), "units": hideout["units"], "selected": "990102",
+                "unit": "µg/m³"} == hideout
+        orjson.dumps(hideout)  # plain JSON values: Dash encodes the answer in one orjson call
+    assert map_hideout(ChildrenLatest([], [], [], []), indicator, None, "zh")["units"] == {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,9 +248,9 @@ def test_drills_within_a_data_version_send_no_statement_and_a_write_is_seen_at_o
         session.execute(text("UPDATE current_rollups SET value = 4321, reported = expected WHERE unit_id = "
                              "(SELECT id FROM units WHERE code = :code) AND indicator_id = "
                              "(SELECT id FROM indicators WHERE key = 'hotline_complaints')"), {"code": street})
-    assert hideout["units"][street]["v"] != "4,321"
+    assert hideout["units"][street][1] != "4,321"
     answer = drill(app, "990102")
-    assert answer[5]["units"][street]["v"] == "4,321"
+    assert answer[5]["units"][street][1] == "4,321"
     # Plain JSON values only, no component object: Dash then encodes the answer in one orjson call rather than
     # having plotly's encoder walk all of it first.
     orjson.dumps([part for part in answer if part is not no_update])
@@ -215,14 +259,17 @@ def test_drills_within_a_data_version_send_no_statement_and_a_write_is_seen_at_o
 def test_staleness_is_decided_when_the_map_is_drawn(app, monkeypatch):
     import time
 
-    fresh = drill(app, "990101")[5]["units"]
-    assert {unit["s"] for unit in fresh.values()} != {"stale"}
+    def statuses(hideout):
+        return {hideout["states"][place] for place, _value in hideout["units"].values()}
+
+    fresh = drill(app, "990101")[5]
+    assert statuses(fresh) != {"stale"}
     later = time.time() + 10 * 24 * HOUR  # no new data version: the same kept snapshot, ten days on
     monkeypatch.setattr("callbacks.context.time.time", lambda: later)
-    aged = drill(app, "990101")[5]["units"]
-    assert set(aged) == set(fresh)
-    assert {unit["s"] for unit in aged.values()} <= {"stale", "nodata"}
-    assert [unit["v"] for unit in aged.values()] == [unit["v"] for unit in fresh.values()]
+    aged = drill(app, "990101")[5]
+    assert set(aged["units"]) == set(fresh["units"])
+    assert statuses(aged) <= {"stale", "nodata"}
+    assert [value for _place, value in aged["units"].values()] == [value for _place, value in fresh["units"].values()]
 
 
 def test_each_viewer_scope_reads_its_own_snapshot(app, monkeypatch):

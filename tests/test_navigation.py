@@ -290,6 +290,8 @@ def test_the_language_comes_from_a_url_parameter_then_a_cookie(app):
     assert "海城市" in client.get("/_dash-layout").get_data(as_text=True)  # the deployment's default: zh
     response = client.get("/?unit=990101&lang=en")
     assert response.status_code == 200
+    page = response.get_data(as_text=True)  # the page itself is in the language its URL chose, not only what follows
+    assert '<html lang="en">' in page and "<title>Haicheng · OneScreen</title>" in page
     cookie = response.headers.get("Set-Cookie", "")
     assert cookie.startswith("onescreen-language=en;") and "SameSite=Lax" in cookie and "Path=/" in cookie
     layout = client.get("/_dash-layout").get_data(as_text=True)  # the client keeps the cookie

@@ -1,4 +1,4 @@
-"""Roll-ups: the pure rules of `aggregate`, time buckets, and roll-ups computed in the database.
+"""Roll-ups: the pure rules of `aggregate`, and roll-ups computed in the database (time buckets: test_buckets.py).
 
 The pure tests use a hand-made tree of ids; the end-to-end tests use the tiny city, whose community
 populations are 1000…8000, so every expected number below is checked by hand:
@@ -24,7 +24,8 @@ from sqlalchemy import text
 
 from cityops.catalog import RollupRule
 from cityops.hierarchy import Level
-from cityops.rollup import aggregate, bucket_start, dependents, process_backlog, queue_rollups, refresh_rollups
+from cityops.buckets import bucket_start
+from cityops.rollup import aggregate, dependents, process_backlog, queue_rollups, refresh_rollups
 from cityops.tree import load_tree
 
 # ------------------------------------------------------------------------------------------------
@@ -228,52 +229,12 @@ def test_max_of_the_city_is_the_max_of_its_districts(values):
     assert result[30][0] == max(v for v in values if not math.isnan(v))
 
 
-# ------------------------------------------------------------------------------------------------
-# bucket_start
-# ------------------------------------------------------------------------------------------------
-
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 EIGHT_HOURS = 8 * 3600
 
 
 def epoch(*parts, zone=timezone.utc) -> int:
     return int(datetime(*parts, tzinfo=zone).timestamp())
-
-
-def test_bucket_start_for_sub_daily_intervals_ignores_the_offset():
-    t = epoch(2026, 11, 26, 2, 47, 13)
-    assert bucket_start(t, 3600) == epoch(2026, 11, 26, 2, 0)
-    assert bucket_start(t, 3600, EIGHT_HOURS) == epoch(2026, 11, 26, 2, 0)
-    assert bucket_start(t, 300, EIGHT_HOURS) == epoch(2026, 11, 26, 2, 45)
-    assert bucket_start(t, 900) == epoch(2026, 11, 26, 2, 45)
-    assert bucket_start(epoch(2026, 11, 26, 3, 0), 3600) == epoch(2026, 11, 26, 3, 0)  # a start is its own bucket
-
-
-def test_daily_buckets_start_at_local_midnight():
-    # 10:30 in Shanghai on the 26th belongs to the Shanghai day that began at 00:00 local = 16:00 UTC on the 25th.
-    assert bucket_start(epoch(2026, 11, 26, 10, 30, zone=SHANGHAI), 86400, EIGHT_HOURS) == \
-        epoch(2026, 11, 26, 0, 0, zone=SHANGHAI) == epoch(2026, 11, 25, 16, 0)
-    # 07:59 local is still the 26th locally though it is the 25th in UTC.
-    assert bucket_start(epoch(2026, 11, 26, 7, 59, zone=SHANGHAI), 86400, EIGHT_HOURS) == \
-        epoch(2026, 11, 26, 0, 0, zone=SHANGHAI)
-    # 23:59 local on the 26th (15:59 UTC) and 00:00 local on the 27th fall either side of a boundary.
-    assert bucket_start(epoch(2026, 11, 26, 23, 59, 59, zone=SHANGHAI), 86400, EIGHT_HOURS) == \
-        epoch(2026, 11, 26, 0, 0, zone=SHANGHAI)
-    assert bucket_start(epoch(2026, 11, 27, 0, 0, zone=SHANGHAI), 86400, EIGHT_HOURS) == \
-        epoch(2026, 11, 27, 0, 0, zone=SHANGHAI)
-    # Without an offset a day is a UTC day.
-    assert bucket_start(epoch(2026, 11, 26, 10, 30, zone=SHANGHAI), 86400) == epoch(2026, 11, 26, 0, 0)
-
-
-@settings(deadline=None)
-@given(st.integers(0, 4_000_000_000), st.sampled_from([300, 900, 3600, 86400, 2 * 86400]),
-       st.sampled_from([0, EIGHT_HOURS, -5 * 3600, 5 * 3600 + 1800]))
-def test_bucket_start_holds_the_time_and_is_aligned(t, interval, offset):
-    start = bucket_start(t, interval, offset)
-    assert start <= t < start + interval
-    effective = offset if interval >= 86400 else 0
-    assert (start + effective) % interval == 0
-    assert bucket_start(start, interval, offset) == start
 
 
 # ------------------------------------------------------------------------------------------------
@@ -542,27 +503,8 @@ def test_membership_counts_leaves_per_ancestor(sqlite_city_db):
 
 
 # ------------------------------------------------------------------------------------------------
-# Windows: which buckets are read and rolled up together
+# Windows: buckets read and rolled up together, from memory or the database
 # ------------------------------------------------------------------------------------------------
-
-
-@given(st.lists(st.integers(0, 3000), unique=True, max_size=300), st.sampled_from([300, 900, 3600, 86400]))
-def test_windows_hold_every_bucket_once_and_stay_bounded(slots, step):
-    from cityops.rollup import MAX_WINDOW_SECONDS, _windows
-
-    buckets = sorted(slot * step for slot in slots)
-    windows = _windows(buckets, step)
-    assert all(end - start <= max(MAX_WINDOW_SECONDS, step) for start, end in windows)
-    assert all(previous[1] <= following[0] for previous, following in zip(windows, windows[1:]))
-    for bucket in buckets:
-        assert sum(start <= bucket and bucket + step <= end for start, end in windows) == 1
-
-
-def test_hourly_readings_of_a_fifteen_minute_indicator_are_read_in_one_window():
-    from cityops.rollup import _windows
-
-    hours = [HOUR + 3600 * n for n in range(48)]
-    assert _windows(hours, 900) == [(HOUR, HOUR + 47 * 3600 + 900)]
 
 
 def test_a_window_from_memory_never_rolls_up_a_bucket_it_does_not_hold_whole(city_db):

@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
+from cityops.buckets import bucket_start
 from cityops.catalog import Catalog
 from cityops.db import migrate, session_scope
 from cityops.demo_city import generate_city
 from cityops.hierarchy import Level
-from cityops.rollup import bucket_start
 from cityops.tree import load_tree
 from connectors.base import ConnectorContext, RecordBatch, resolve_config
 from connectors.config import ConnectorInstance

@@ -26,11 +26,12 @@ from sqlalchemy.orm import Session
 from cityops.alerts.judgements import MAD_TO_SIGMA, Worse
 from cityops.alerts.rules import COMPARE_OFFSETS, AlertConfig, Rule, RuleType
 from cityops.alerts.store import NOTHING_JUDGED, AlertWriter, Judged, StoredChanges, close_recovered
+from cityops.buckets import bucket_start
 from cityops.catalog import Catalog, Direction, Indicator
 from cityops.hierarchy import Level
 from cityops.models import AlertCursor, ConnectorRun, CurrentRollup, CurrentValue, Observation, RollupHistory, Unit
 from cityops.readings import source_of
-from cityops.rollup import bucket_start, dependents
+from cityops.rollup import dependents
 from cityops.status import STALE_GRACE
 from cityops.storage import _dialect_insert, fetch_frame
 from cityops.tree import UnitTree
@@ -274,7 +275,7 @@ def _values(session: Session, indicator: Indicator, indicator_id: int, level: Le
     if source is None or until <= after:
         return pd.DataFrame(columns=columns)
     if source == "reported":
-        # Through the units at the level: one primary-key range per unit (as the roll-ups read, see rollup.py).
+        # Through the units at the level: one primary-key range per unit (as the roll-ups read: buckets.py).
         statement = select(Observation.unit_id, Observation.observed_at, Observation.value, Observation.run_id) \
             .select_from(Unit).join(Observation, and_(
                 Observation.unit_id == Unit.id, Observation.indicator_id == indicator_id,

@@ -19,11 +19,11 @@ import pandas as pd
 from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
+from cityops.buckets import bucket_start
 from cityops.catalog import Catalog
 from cityops.hierarchy import Level
 from cityops.models import Alert, ConnectorRun, Incident, Indicator, Observation, RollupHistory, Unit
 from cityops.readings import source_of
-from cityops.rollup import bucket_start
 from cityops.scope import Scope
 from cityops.tree import UnitTree
 

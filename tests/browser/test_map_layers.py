@@ -118,3 +118,124 @@ def test_incident_clusters_render_toggle_and_the_map_still_drills_with_geobuf(sc
         page.wait_for_function("document.querySelectorAll('.incident-cluster, .incident-dot').length === 0")
     screen.screenshot("map-incidents-district")
     screen.assert_no_console_errors()
+
+
+# Inside the polygon `index` of the map (path.leaflet-interactive), a point where it is the topmost element.
+POINT_INSIDE = """(index) => {
+    const el = document.querySelectorAll('path.leaflet-interactive')[index];
+    const box = el.getBoundingClientRect();
+    for (let step = 0; step <= 8; step++) {
+        for (const [fx, fy] of [[0.5, 0.5], [0.5 - step / 20, 0.5], [0.5 + step / 20, 0.5], [0.5, 0.5 - step / 20],
+                                [0.5, 0.5 + step / 20], [0.5 - step / 20, 0.5 - step / 20]]) {
+            const x = box.left + box.width * fx, y = box.top + box.height * fy;
+            if (document.elementFromPoint(x, y) === el) return [x, y];
+        }
+    }
+    return null;
+}"""
+
+
+def shown_units(screen) -> dict[str, tuple[str, str]]:
+    """Each polygon on the map as the browser draws it: its tooltip's name -> (its fill, its tooltip's text)."""
+    page = screen.page
+    # All points first: a hovered polygon is brought to the front, which reorders the paths.
+    points = [page.evaluate(POINT_INSIDE, index) for index in range(screen.polygons().count())]
+    assert None not in points, "a polygon has no uncovered point"
+    shown = {}
+    for x, y in points:
+        page.mouse.move(x, y)
+        tooltip = page.locator(".leaflet-tooltip.unit-tooltip")
+        tooltip.wait_for()
+        fill = page.evaluate("([x, y]) => document.elementFromPoint(x, y).getAttribute('fill')", [x, y])
+        shown[tooltip.locator("b").inner_text()] = (fill, tooltip.inner_text())
+        page.mouse.move(1, 1)  # off the map: the tooltip closes before the next polygon's opens
+        page.wait_for_function("document.querySelectorAll('.leaflet-tooltip.unit-tooltip').length === 0")
+    return shown
+
+
+VARIED = "aqi"  # the indicator whose districts' roll-ups `varied_districts` sets
+
+
+@pytest.fixture
+def varied_districts(screen_settings):
+    """The districts' current roll-ups of VARIED set to one critical, one warning, one normal but stale and one
+    with nobody reporting (no data), so the map shows every colour it can; put back afterwards."""
+    from cityops.catalog import Direction, load_catalog
+
+    indicator = load_catalog(screen_settings.catalog_path)[VARIED]
+    thresholds = indicator.thresholds_at(Level.DISTRICT)
+    worse = 1 if indicator.direction == Direction.HIGHER_IS_WORSE else -1
+    gap = abs(thresholds.critical - thresholds.warning)
+    now = int(time.time())
+    fresh, stale = now - 60, now - 3 * indicator.interval_seconds
+    wanted = [(thresholds.critical + worse * gap, fresh, 1), (thresholds.warning + worse * gap / 2, fresh, 1),
+              (thresholds.warning - worse * gap, stale, 1), (thresholds.warning - worse * gap, fresh, 0)]
+    where = "WHERE unit_id = :unit AND indicator_id = (SELECT id FROM indicators WHERE key = :key)"
+    with session_scope(screen_settings.database_url) as session:
+        districts = [int(unit) for unit in load_tree(session).at_level(Level.DISTRICT).index]
+        kept = [session.execute(text(f"SELECT value, latest_observed_at, reported FROM current_rollups {where}"),
+                                {"unit": unit, "key": VARIED}).one() for unit in districts]
+        for unit, (value, observed, reporting) in zip(districts, wanted):
+            session.execute(text(f"UPDATE current_rollups SET value = :value, latest_observed_at = :observed, "
+                                 f"reported = CASE WHEN :reporting = 1 THEN expected ELSE 0 END {where}"),
+                            {"value": value, "observed": observed, "reporting": reporting, "unit": unit,
+                             "key": VARIED})
+    yield
+    with session_scope(screen_settings.database_url) as session:
+        for unit, (value, observed, reported) in zip(districts, kept):
+            session.execute(text(f"UPDATE current_rollups SET value = :value, latest_observed_at = :observed, "
+                                 f"reported = :reported {where}"),
+                            {"value": value, "observed": observed, "reported": reported, "unit": unit,
+                             "key": VARIED})
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_each_unit_is_filled_and_described_as_its_reading_says(screen, screen_settings, varied_districts, language):
+    """The map's hideout (each unit's status as a place in a list of states, and its value as shown; the states'
+    colours and words once) decoded by assets/map.js: every polygon of the city (one district in each status) and
+    of a district is filled with its status's colour, and its tooltip gives its own name, its value and its status
+    word in the page's language — what the ranking and comparison panels read for the same units
+    (readings.children_readings)."""
+    from cityops.catalog import load_catalog
+    from cityops.readings import children_readings
+    from cityops.scope import Viewer, viewer_scope
+    from cityops.storage import indicator_ids
+    from layouts.text import format_value, status_text
+    from layouts.theme import STATUS_COLOURS
+
+    catalog = load_catalog(screen_settings.catalog_path)
+
+    def expected(unit_id: int) -> dict[str, tuple[str, str, str]]:
+        """name in `language` -> (colour, value as shown, status word) of the children of `unit_id`."""
+        with session_scope(screen_settings.database_url) as session:
+            rows = children_readings(session, viewer_scope(session, Viewer()), catalog,
+                                     indicator_ids(session, catalog), unit_id, VARIED, int(time.time()))
+        return {(row["name_en"] if language == "en" else row["name_zh"]):
+                (STATUS_COLOURS[row["status"]],
+                 format_value(None if row["value"] is None or row["value"] != row["value"] else row["value"],
+                              catalog[VARIED].decimals),
+                 status_text(row["status"], language)) for row in rows.to_dict("records")}
+
+    def check(unit_id: int) -> set[str]:
+        truth = expected(unit_id)
+        shown = shown_units(screen)
+        assert set(shown) == set(truth)
+        for name, (fill, tooltip) in shown.items():
+            colour, value, word = truth[name]
+            assert fill == colour, (name, fill, colour)
+            assert value in tooltip and tooltip.rstrip().endswith(word), (name, tooltip, value, word)
+        return {colour for colour, _value, _word in truth.values()}
+
+    with session_scope(screen_settings.database_url) as session:
+        tree = load_tree(session)
+        city, district = tree.root_id, int(tree.at_level(Level.DISTRICT).index[1])
+        district_code, streets = tree.row(district).code, len(tree.child_ids(district))
+    screen.open(f"/?indicator={VARIED}&lang={language}")  # the city: the first map, sent with the page
+    assert check(city) == {STATUS_COLOURS[status] for status in ("critical", "warning", "stale", "nodata")}
+    screen.open(f"/?unit={district_code}&indicator={VARIED}&lang={language}")  # streets: show_map's answer
+    screen.page.wait_for_function(
+        "code => document.querySelector('.breadcrumb .crumb-current')?.dataset.code === code", arg=district_code)
+    screen.page.wait_for_function(f"document.querySelectorAll('path.leaflet-interactive').length === {streets}")
+    screen.page.wait_for_timeout(500)  # the streets' hideout styles the polygons as they are added
+    check(district)
+    screen.assert_no_console_errors()

@@ -64,10 +64,30 @@ def test_custom_dates_open_a_calendar_and_title_the_panels(screen):
     assert len(start) == 10 and start[4] == "-"
     screen.page.locator("#range-dates-wrapper").click()
     screen.page.locator(".dash-datepicker-calendar").first.wait_for()
+    # The calendar speaks the screen's language (here Chinese, in an English browser): weekdays from Monday.
+    assert weekday_names(screen) == ["一", "二", "三", "四", "五", "六", "日"]
+    assert "年" in screen.page.locator(".dash-datepicker-calendar-month-header").first.inner_text()
     screen.screenshot("time-range-custom-calendar")
     screen.page.keyboard.press("Escape")
     screen.page.locator("#range-presets label", has_text="7天").click()
     dates.wait_for(state="hidden")
+    screen.assert_no_console_errors()
+
+
+def weekday_names(screen) -> list[str]:
+    """The weekday row of the calendar's first month."""
+    first_month = screen.page.locator(".dash-datepicker-calendar").first
+    return [name.strip() for name in first_month.locator("thead tr:nth-child(2) th").all_inner_texts()]
+
+
+def test_the_calendar_follows_the_language_chosen_on_the_screen(screen):
+    screen.open("/?lang=en")
+    screen.page.locator("#range-presets label", has_text="Custom").click()
+    screen.page.locator("#range-custom").wait_for(state="visible")
+    screen.page.locator("#range-dates-wrapper").click()
+    screen.page.locator(".dash-datepicker-calendar").first.wait_for()
+    assert weekday_names(screen) == ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"]
+    assert "年" not in screen.page.locator(".dash-datepicker-calendar-month-header").first.inner_text()
     screen.assert_no_console_errors()
 
 

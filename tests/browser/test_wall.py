@@ -168,14 +168,25 @@ def test_the_wall_fits_every_panel_without_scrollbars_or_controls(screen, wall_s
             return r.top < kpi.top - 0.5 || r.bottom > kpi.bottom + 0.5 || r.left < kpi.left - 0.5
                 || r.right > kpi.right + 0.5;
         }).length;
+        // In each card the number (with its unit) and the change keep apart and inside the card.
+        const meets = (a, b) => a.width > 0 && b.width > 0 && a.left < b.right - 0.5 && b.left < a.right - 0.5
+            && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+        const crowded = [...document.querySelectorAll('.kpi-card')].filter(card => {
+            const c = card.getBoundingClientRect();
+            const value = card.querySelector('.kpi-value'), change = card.querySelector('.kpi-change');
+            if (!value || !change) return false;
+            const v = value.getBoundingClientRect(), d = change.getBoundingClientRect();
+            return meets(v, d) || v.right > c.right + 0.5 || d.right > c.right + 0.5 || d.left < c.left - 0.5;
+        }).map(card => card.innerText.replace(/\s+/g, ' '));
         return {scrollWidth: Math.max(root.scrollWidth, body.scrollWidth),
                 scrollHeight: Math.max(root.scrollHeight, body.scrollHeight),
-                innerWidth, innerHeight, panels, cardsOutside,
+                innerWidth, innerHeight, panels, cardsOutside, crowded,
                 cursor: getComputedStyle(body).cursor, fontSize: parseFloat(getComputedStyle(root).fontSize)};
     }""")
     assert fit["scrollWidth"] <= fit["innerWidth"] and fit["scrollHeight"] <= fit["innerHeight"], fit
     assert len(fit["panels"]) == 7 and all(panel["inside"] for panel in fit["panels"]), fit["panels"]
     assert fit["cardsOutside"] == 0
+    assert fit["crowded"] == [], fit["crowded"]
     assert fit["cursor"] == "none"
     assert fit["fontSize"] >= 20 * min(width / 1920, height / 1080) - 0.5  # larger type than a browser's 15 px
 
