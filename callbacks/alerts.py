@@ -225,7 +225,7 @@ def alert_trend(request: Request, alert_id: int):
     indicator = request.catalog[alert["indicator"]]
     level = Level(int(request.tree.frame.at[alert["unit_id"], "level"]))
     series = trend(request.session, request.scope, request.catalog, request.ids, alert["unit_id"], indicator.key,
-                   *trend_window(alert, request.now))
+                   *trend_window(alert, request.now), tree=request.tree)
     return alert_trend_figure(series, indicator, indicator.thresholds_at(level), alert, request.settings.timezone,
                               request.language, request.now)
 

@@ -37,11 +37,12 @@ def comparison_for(request, selection) -> str:
     if source_of(indicator, level) is None:
         return not_measured_note(level, request.language)
     children = children_readings(request.session, request.scope, request.catalog, request.ids, view.map_parent_id,
-                                 view.indicator_key, request.now)
+                                 view.indicator_key, request.now, tree=request.tree)
     time_range = resolve_range(selection, request.now, request.settings.timezone)
     bucket = bucket_at_least(time_range.spark_bucket, indicator.interval_seconds)
     trends = children_trends(request.session, request.scope, request.catalog, request.ids, view.map_parent_id,
-                             view.indicator_key, *time_range.window, bucket, time_range.utc_offset)
+                             view.indicator_key, *time_range.window, bucket, time_range.utc_offset,
+                             tree=request.tree)
     return comparison_markup(ranked_children(children, indicator), trends, indicator,
                              indicator.thresholds_at(level), request.language, request.settings.timezone, request.now,
                              view.unit_code)

@@ -37,7 +37,7 @@ def trend_for(selection, display):
 
         def read(window):
             return bucketed_trend(request.session, request.scope, request.catalog, request.ids, view.unit_id,
-                                  view.indicator_key, *window, bucket, time_range.utc_offset)
+                                  view.indicator_key, *window, bucket, time_range.utc_offset, tree=request.tree)
 
         series = read(time_range.window)
         previous = read(time_range.previous_week).assign(time=lambda frame: frame["time"] + WEEK) \

@@ -18,7 +18,7 @@ from cityops.latest_readings import snapshot_statement
 from cityops.models import ConnectorRun, Observation, RollupHistory, Unit
 from cityops.scope import Scope
 from cityops.status import Status, severity, status_of
-from cityops.tree import load_tree
+from cityops.tree import UnitTree, load_tree
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,10 @@ def current_frame(session: Session, scope: Scope, indicator: Indicator, indicato
 
 
 def children_readings(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
-                      indicator_key: str, now: int) -> pd.DataFrame:
+                      indicator_key: str, now: int, *, tree: UnitTree | None = None) -> pd.DataFrame:
     """The selected unit's children with their current reading: what the ranking, the comparison and the exports
     draw (the map reads the same rows from a snapshot kept per data version: latest_readings.children_latest)."""
-    tree = load_tree(session)
+    tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     indicator = catalog[indicator_key]
     children = tree.children(unit_id)
@@ -92,9 +92,9 @@ def children_readings(session: Session, scope: Scope, catalog: Catalog, ids: dic
 
 
 def unit_readings(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
-                  now: int) -> dict[str, Reading]:
+                  now: int, *, tree: UnitTree | None = None) -> dict[str, Reading]:
     """Every indicator's reading for one unit, with the previous period's value for the change."""
-    tree = load_tree(session)
+    tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     level = Level(int(tree.frame.at[unit_id, "level"]))
     readings: dict[str, Reading] = {}
@@ -135,9 +135,9 @@ def _previous_value(session, indicator: Indicator, indicator_id: int, unit_id: i
 
 
 def trend(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
-          indicator_key: str, since: int, until: int) -> pd.DataFrame:
+          indicator_key: str, since: int, until: int, *, tree: UnitTree | None = None) -> pd.DataFrame:
     """Time series (time, value, reported, expected) of one unit and indicator, oldest first."""
-    tree = load_tree(session)
+    tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     indicator = catalog[indicator_key]
     level = Level(int(tree.frame.at[unit_id, "level"]))
@@ -163,13 +163,14 @@ TREND_COLUMNS = ["time", "value", "low", "high", "reported", "expected"]
 
 
 def bucketed_trend(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
-                   indicator_key: str, since: int, until: int, bucket: int, utc_offset: int = 0) -> pd.DataFrame:
+                   indicator_key: str, since: int, until: int, bucket: int, utc_offset: int = 0, *,
+                   tree: UnitTree | None = None) -> pd.DataFrame:
     """One unit and indicator from `since` to `until` in time buckets (cityops/time_range.py picks their size):
     per bucket the mean value with its lowest and highest (a peak averaged away stays visible), the mean count
     of leaves reported and the count expected. One row for every bucket of the window, oldest first; a bucket
     without data holds NaN, so the chart shows a gap, never a 0. Empty when the indicator is not measured at
     the unit's level."""
-    tree = load_tree(session)
+    tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     indicator = catalog[indicator_key]
     level = Level(int(tree.frame.at[unit_id, "level"]))
@@ -182,11 +183,12 @@ def bucketed_trend(session: Session, scope: Scope, catalog: Catalog, ids: dict[s
 
 
 def children_trends(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
-                    indicator_key: str, since: int, until: int, bucket: int, utc_offset: int = 0) -> pd.DataFrame:
+                    indicator_key: str, since: int, until: int, bucket: int, utc_offset: int = 0, *,
+                    tree: UnitTree | None = None) -> pd.DataFrame:
     """The mean value per bucket of every child of a unit in the viewer's scope, in one query: a row per child
     (index: unit id), a column per bucket of the window (NaN where a child has no data). What the comparison
     view's sparklines draw; no rows when the indicator is not measured at the children's level."""
-    tree = load_tree(session)
+    tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     indicator = catalog[indicator_key]
     children = tree.children(unit_id)
@@ -249,9 +251,9 @@ def _bucketed(session: Session, scope: Scope, indicator: Indicator, indicator_id
 
 
 def sparklines(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
-               since: int) -> dict[str, list[float | None]]:
+               since: int, *, tree: UnitTree | None = None) -> dict[str, list[float | None]]:
     """Recent values of every indicator for one unit in two queries, for the KPI cards' sparklines."""
-    tree = load_tree(session)
+    tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     level = Level(int(tree.frame.at[unit_id, "level"]))
     key_by_id = {ident: key for key, ident in ids.items()}
@@ -274,10 +276,11 @@ def sparklines(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, 
 
 
 def units_over_threshold(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
-                         indicator_key: str, now: int, limit: int = 50) -> pd.DataFrame:
+                         indicator_key: str, now: int, limit: int = 50, *,
+                         tree: UnitTree | None = None) -> pd.DataFrame:
     """Units below the selected one (every level down to where it is measured) now in warning or critical,
     worst first."""
-    tree = load_tree(session)
+    tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     indicator = catalog[indicator_key]
     root = tree.frame.loc[unit_id]

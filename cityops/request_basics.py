@@ -108,7 +108,8 @@ class RequestBasics:
             from cityops.tree import load_tree
 
             session = open_session()
-            return indicator_ids(session, catalog), load_tree(session), viewer_scope(session, viewer)
+            tree = load_tree(session)
+            return indicator_ids(session, catalog), tree, viewer_scope(session, viewer, tree)
 
         key = (version.url if version else None, tuple(catalog.keys), viewer.root_code)
         return self._memo.get(version, key, read_them)

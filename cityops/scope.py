@@ -60,8 +60,8 @@ class Viewer:
     root_code: str | None = None
 
 
-def viewer_scope(session: Session, viewer: Viewer) -> Scope:
-    tree = load_tree(session)
+def viewer_scope(session: Session, viewer: Viewer, tree: UnitTree | None = None) -> Scope:
+    tree = tree if tree is not None else load_tree(session)
     if viewer.root_code is None:
         return scope_of_unit(tree, tree.root_id)
     unit_id = tree.id_by_code.get(viewer.root_code)

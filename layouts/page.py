@@ -49,7 +49,7 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
     indicator = default_indicator(catalog)
     tiles = [dl.TileLayer(url=settings.tile_url, attribution=settings.tile_attribution, opacity=0.35)] \
         if settings.tile_url else []
-    first_units, first_labels, first_view = {"hideout": empty_hideout()}, {}, {"center": [31.2, 121.45], "zoom": 9}
+    first_units, first_labels, first_view = {"hideout": empty_hideout(language)}, {}, {"center": [31.2, 121.45], "zoom": 9}
     if first_map is not None:
         first_units = {"url": first_map.url, "data": first_map.data, "hideout": first_map.hideout}
         first_labels = {"url": first_map.labels_url, "data": first_map.labels_data}

@@ -323,3 +323,35 @@ def test_without_the_response_cache_each_drill_reads_only_its_children_and_answe
     finally:
         statements.close()
     assert answer[5] == drill(app, "990102")[5] and answer[6] == drill(app, "990102")[6]
+
+
+def test_the_panels_read_the_requests_unit_tree_not_the_units_table_again(app):
+    """Each panel's callback checks the viewer's scope on the request's unit tree (one per data version); the
+    readings it asks for take that tree rather than looking the units table up again (~1 ms each)."""
+    from dataclasses import replace
+
+    from app import create_app
+    from callbacks.comparison import show_comparison
+    from callbacks.kpi import show_kpis
+    from cityops.db import engine_for
+
+    settings = app.server.config["ONESCREEN"].settings
+    uncached = create_app(replace(settings, cache_url="off"))  # every answer computed, every reading made
+    selection = {"unit": "990101", "indicator": "hotline_complaints", "range": "7d", "start": None, "end": None,
+                 "compare": False}
+    texts: list[str] = []
+
+    def seen(_connection, _cursor, statement, *_args):
+        texts.append(statement)
+
+    engine = engine_for(settings.database_url)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        cards = in_callback(uncached, show_kpis, selection, 0)
+        comparison = in_callback(uncached, show_comparison, selection, 0)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert cards[0] and comparison and texts  # the panels were drawn from the database
+    # With no data version kept, each request reads its tree once (scope included), and its readings reuse it.
+    fingerprints = [statement for statement in texts if "sum(units.rgt)" in statement]
+    assert len(fingerprints) == 2, fingerprints

@@ -110,7 +110,7 @@ def kpi_table(context: ExportContext, view: ExportView) -> PanelTable:
     """The KPI cards: every indicator on the panel for the unit viewed, with unit of measure, status, as-of
     time, completeness and the previous period's value."""
     readings = unit_readings(context.session, context.scope, context.catalog, context.ids, view.unit_id,
-                             context.now)
+                             context.now, tree=context.tree)
     rows = []
     for indicator in context.catalog.kpis():
         reading = readings[indicator.key]
@@ -140,7 +140,7 @@ def kpi_table(context: ExportContext, view: ExportView) -> PanelTable:
 
 def children_of(context: ExportContext, view: ExportView) -> pd.DataFrame:
     return children_readings(context.session, context.scope, context.catalog, context.ids, view.map_parent_id,
-                             view.indicator_key, context.now)
+                             view.indicator_key, context.now, tree=context.tree)
 
 
 def _children_frame(context: ExportContext, children: pd.DataFrame, measure: str) -> pd.DataFrame:
@@ -185,7 +185,7 @@ def trend_table(context: ExportContext, view: ExportView) -> PanelTable:
     indicator = context.catalog[view.indicator_key]
     window = view.time_range.window
     series = trend(context.session, context.scope, context.catalog, context.ids, view.unit_id, view.indicator_key,
-                   *window)
+                   *window, tree=context.tree)
     frame = pd.DataFrame({
         _time_header("col_time", context): local_times(series["time"], context.zone),
         _header("col_value", context, indicator.unit_of_measure): series["value"].map(_number),

@@ -89,10 +89,11 @@ def report_content(context: ExportContext, view: ExportView, *, city_name: str, 
     unit = tree.frame.loc[view.unit_id]
     level = Level(int(unit["level"]))
     indicator = catalog[view.indicator_key]
-    readings = unit_readings(session, scope, catalog, ids, view.unit_id, context.now)
+    readings = unit_readings(session, scope, catalog, ids, view.unit_id, context.now, tree=tree)
     kpis = [(kpi, readings[kpi.key]) for kpi in catalog.kpis()]
 
-    children = children_readings(session, scope, catalog, ids, view.map_parent_id, view.indicator_key, context.now)
+    children = children_readings(session, scope, catalog, ids, view.map_parent_id, view.indicator_key, context.now,
+                                 tree=tree)
     children = children.sort_values("code", kind="stable").reset_index(drop=True)
     features = json.loads(children_geojson(session, scope, view.map_parent_id))["features"]
     shapes = {feature["properties"]["code"]: outer_rings(feature["geometry"]) for feature in features}
@@ -102,7 +103,7 @@ def report_content(context: ExportContext, view: ExportView, *, city_name: str, 
     parent_level = Level(int(frame.at[view.map_parent_id, "level"]))
 
     time_range = view.time_range
-    series = trend(session, scope, catalog, ids, view.unit_id, view.indicator_key, *time_range.window)
+    series = trend(session, scope, catalog, ids, view.unit_id, view.indicator_key, *time_range.window, tree=tree)
     series = thinned_series(series, time_range.window, indicator.interval_seconds, time_range.utc_offset)
 
     alerts = alert_list(session, scope, tree, view.unit_id, context.now, limit=REPORT_ALERTS)

@@ -177,7 +177,7 @@ def test_the_wall_fits_every_panel_without_scrollbars_or_controls(screen, wall_s
             if (!value || !change) return false;
             const v = value.getBoundingClientRect(), d = change.getBoundingClientRect();
             return meets(v, d) || v.right > c.right + 0.5 || d.right > c.right + 0.5 || d.left < c.left - 0.5;
-        }).map(card => card.innerText.replace(/\s+/g, ' '));
+        }).map(card => card.innerText.replace(/\\s+/g, ' '));
         return {scrollWidth: Math.max(root.scrollWidth, body.scrollWidth),
                 scrollHeight: Math.max(root.scrollHeight, body.scrollHeight),
                 innerWidth, innerHeight, panels, cardsOutside, crowded,
