@@ -28,11 +28,13 @@ from cityops.status import Status, status_of
 from cityops.tree import UnitRow, UnitTree
 
 
-def snapshot_statement(scope: Scope, indicator_id: int, source: str, unit_ids: Sequence[int] | None = None) -> Select:
+def snapshot_statement(scope: Scope, indicator_id: int | Sequence[int], source: str,
+                       unit_ids: Sequence[int] | None = None) -> Select:
     """unit_id, value, observed_at, reported, expected of one indicator's snapshot for units of the scope (only
     `unit_ids`, when given): the reported snapshot for 'reported', the live roll-up for 'rollup' (readings.source_of
     says which a level reads). A roll-up is as fresh as the newest value in it, and has a value only while
-    someone reported in its interval; a unit's own figure counts as 1 of 1 reported."""
+    someone reported in its interval; a unit's own figure counts as 1 of 1 reported. Given several indicator
+    ids, the rows of all of them, each row ending with its indicator_id."""
     if source == "reported":
         columns = (CurrentValue.unit_id, CurrentValue.value, CurrentValue.observed_at, literal_column("1"),
                    literal_column("1"))
@@ -41,8 +43,11 @@ def snapshot_statement(scope: Scope, indicator_id: int, source: str, unit_ids: S
         columns = (CurrentRollup.unit_id, case((CurrentRollup.reported == 0, None), else_=CurrentRollup.value),
                    CurrentRollup.latest_observed_at, CurrentRollup.reported, CurrentRollup.expected)
         table = CurrentRollup
-    statement = (select(*columns).join(Unit, Unit.id == table.unit_id)
-                 .where(table.indicator_id == indicator_id, scope.clause()))
+    if isinstance(indicator_id, (list, tuple)):
+        statement = select(*columns, table.indicator_id).where(table.indicator_id.in_([int(i) for i in indicator_id]))
+    else:
+        statement = select(*columns).where(table.indicator_id == int(indicator_id))
+    statement = statement.join(Unit, Unit.id == table.unit_id).where(scope.clause())
     if unit_ids is not None:
         statement = statement.where(table.unit_id.in_([int(unit) for unit in unit_ids]))
     return statement

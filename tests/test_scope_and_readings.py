@@ -309,3 +309,48 @@ def test_a_street_whose_communities_all_went_quiet_has_no_live_value(sqlite_city
     assert pd.isna(rows[S11]["value"]) and (rows[S11]["reported"], rows[S11]["expected"]) == (0, 2)
     assert rows[S11]["observed_at"] == stale_at and rows[S11]["status"] != "normal"
     assert (rows[S12]["value"], rows[S12]["reported"], rows[S12]["status"]) == (0.0, 1, "normal")
+
+
+def test_unit_readings_read_every_indicator_in_four_statements_on_both_databases(db_url, catalog, city_db_factory):
+    """The KPI cards' readings of one unit: the snapshot rows of each source, then each source's previous values,
+    whatever the catalog's size, on SQLite and PostgreSQL; each reading as the one-indicator reads give it."""
+    from sqlalchemy import event
+
+    from cityops.db import engine_for, session_scope
+    from cityops.readings import current_frame
+
+    city = city_db_factory(db_url, catalog)
+    populate(city)
+    statements: list[str] = []
+
+    def seen(_connection, _cursor, statement, *_args):
+        statements.append(statement)
+
+    with session_scope(db_url) as session:
+        everyone = viewer_scope(session, Viewer())
+        tree = load_tree(session)
+        for code in (CITY, D1, S12, C[4], C[6]):
+            unit = city.unit_ids[code]
+            level = Level(int(tree.frame.at[unit, "level"]))
+            event.listen(engine_for(db_url), "before_cursor_execute", seen)
+            try:
+                statements.clear()
+                readings = unit_readings(session, everyone, catalog, city.indicator_ids, unit, NOW, tree=tree)
+                assert len(statements) <= 4, statements
+            finally:
+                event.remove(engine_for(db_url), "before_cursor_execute", seen)
+            for indicator in catalog:
+                frame = current_frame(session, everyone, indicator, city.indicator_ids[indicator.key], [unit], level,
+                                      NOW)
+                reading = readings[indicator.key]
+                if frame.empty:
+                    assert reading.value is None and reading.status in (Status.NO_DATA,), (code, indicator.key)
+                    continue
+                row = frame.iloc[0]
+                assert reading.status.value == row["status"], (code, indicator.key)
+                assert reading.value == (None if pd.isna(row["value"]) else pytest.approx(float(row["value"])))
+                assert (reading.reported, reading.expected) == (int(row["reported"]), int(row["expected"]))
+        hotline = unit_readings(session, everyone, catalog, city.indicator_ids, city.unit_ids[C[4]], NOW)
+        assert (hotline["hotline_complaints"].previous, hotline["hotline_complaints"].change) == (1.0, 8.0)
+        city_hotline = unit_readings(session, everyone, catalog, city.indicator_ids, city.unit_ids[CITY], NOW)
+        assert (city_hotline["hotline_complaints"].previous, city_hotline["hotline_complaints"].change) == (9.0, 18.0)
