@@ -96,6 +96,26 @@ def test_kpi_card_shows_the_value_in_the_database(screen, screen_settings):
     screen.assert_no_console_errors()
 
 
+def test_kpi_cards_show_whole_names_and_keep_number_and_change_apart_in_english(screen):
+    """English names are the longest; on a 1920×1080 browser each card shows its whole name, and its number,
+    change and sparkline side by side without touching."""
+    screen.page.set_viewport_size({"width": 1920, "height": 1080})
+    screen.open("/?lang=en")
+    screen.page.wait_for_function("document.querySelectorAll('.kpi-card .kpi-change').length > 3")
+    layout = screen.page.evaluate("""() => [...document.querySelectorAll('.kpi-card:not(.not-measured)')].map(card => {
+        const box = selector => { const el = card.querySelector(selector); return el && el.getBoundingClientRect(); };
+        const name = card.querySelector('.kpi-name');
+        const [value, change, spark] = [box('.kpi-value'), box('.kpi-change'), box('.kpi-spark')];
+        const meets = (a, b) => a && b && a.width > 0 && b.width > 0 && a.left < b.right - 0.5
+            && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+        return {name: name.innerText, cut: name.scrollWidth > name.clientWidth + 1,
+                touching: meets(value, change) || meets(change, spark) || meets(value, spark)};
+    })""")
+    assert layout and [card["name"] for card in layout if card["cut"]] == []
+    assert [card["name"] for card in layout if card["touching"]] == []
+    screen.assert_no_console_errors()
+
+
 def test_switching_indicator_recolours_without_fetching_geometry(screen, screen_settings):
     geometry_requests: list[str] = []
     screen.page.on("request", lambda request: "/geo/" in request.url and geometry_requests.append(request.url))
