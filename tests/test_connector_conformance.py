@@ -29,6 +29,7 @@ from connectors.archive import run_payloads
 from connectors.base import REGISTRY, ConfigField, Connector, ConnectorContext, Health
 from connectors.config import load_connectors
 from connectors.runner import build_connector, run_connector
+from sensorthings_server import sensorthings_server
 
 ZONE = "Asia/Shanghai"
 COMMUNITY_A, COMMUNITY_B = "990101001001", "990102002002"
@@ -122,47 +123,17 @@ def http_json_source(tmp_path, monkeypatch, base_url) -> Source:
     return Source(entry.replace("{url}", base_url), entry.replace("{url}", f"http://127.0.0.1:{_closed_port()}"), 2)
 
 
-class _SensorThings(BaseHTTPRequestHandler):
-    """Just enough SensorThings v1.1: the service root, two Datastreams (expanded), one Observation each."""
-
-    def do_GET(self):  # noqa: N802
-        path = self.path.split("?")[0].rstrip("/")
-        base = f"http://127.0.0.1:{self.server.server_port}/v1.1"
-        if path == "/v1.1":
-            body = {"value": [{"name": "Datastreams", "url": f"{base}/Datastreams"}]}
-        elif path == "/v1.1/Datastreams" and "count=true" in self.path:
-            body = {"@iot.count": len(ROWS), "value": []}
-        elif path == "/v1.1/Datastreams":
-            body = {"value": [{"@iot.id": n, "name": f"sensor {n}", "properties": {"indicator": row["metric"]},
-                               "Thing": {"@iot.id": n, "name": row["code"], "properties": {"code": row["code"]}},
-                               "ObservedProperty": {"name": row["metric"], "definition": row["metric"]}}
-                              for n, row in enumerate(ROWS, start=1)]}
-        elif path.startswith("/v1.1/Datastreams(") and path.endswith("/Observations"):
-            row = ROWS[int(path[len("/v1.1/Datastreams("):-len(")/Observations")]) - 1]
-            body = {"value": [{"@iot.id": 1, "phenomenonTime": row["time"], "result": row["value"]}]}
-        else:
-            self.send_response(404)
-            self.end_headers()
-            return
-        payload = json.dumps(body).encode("utf-8")
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def sensorthings_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SensorThings)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1.1"
-    server.shutdown()
-    thread.join(timeout=5)
+def sensorthings_rows() -> Iterator[str]:
+    """The two rows on the tests' SensorThings server (tests/sensorthings_server.py): a datastream each, on a Thing
+    naming its community; yields the service root."""
+    with sensorthings_server() as dataset:
+        for number, row in enumerate(ROWS, start=1):
+            dataset.thing(number, row["code"], code=row["code"])
+            dataset.datastream(number, f"sensor {number}", number, row["metric"], definition=row["metric"],
+                               indicator=row["metric"])
+            dataset.observe(number, (row["time"], row["value"]))
+        yield dataset.root
 
 
 def sensorthings_source(tmp_path, monkeypatch, sensorthings_url) -> Source:
@@ -269,7 +240,7 @@ class TestConnectorContract:
     @pytest.fixture
     def source(self, type_name, tmp_path, monkeypatch, request) -> Source:
         builder = SOURCES[type_name]
-        servers = {"base_url": "http_server", "sensorthings_url": "sensorthings_server",
+        servers = {"base_url": "http_server", "sensorthings_url": "sensorthings_rows",
                    "open311_url": "open311_server"}
         wanted = [servers[name] for name in inspect.signature(builder).parameters if name in servers]
         return builder(tmp_path, monkeypatch, *(request.getfixturevalue(name) for name in wanted))
