@@ -92,16 +92,126 @@
     latestAlerts = hideout.alerts || {};
     const name = language === "zh" ? feature.properties.name_zh : feature.properties.name_en;
     const text = document.createElement("span");
-    text.textContent = name;  // names come from imported files: never insert them as HTML
     text.dataset.code = feature.properties.code;
+    const written = document.createElement("span");
+    written.className = "unit-label-name";
+    written.textContent = name;  // names come from imported files: never insert them as HTML
+    text.appendChild(written);
     const alerts = latestAlerts[feature.properties.code];
     if (alerts && alerts.n > 0) {
       text.appendChild(alertBadge(alerts));
+      // What `declutter` places first: critical before warning, then more open alerts before fewer.
+      text.dataset.rank = String((alerts.s === "critical" ? 2 : 1) * 1e6 + alerts.n);
     }
     return L.marker(latlng, {
       icon: L.divIcon({className: "unit-label", html: text.outerHTML, iconSize: null}),
       interactive: false, keyboard: false,
     });
+  }
+
+  // ---- Labels that do not overlap ---------------------------------------------------------------------------
+  // Where units are small on the screen (a city's centre, a street's communities, a wall seen from across the
+  // room) names would be written over one another, and none could be read. Whenever the labels change or move,
+  // they are laid out again, most important first: units with critical alerts, then warnings (more open alerts
+  // first), then the others in the layer's order. A label that would touch one already placed is written a line
+  // above or below its point if that is clear, else keeps only its alert badge, centred on the unit, if that fits;
+  // otherwise it is not shown (the unit's tooltip still names it).
+  const LABEL_GAP = 3;  // px kept clear around each label
+  // A badge alone stands further off: right beside another label's badge it would read as that unit's.
+  const BADGE_GAP = 10;
+  const LABEL_SHIFT = 1.15;  // a moved label's offset, in its own heights (assets/style.css .label-up, .label-down)
+
+  function shifted(box, dy) {
+    return {left: box.left, right: box.right, top: box.top + dy, bottom: box.bottom + dy};
+  }
+
+  function overlaps(box, placed, gap) {
+    const clear = gap === undefined ? LABEL_GAP : gap;
+    return placed.some(function (other) {
+      return box.left < other.right + clear && other.left < box.right + clear
+        && box.top < other.bottom + clear && other.top < box.bottom + clear;
+    });
+  }
+
+  function declutter(pane) {
+    const labels = Array.prototype.slice.call(pane.querySelectorAll(".unit-label"));
+    labels.forEach(function (marker) {
+      marker.classList.remove("label-compact", "label-hidden", "label-up", "label-down");
+    });
+    // Every box read before any class is set: one layout, not one per label.
+    const measured = labels.map(function (marker, order) {
+      const text = marker.querySelector("[data-code]");
+      const written = marker.querySelector(".unit-label-name");
+      const badge = marker.querySelector(".alert-badge");
+      if (!text || !written) {
+        return null;
+      }
+      const name = written.getBoundingClientRect();
+      const anchor = marker.getBoundingClientRect();  // the marker's corner is the unit's point
+      let whole = {left: name.left, right: name.right, top: name.top, bottom: name.bottom};
+      let compact = null;
+      if (badge) {
+        const box = badge.getBoundingClientRect();
+        whole = {left: Math.min(whole.left, box.left), right: Math.max(whole.right, box.right),
+                 top: Math.min(whole.top, box.top), bottom: Math.max(whole.bottom, box.bottom)};
+        compact = {left: anchor.left - box.width / 2, right: anchor.left + box.width / 2,
+                   top: anchor.top - box.height / 2, bottom: anchor.top + box.height / 2};
+      }
+      const shift = LABEL_SHIFT * text.getBoundingClientRect().height;
+      return {marker: marker, order: order, rank: Number(text.dataset.rank || 0), whole: whole, compact: compact,
+              shift: shift};
+    }).filter(Boolean);
+    measured.sort(function (a, b) { return b.rank - a.rank || a.order - b.order; });
+    const placed = [];
+    measured.forEach(function (label) {
+      const up = shifted(label.whole, -label.shift), down = shifted(label.whole, label.shift);
+      if (!overlaps(label.whole, placed)) {
+        placed.push(label.whole);
+      } else if (!overlaps(up, placed)) {
+        placed.push(up);
+        label.marker.classList.add("label-up");
+      } else if (!overlaps(down, placed)) {
+        placed.push(down);
+        label.marker.classList.add("label-down");
+      } else if (label.compact && !overlaps(label.compact, placed, BADGE_GAP)) {
+        placed.push(label.compact);
+        label.marker.classList.add("label-compact");
+      } else {
+        label.marker.classList.add("label-hidden");
+      }
+    });
+  }
+
+  // Each map's marker pane is watched from the moment it exists: labels added or replaced (a drill-down, a new
+  // hideout) and labels moved (a zoom, a resize) are laid out again in the next frame, before it is painted.
+  function watchLabels() {
+    function attach(pane) {
+      if (pane.dataset.labelsWatched) {
+        return;
+      }
+      pane.dataset.labelsWatched = "1";
+      let queued = false;
+      function run() {
+        queued = false;
+        declutter(pane);
+      }
+      new MutationObserver(function () {
+        if (!queued) {
+          queued = true;
+          requestAnimationFrame(run);
+        }
+      }).observe(pane, {childList: true, subtree: true, attributes: true, attributeFilter: ["style"]});
+      run();
+    }
+    function attachAll() {
+      document.querySelectorAll(".leaflet-marker-pane").forEach(attach);
+    }
+    attachAll();
+    new MutationObserver(function (changes) {
+      if (changes.some(function (change) { return change.addedNodes.length; })) {
+        attachAll();
+      }
+    }).observe(document.documentElement, {childList: true, subtree: true});
   }
 
   // ---- Incidents ---------------------------------------------------------------------------------------------
@@ -250,6 +360,7 @@
   }
 
   watchFirstPaint();
+  watchLabels();
 
   window.onescreen = Object.assign({}, window.onescreen, {
     map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip, label: label,

@@ -59,6 +59,8 @@ class Indicator:
     # False for an indicator kept for checks rather than for reading, e.g. a district's own count of what its
     # communities also report: a second card with nearly the same number would only clutter the KPI panel.
     kpi: bool = True
+    # The unit of measure in English where it is written otherwise (件/时: cases/h); "" where it reads the same.
+    unit_en: str = ""
 
     @property
     def is_derived(self) -> bool:
@@ -69,6 +71,10 @@ class Indicator:
 
     def name(self, language: str) -> str:
         return self.name_zh if language == "zh" else self.name_en
+
+    def measure(self, language: str) -> str:
+        """The unit of measure as written beside a number in `language`."""
+        return self.unit_en if language == "en" and self.unit_en else self.unit_of_measure
 
     def measured_at_or_above(self, level: Level) -> bool:
         """True when a unit at `level` has a value: the measured level itself or an ancestor of it."""
@@ -156,7 +162,7 @@ def _parse_indicator(entry: object, where: str) -> Indicator:
     if missing:
         raise CatalogError(f"{where}: missing {', '.join(missing)}")
     known = set(_REQUIRED) | {"decimals", "numerator", "denominator", "scale", "description_zh", "description_en",
-                              "kpi"}
+                              "kpi", "unit_en"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise CatalogError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
@@ -190,6 +196,10 @@ def _parse_indicator(entry: object, where: str) -> Indicator:
     scale = entry.get("scale", 1.0)
     if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
         raise CatalogError(f"{where}: scale must be a positive number (100 turns a ratio into a percentage)")
+    unit_en = entry.get("unit_en", "")
+    if not isinstance(unit_en, str) or (("unit_en" in entry) and not unit_en.strip()):
+        raise CatalogError(f"{where}: unit_en must be the unit of measure written in English (e.g. cases/h), not "
+                           f"{unit_en!r}; leave it out where the unit reads the same in both languages")
     kpi = entry.get("kpi", True)
     if not isinstance(kpi, bool):
         raise CatalogError(f"{where}: kpi must be true or false (false leaves the indicator off the KPI panel), "
@@ -200,7 +210,7 @@ def _parse_indicator(entry: object, where: str) -> Indicator:
         thresholds=thresholds, interval_seconds=interval, decimals=decimals,
         numerator=numerator, denominator=denominator, scale=float(scale),
         description_zh=str(entry.get("description_zh", "")), description_en=str(entry.get("description_en", "")),
-        kpi=kpi,
+        kpi=kpi, unit_en=unit_en.strip(),
     )
 
 

@@ -188,7 +188,7 @@ def _records_section(found: Evidence, indicator: Indicator | None, catalog: Cata
                                 denominator=catalog[indicator.denominator].name(language)), className="meta"))
     if found.records.empty:
         return [*section, html.P(t("no_records", language), className="muted")]
-    unit_of_measure = indicator.unit_of_measure if indicator is not None and not indicator.is_derived else ""
+    unit_of_measure = indicator.measure(language) if indicator is not None and not indicator.is_derived else ""
     decimals = indicator.decimals if indicator is not None else 2
     return [*section, _table(
         [t("column_unit", language), t("column_time", language), t("column_value", language),

@@ -86,7 +86,7 @@ def judged_value(rule: Rule | None, indicator: Indicator | None, value: float | 
     # A threshold rule (or one gone from the file since it fired: its value is still the indicator's).
     worse_up = indicator.direction == Direction.HIGHER_IS_WORSE
     shown = [html.Span(_number(value, indicator.decimals), className="alert-number"),
-             html.Span(indicator.unit_of_measure, className="alert-unit")]
+             html.Span(indicator.measure(language), className="alert-unit")]
     if line is None:
         return shown
     limit = f"{'≥' if worse_up else '≤'} {_number(line, indicator.decimals)}"

@@ -73,7 +73,7 @@ def comparison_row(rank: int, child, spark: str, indicator: Indicator, language:
         figure = f"<span class='cmp-missing'>{escape(t('no_data', language))}</span>"
     else:
         figure = (f"<span class='cmp-number'>{escape(format_value(value, indicator.decimals))}</span>"
-                  f"<span class='cmp-unit'>{escape(indicator.unit_of_measure)}</span>")
+                  f"<span class='cmp-unit'>{escape(indicator.measure(language))}</span>")
     picture = spark or "<span class='cmp-spark'></span>"
     meta_text, meta_class = _meta(child, status, language, zone, now)
     # Attributes in single quotes: the markup travels inside JSON, where each double quote costs a backslash.

@@ -26,7 +26,7 @@ def indicator_options(catalog: Catalog, language: str) -> list[dict]:
     """
     options = []
     for level in (Level.DISTRICT, Level.STREET, Level.COMMUNITY):
-        items = [{"value": i.key, "label": f"{i.name(language)} ({i.unit_of_measure})"}
+        items = [{"value": i.key, "label": f"{i.name(language)} ({i.measure(language)})"}
                  for i in catalog if i.level == level]
         if items:
             label = f"{level_name(level, language)}级" if language == "zh" else f"Measured per {level.label_en.lower()}"
@@ -57,7 +57,7 @@ def indicator_preview(catalog: Catalog, indicator_key: str, language: str) -> ht
             className="dash-dropdown-grid-container dash-dropdown-trigger", children=[
                 html.Span(className="dash-dropdown-value", children=html.Span(
                     className="dash-dropdown-value-item",
-                    children=html.Span(f"{indicator.name(language)} ({indicator.unit_of_measure})"))),
+                    children=html.Span(f"{indicator.name(language)} ({indicator.measure(language)})"))),
                 html.Span(className="dash-dropdown-trigger-icon indicator-preview-icon"),
             ])))
 

@@ -90,7 +90,7 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
     else:
         value_line = html.Div(className="kpi-value", children=[
             *figure(reading.value, indicator.decimals, language, "kpi-number"),
-            html.Span(indicator.unit_of_measure, className="kpi-unit"),
+            html.Span(indicator.measure(language), className="kpi-unit"),
         ])
     meta = [as_of_mark(reading.observed_at, status == Status.STALE, zone, now, language, "kpi-asof")]
     if reading.expected and reading.expected > 1:

@@ -99,7 +99,7 @@ def map_hideout(children: ChildrenLatest, indicator: Indicator, selected_code: s
     states = map(_STATE_INDEX.__getitem__, children.statuses)
     hideout = empty_hideout(language)
     hideout.update(units=dict(zip([child.code for child in children.children], zip(states, texts))),
-                   selected=selected_code, unit=indicator.unit_of_measure)
+                   selected=selected_code, unit=indicator.measure(language))
     return hideout
 
 
@@ -131,7 +131,7 @@ def legend_as_sent(indicator: Indicator, level: Level | None, language: str) -> 
     orjson Fragment, which Dash's encoder (orjson, see as_sent) writes out as it is: nothing to copy, decode or
     encode again (a copy in Python objects cost each drill ~15 µs)."""
     return orjson.Fragment(_legend_text(indicator.thresholds_at(level) if level is not None else None,
-                                        indicator.unit_of_measure, indicator.decimals, indicator.direction, language))
+                                        indicator.measure(language), indicator.decimals, indicator.direction, language))
 
 
 @lru_cache(maxsize=256)

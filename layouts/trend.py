@@ -53,7 +53,7 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
         previous_values = previous["value"].astype(float).tolist() if previous is not None else []
         _threshold_bands(figure, thresholds, indicator.direction, values + previous_values, language, scale)
     times = _times(series, tz)
-    unit = indicator.unit_of_measure
+    unit = indicator.measure(language)
     number = "%{y:,." + str(indicator.decimals) + "f}"
     comparing = previous is not None
     label = (t("this_period", language) + " ") if comparing else ""

@@ -321,6 +321,8 @@ def test_bad_key(tmp_path, key):
     ({"name_en": "  "}, "name_en must be a non-empty text"),
     ({"kpi": "false"}, "kpi must be true or false"),
     ({"kpi": 0}, "kpi must be true or false"),
+    ({"unit_en": "  "}, "unit_en must be the unit of measure written in English"),
+    ({"unit_en": 5}, "unit_en must be the unit of measure written in English"),
 ])
 def test_bad_optional_fields(tmp_path, changes, problem):
     message = error_of(write(tmp_path, variant(SHARE, **changes)))
@@ -332,6 +334,21 @@ def test_kpi_defaults_to_shown_and_false_leaves_the_panel(tmp_path):
     assert catalog["complaints"].kpi and catalog["checked"].kpi and not catalog["coverage"].kpi
     assert [i.key for i in catalog.kpis()] == ["complaints", "checked"]
     assert catalog.keys == ["complaints", "coverage", "checked"]  # still in the catalog: stored, rolled up, judged
+
+
+def test_unit_of_measure_in_each_language(tmp_path):
+    catalog = load_catalog(write(tmp_path, variant(COUNT, unit_en=" cases "), SHARE))
+    assert catalog["complaints"].measure("zh") == "件" and catalog["complaints"].measure("en") == "cases"
+    assert catalog["coverage"].measure("zh") == catalog["coverage"].measure("en") == "%"  # reads the same: no unit_en
+
+
+def test_shipped_units_are_written_in_english_where_they_differ(catalog):
+    for indicator in catalog:
+        english = indicator.measure("en")
+        # Chinese characters (件, 起, 人) would be unreadable on an English screen.
+        assert not any("\u4e00" <= char <= "\u9fff" for char in english), (indicator.key, english)
+    assert catalog["hotline_complaints"].measure("en") == "cases/h"
+    assert catalog["hotline_complaints"].measure("zh") == "件/时"
 
 
 def test_entry_that_is_not_a_mapping_is_named_by_position(tmp_path):

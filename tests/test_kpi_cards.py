@@ -94,3 +94,8 @@ def test_the_sparkline_stretches_to_its_card_with_an_even_line(catalog):
     spark = [child for child in built["props"]["children"] if "kpi-trendline" in str(child["props"].get("className"))]
     source = unquote(spark[0]["props"]["children"][0]["props"]["src"])
     assert 'preserveAspectRatio="none"' in source and 'vector-effect="non-scaling-stroke"' in source
+
+
+def test_the_unit_of_measure_is_written_in_the_screen_s_language(catalog):
+    assert texts_by_class(card(catalog, 19_854.0, 27_408.0))["kpi-unit"] == ["人/时"]
+    assert texts_by_class(card(catalog, 19_854.0, 27_408.0, "en"))["kpi-unit"] == ["people/h"]

@@ -116,7 +116,7 @@ def kpi_table(context: ExportContext, view: ExportView) -> PanelTable:
         reading = readings[indicator.key]
         rows.append({
             "key": indicator.key, "name": indicator.name(context.language), "value": reading.value,
-            "measure": indicator.unit_of_measure,
+            "measure": indicator.measure(context.language),
             "status": status_text(reading.status, context.language) if reading.measured
             else t("export_not_measured", context.language),
             "observed_at": reading.observed_at, "reported": reading.reported, "expected": reading.expected,
@@ -163,7 +163,7 @@ def map_table(context: ExportContext, view: ExportView) -> PanelTable:
     status (the colour each is drawn in)."""
     indicator = context.catalog[view.indicator_key]
     children = children_of(context, view).sort_values("code", kind="stable").reset_index(drop=True)
-    frame = _children_frame(context, children, indicator.unit_of_measure)
+    frame = _children_frame(context, children, indicator.measure(context.language))
     return PanelTable("map", frame, view.map_parent_id, view.indicator_key, None, _newest(children["observed_at"]))
 
 
@@ -172,7 +172,7 @@ def ranking_table(context: ExportContext, view: ExportView) -> PanelTable:
     then those without a value), numbered where they have a value."""
     indicator = context.catalog[view.indicator_key]
     children = ranked_children(children_of(context, view), indicator)
-    frame = _children_frame(context, children, indicator.unit_of_measure)
+    frame = _children_frame(context, children, indicator.measure(context.language))
     ranks = pd.Series(range(1, len(children) + 1), dtype="Int64").where(children["value"].notna().to_numpy())
     frame.insert(0, _header("col_rank", context), ranks.to_numpy())
     return PanelTable("ranking", frame, view.map_parent_id, view.indicator_key, None,
@@ -188,7 +188,7 @@ def trend_table(context: ExportContext, view: ExportView) -> PanelTable:
                    *window, tree=context.tree)
     frame = pd.DataFrame({
         _time_header("col_time", context): local_times(series["time"], context.zone),
-        _header("col_value", context, indicator.unit_of_measure): series["value"].map(_number),
+        _header("col_value", context, indicator.measure(context.language)): series["value"].map(_number),
         _header("col_reported", context): series["reported"].map(_count).astype("Int64"),
         _header("col_expected", context): series["expected"].map(_count).astype("Int64"),
     })
@@ -201,7 +201,7 @@ def alert_table(context: ExportContext, view: ExportView) -> PanelTable:
                         limit=MAX_ALERT_ROWS)
     language = context.language
     names = {indicator.key: indicator.name(language) for indicator in context.catalog}
-    measures = {indicator.key: indicator.unit_of_measure for indicator in context.catalog}
+    measures = {indicator.key: indicator.measure(context.language) for indicator in context.catalog}
     name_column = "name_zh" if language == "zh" else "name_en"
     severity = {"warning": t("warning", language), "critical": t("critical", language)}
     phase = {"firing": t("alert_firing", language), "resolved": t("alert_recovered", language)}

@@ -36,7 +36,7 @@ def ranking_figure(ranked: pd.DataFrame, indicator: Indicator, *, title: str, fo
         title=dict(text=title, x=0.02, xanchor="left", y=0.96, font=dict(size=22, color=INK)),
         xaxis=dict(gridcolor=GRID, linecolor=RULE, zeroline=False, rangemode="tozero",
                    tickfont=dict(color=MUTED, size=12),
-                   title=dict(text=indicator.unit_of_measure, font=dict(color=MUTED, size=12))),
+                   title=dict(text=indicator.measure(language), font=dict(color=MUTED, size=12))),
         yaxis=dict(autorange="reversed", showgrid=False, linecolor=RULE, tickfont=dict(size=13, color=INK)))
     figure.add_annotation(xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="top", yshift=-52,
                           text=footnote, showarrow=False, font=dict(size=11, color=MUTED))

@@ -169,7 +169,7 @@ def _kpi_row(indicator, reading: Reading, content: ReportContent) -> list[str]:
         return [name, "—", "", t("report_not_measured", language), "", "", ""]
     value = format_value(reading.value, indicator.decimals)
     # Plain text: <b> markup makes plotly's table rows taller than asked, and the rows must fit the page.
-    value = f"{value} {indicator.unit_of_measure}" if reading.value is not None else "—"
+    value = f"{value} {indicator.measure(language)}" if reading.value is not None else "—"
     change = reading.change
     change_text = "" if change is None else signed(change, indicator.decimals)
     reported = "" if reading.expected in (None, 1) else f"{reading.reported:,}/{reading.expected:,}"
@@ -255,7 +255,7 @@ def _legend(content: ReportContent) -> str:
         decimals = content.indicator.decimals
         text += (f"      {t('threshold_warning', language)} {sign} {format_value(thresholds.warning, decimals)}"
                  f" · {t('threshold_critical', language)} {sign} {format_value(thresholds.critical, decimals)}"
-                 f" {content.indicator.unit_of_measure}")
+                 f" {content.indicator.measure(language)}")
     return text
 
 
@@ -282,7 +282,7 @@ def _trend(figure: go.Figure, content: ReportContent, box: tuple) -> None:
                    zeroline=False),
         yaxis=dict(domain=plot["y"], anchor="x", gridcolor=GRID, linecolor=RULE, zeroline=False,
                    tickfont=dict(size=9, color=MUTED), automargin=False,
-                   title=dict(text=indicator.unit_of_measure, font=dict(size=9, color=MUTED), standoff=4)))
+                   title=dict(text=indicator.measure(language), font=dict(size=9, color=MUTED), standoff=4)))
 
 
 def _threshold_lines(figure: go.Figure, thresholds: Thresholds, direction: Direction, values: list[float],
