@@ -138,6 +138,10 @@
     labels.forEach(function (marker) {
       marker.classList.remove("label-compact", "label-hidden", "label-up", "label-down");
     });
+    const container = pane.closest(".leaflet-container");
+    if (!container || !container.offsetWidth || !container.offsetHeight) {
+      return;  // a map not shown has no boxes to compare: laid out when it is shown (its size changes)
+    }
     // Every box read before any class is set: one layout, not one per label.
     const measured = labels.map(function (marker, order) {
       const text = marker.querySelector("[data-code]");
@@ -195,12 +199,20 @@
         queued = false;
         declutter(pane);
       }
-      new MutationObserver(function () {
+      function queue() {
         if (!queued) {
           queued = true;
           requestAnimationFrame(run);
         }
-      }).observe(pane, {childList: true, subtree: true, attributes: true, attributeFilter: ["style"]});
+      }
+      new MutationObserver(queue).observe(pane, {childList: true, subtree: true, attributes: true,
+                                                 attributeFilter: ["style"]});
+      // The map's box resized (a wall's layout, a window, a map shown again): Leaflet moves the labels only when it
+      // is told of the new size, and a map that was not shown had none to lay out.
+      const container = pane.closest(".leaflet-container");
+      if (container && window.ResizeObserver) {
+        new ResizeObserver(queue).observe(container);
+      }
       run();
     }
     function attachAll() {
