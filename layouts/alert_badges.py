@@ -87,6 +87,15 @@ def heading_badge(tally: AlertTally, language: str) -> html.Span | None:
                      **{"data-open": tally.open, "data-overdue": tally.overdue})
 
 
+def overdue_mark(overdue: int, language: str) -> list[html.Span]:
+    """'超时 2' / '2 overdue' with the word in a span of its own: a wall's card, short of room, shows the count
+    alone in the overdue colours (assets/wall.css), and the unit's heading says what that count is."""
+    before, _, after = TEXT["overdue_mark"][0 if language == "zh" else 1].partition("{overdue}")
+    return [*([html.Span(before, className="overdue-word")] if before else []),
+            html.Span(str(overdue), className="overdue-count"),
+            *([html.Span(after, className="overdue-word")] if after else [])]
+
+
 def card_badge(tally: AlertTally, language: str) -> html.Span | None:
     """A KPI card's small badge: the number of open alerts for its indicator under the unit viewed, in the worst
     severity's colour, and how many are overdue, as on the map (None when nothing is open)."""
@@ -94,8 +103,7 @@ def card_badge(tally: AlertTally, language: str) -> html.Span | None:
         return None
     parts = [html.Span(f"⚠ {tally.open}", className="alert-badge-count")]
     if tally.overdue:
-        parts.append(html.Span(badge_text("overdue_mark", language, overdue=tally.overdue),
-                               className="alert-badge-overdue"))
+        parts.append(html.Span(overdue_mark(tally.overdue, language), className="alert-badge-overdue"))
     return html.Span(parts, className=f"alert-badge alert-card-badge alert-{tally.severity}",
                      title=badge_text("card_title", language, open=tally.open, critical=tally.critical,
                                       overdue=tally.overdue),

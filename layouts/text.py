@@ -18,7 +18,7 @@ TEXT = {
     "sources": ("数据源", "Sources"),
     "kpis_of": ("{name} · 关键指标", "{name} · key indicators"),
     "map_of": ("{indicator} · {unit}下辖{level}", "{indicator} · {level} of {unit}"),
-    "reported": ("{n}/{m} 已上报", "{n} of {m} reported"),
+    "reported": ("{n}/{m} 已上报", "{n}/{m} reported"),
     "as_of": ("截至 {time}", "as of {time}"),
     "no_data_since": ("{time} 起无数据", "no data since {time}"),
     "no_data": ("无数据", "no data"),

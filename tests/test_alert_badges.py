@@ -177,6 +177,11 @@ def test_kpi_heading_and_card_badges_show_counts_in_the_severity_colour():
     card = card_badge(AlertTally(2, 1, 0), "zh")
     assert _text(card) == "⚠ 2超时 1" and "alert-warning" in card.className
     assert "1 条超时" in card.title
+    # The overdue count apart from its word, which a wall's card leaves out for want of room (assets/wall.css).
+    for language, words in (("zh", ["超时 "]), ("en", [" overdue"])):
+        overdue = card_badge(AlertTally(4, 2, 1), language).children[1].children
+        assert [part.children for part in overdue if part.className == "overdue-word"] == words
+        assert [part.children for part in overdue if part.className == "overdue-count"] == ["2"]
     assert heading_badge(AlertTally(), "zh") is None and card_badge(AlertTally(), "en") is None
 
 

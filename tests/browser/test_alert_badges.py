@@ -133,3 +133,48 @@ def test_badges_roll_up_on_the_map_and_the_kpi_panel_and_follow_a_drill_down(scr
     assert_kpi_badges(page, district_name, district_tally, district_by_indicator)
     screen.screenshot("alert-badges-district")
     screen.assert_no_console_errors()
+
+
+ROW_FIT = """() => [...document.querySelectorAll('.alert-row')].map(row => {
+    const line = row.querySelector('.alert-line').getBoundingClientRect();
+    const name = row.querySelector('.alert-unit-name');
+    return {code: row.dataset.code, overdue: row.classList.contains('overdue'),
+            past: [...row.querySelector('.alert-line').children].filter(part =>
+                part.getBoundingClientRect().right > line.right + 0.5).map(part => part.className),
+            nameWhole: name.scrollWidth <= name.clientWidth + 1,
+            nameShare: name.getBoundingClientRect().width / line.width};
+})"""
+
+CARD_FIT = """() => [...document.querySelectorAll('.kpi-card')].filter(card => card.querySelector('.alert-card-badge'))
+    .map(card => {
+        const box = card.getBoundingClientRect(), badge = card.querySelector('.alert-card-badge');
+        const count = badge.querySelector('.alert-badge-count'), word = badge.querySelector('.overdue-word');
+        return {key: card.dataset.indicator, inside: badge.getBoundingClientRect().right <= box.right + 0.5,
+                countWhole: count.scrollWidth <= count.clientWidth + 1,
+                overdueWord: word ? word.checkVisibility() : null};
+    })"""
+
+
+@pytest.mark.parametrize("language, width, height, wall", [("en", 1920, 1080, False), ("en", 1920, 1080, True),
+                                                          ("zh", 3840, 2160, True), ("en", 3840, 2160, True)])
+def test_an_overdue_alert_s_row_and_card_badge_keep_the_unit_s_name_and_their_counts(screen, badge_alerts, language,
+                                                                                      width, height, wall):
+    """An overdue alert adds a chip to its row and a word to its card's badge: the unit's name gives way last (it
+    is cut only when longer than 45 % of the row), nothing is pushed past the row's or the card's edge, the count
+    stays whole, and a wall's card shows the overdue count without its word. The city's view, styled as a wall
+    (assets/wall.css) where asked: a wall's playlist would move on while it is measured."""
+    screen.page.set_viewport_size({"width": width, "height": height})
+    screen.open(f"/?lang={language}")
+    page = screen.page
+    if wall:
+        page.evaluate("document.documentElement.classList.add('wall')")
+    fit = page.wait_for_function(f"""() => document.querySelectorAll('.alert-row.overdue').length > 0
+        && document.querySelectorAll('.alert-card-badge .overdue-count').length > 0
+        && {{rows: ({ROW_FIT})(), cards: ({CARD_FIT})()}}""").json_value()
+    rows, cards = fit["rows"], fit["cards"]
+    assert [row for row in rows if row["past"]] == []
+    assert [row for row in rows if not row["nameWhole"] and row["nameShare"] < 0.4] == []
+    assert cards and all(card["inside"] and card["countWhole"] for card in cards), cards
+    assert all(card["overdueWord"] is (None if card["overdueWord"] is None else not wall) for card in cards), cards
+    screen.screenshot(f"alert-fit-{language}-{width}x{height}{'-wall' if wall else ''}")
+    screen.assert_no_console_errors()
