@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
+from cityops.readings import without_filling_bucket
 from cityops.rollup import refresh_rollups
 from cityops.scope import OutOfScope, scope_of_unit
 from cityops.time_range import (
@@ -273,3 +274,27 @@ def test_children_trends_hold_one_row_per_child_in_scope(history):
     assert len(streets) == 2 and streets.loc[history.unit_ids[S11], local(2026, 11, 25)] == 6.0
     with pytest.raises(OutOfScope):
         wide(D1, CITY)  # a district officer asking for the whole city's districts
+
+
+# ------------------------------------------------------------------------------------------------
+# The bucket still filling
+# ------------------------------------------------------------------------------------------------
+
+
+def filling_series(reported: float, start: int) -> pd.DataFrame:
+    return pd.DataFrame({"time": [start - HOUR, start], "value": [197.0, 5.0], "low": [190.0, 5.0],
+                         "high": [205.0, 5.0], "reported": [5935.0, reported], "expected": [6000.0, 6000.0]})
+
+
+@pytest.mark.parametrize("key, reported, until_after_start, drawn", [
+    ("hotline_complaints", 436, 4 * 60, False),   # a sum, 7 % in, its hour four minutes old: left out
+    ("hotline_complaints", 3500, 40 * 60, True),  # more than half in: drawn
+    ("hotline_complaints", 436, HOUR, True),      # the hour is over: a fall with most of the city silent is news
+    ("aqi", 20, 4 * 60, True),                    # a mean of what has come is already a fair reading
+])
+def test_a_sum_s_bucket_still_filling_is_not_drawn_as_a_fall(catalog, key, reported, until_after_start, drawn):
+    start = NOW // HOUR * HOUR
+    series = without_filling_bucket(filling_series(reported, start), catalog[key], start + until_after_start, HOUR)
+    assert pd.notna(series["value"].iloc[-1]) is drawn
+    assert pd.notna(series["low"].iloc[-1]) is drawn and pd.notna(series["high"].iloc[-1]) is drawn
+    assert series["value"].iloc[0] == 197.0 and series["reported"].iloc[-1] == reported  # completeness kept

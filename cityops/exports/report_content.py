@@ -18,7 +18,7 @@ from cityops.exports.panel_data import ExportContext, ExportView
 from cityops.exports.stamp import Stamp, make_stamp
 from cityops.geography import children_geojson
 from cityops.hierarchy import Level
-from cityops.readings import Reading, children_readings, trend, unit_readings
+from cityops.readings import Reading, children_readings, trend, unit_readings, without_filling_bucket
 from cityops.time_range import bucket_at_least, bucket_floor, bucket_for
 from cityops.ranking import ranked_children
 from layouts.text import t
@@ -104,6 +104,7 @@ def report_content(context: ExportContext, view: ExportView, *, city_name: str, 
 
     time_range = view.time_range
     series = trend(session, scope, catalog, ids, view.unit_id, view.indicator_key, *time_range.window, tree=tree)
+    series = without_filling_bucket(series, indicator, time_range.window[1], indicator.interval_seconds)
     series = thinned_series(series, time_range.window, indicator.interval_seconds, time_range.utc_offset)
 
     alerts = alert_list(session, scope, tree, view.unit_id, context.now, limit=REPORT_ALERTS)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import plotly.graph_objects as go
 
 from cityops.catalog import Direction, Thresholds
+from cityops.exports.map_labels import MapFrame, kept_labels, text_width
 from cityops.exports.report_content import ReportContent
 from cityops.exports.stamp import full_time, source_line
 from cityops.readings import Reading
@@ -31,7 +32,9 @@ MARGIN = 34
 INK, MUTED, RULE, GRID, ACCENT, SHADE = "#1b2533", "#5b6b82", "#c9d2de", "#e6ebf2", "#2f6bd6", "#f3f6fa"
 STATUS_ORDER = (Status.NORMAL, Status.WARNING, Status.CRITICAL, Status.STALE, Status.NO_DATA)
 NO_DATA_OUTLINE = "#9aa6b8"
-MAX_MAP_LABELS = 40
+MAP_LABEL_SIZE = 8.5
+# Which names a crowded map keeps: the worst status first (cityops/exports/map_labels.py).
+LABEL_RANK = {Status.CRITICAL: 4, Status.WARNING: 3, Status.STALE: 2, Status.NORMAL: 1}
 SOURCES_PER_LINE, SOURCE_LINES = 3, 2
 LEVEL_SUFFIXES = (" Community", " Village", " Subdistrict", " Street", " Town", " District", " County")
 HEADING_CHAR_WIDTH = 7.4  # CSS px per column of a bold 12.5 px heading (a CJK character is two columns)
@@ -162,9 +165,9 @@ def signed(change: float, decimals: int) -> str:
     return ("+" if shown > 0 else "") + format_value(shown, decimals)
 
 
-def _kpi_row(indicator, reading: Reading, content: ReportContent) -> list[str]:
+def _kpi_row(indicator, reading: Reading, content: ReportContent, day: int) -> list[str]:
     language = content.language
-    name = _short(indicator.name(language), 22)
+    name = indicator.name(language)  # cut to its column's width by _kpis
     if not reading.measured:
         return [name, "—", "", t("report_not_measured", language), "", "", ""]
     value = format_value(reading.value, indicator.decimals)
@@ -174,22 +177,59 @@ def _kpi_row(indicator, reading: Reading, content: ReportContent) -> list[str]:
     change_text = "" if change is None else signed(change, indicator.decimals)
     reported = "" if reading.expected in (None, 1) else f"{reading.reported:,}/{reading.expected:,}"
     return [name, value, _dot(reading.status), status_text(reading.status, language), change_text,
-            format_time(reading.observed_at, content.zone, content.stamp.exported_at), reported]
+            format_time(reading.observed_at, content.zone, day), reported]
 
 
 def _kpis(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     left, top, width, height = box
     language = content.language
     _heading(figure, left, top, t("kpis_of", language, name=content.unit_name))
-    rows = [_kpi_row(indicator, reading, content) for indicator, reading in content.kpis]
+    # Times of one day other than the export's (a report drawn after midnight) say their date once, in the
+    # header: "11-27 23:37" in every row is a column too wide for the page.
+    zone = ZoneInfo(content.zone)
+    times = [reading.observed_at for _, reading in content.kpis if reading.measured and reading.observed_at]
+    days = {datetime.fromtimestamp(moment, zone).date() for moment in times}
+    day = times[0] if len(days) == 1 else content.stamp.exported_at
+    as_of = t("col_observed_at", language)
+    if len(days) == 1 and days != {datetime.fromtimestamp(content.stamp.exported_at, zone).date()}:
+        as_of += f" {next(iter(days)).strftime('%m-%d')}"
+    rows = [_kpi_row(indicator, reading, content, day) for indicator, reading in content.kpis]
     columns = [list(column) for column in zip(*rows)] if rows else [[] for _ in range(7)]
     dots = [_dot_colour(reading.status) for _, reading in content.kpis]
     row_height = max(14, min(20, (height - 24 - 22) / max(1, len(rows))))
     headers = [t("col_indicator", language), t("col_value", language), "", t("col_status", language),
-               t("col_change", language), t("col_observed_at", language), t("col_reported", language)]
-    _table(figure, (left, top + 24, width, height - 24), headers, columns, [140, 96, 14, 70, 56, 58, 66],
+               t("col_change", language), as_of, t("col_reported", language)]
+    widths = _fitted_widths(headers, columns, width)
+    columns[0] = [_fit(name, widths[0] - CELL_PADDING) for name in columns[0]]
+    _table(figure, (left, top + 24, width, height - 24), headers, columns, widths,
            ["left", "right", "center", "left", "right", "right", "right"], row_height,
            colours=[INK, INK, dots, INK, INK, MUTED, MUTED])
+
+
+CELL_PADDING = 16  # px a table cell keeps around its text (plotly's, measured)
+
+
+def _fitted_widths(headers: list[str], columns: list[list[str]], total: float, size: float = 10) -> list[float]:
+    """Each column but the first as wide as its longest text (estimated: cityops/exports/map_labels.py
+    text_width), the first (the names, cut to fit by the caller) what is left. A wrapped cell doubles its row and
+    the rows must fit the page: values with English units (125,910 people/h) and as-of times of another day had
+    wrapped rows and pushed half the table off it."""
+    widths = [max([text_width(header, size), *(text_width(str(value), size) for value in column)]) + CELL_PADDING
+              for header, column in zip(headers, columns)]
+    widths[0] = max(total - sum(widths[1:]), 4 * size + CELL_PADDING)
+    return widths
+
+
+def _fit(text: str, width: float, size: float = 10) -> str:
+    """`text` cut with an ellipsis to fit `width` px at `size` px (estimated as for the table's columns)."""
+    if text_width(text, size) <= width:
+        return text
+    kept = ""
+    for char in text:
+        if text_width(kept + char + "…", size) > width:
+            break
+        kept += char
+    return kept.rstrip() + "…"
 
 
 def _map(figure: go.Figure, content: ReportContent, box: tuple) -> None:
@@ -222,26 +262,40 @@ def _map(figure: go.Figure, content: ReportContent, box: tuple) -> None:
         for ring in content.shapes[selected]:
             figure.add_trace(go.Scatter(x=[x for x, _ in ring], y=[y for _, y in ring], mode="lines", xaxis="x3",
                                         yaxis="y3", hoverinfo="skip", line=dict(color=INK, width=2.2)))
-    if len(content.centres) <= MAX_MAP_LABELS:
-        name_column = "name_zh" if language == "zh" else "name_en"
-        names = dict(zip(content.children["code"], content.children[name_column]))
-        codes = list(content.centres)
-        figure.add_trace(go.Scatter(
-            x=[content.centres[c][0] for c in codes], y=[content.centres[c][1] for c in codes], mode="text",
-            text=[label_of(names.get(c, c)) for c in codes], xaxis="x3", yaxis="y3", hoverinfo="skip",
-            textfont=dict(size=8.5, color=INK, family=FONT_FAMILY)))
     xs = [x for x, _ in bounds]
     ys = [y for _, y in bounds]
     latitude = (min(ys) + max(ys)) / 2
     pad_x, pad_y = (max(xs) - min(xs)) * 0.02 or 0.01, (max(ys) - min(ys)) * 0.02 or 0.01
-    map_box = _domain(left, top + 24, width, height - 24 - 22)
+    x_range, y_range = (min(xs) - pad_x, max(xs) + pad_x), (min(ys) - pad_y, max(ys) + pad_y)
+    ratio = 1 / max(0.2, math.cos(math.radians(latitude)))
+    map_px = (left, top + 24, width, height - 24 - 22)
+    map_box = _domain(*map_px)
     figure.update_layout(
-        xaxis3=dict(domain=map_box["x"], range=[min(xs) - pad_x, max(xs) + pad_x], visible=False,
-                    constrain="domain", anchor="y3"),
-        yaxis3=dict(domain=map_box["y"], range=[min(ys) - pad_y, max(ys) + pad_y], visible=False,
-                    scaleanchor="x3", scaleratio=1 / max(0.2, math.cos(math.radians(latitude))),
+        xaxis3=dict(domain=map_box["x"], range=list(x_range), visible=False, constrain="domain", anchor="y3"),
+        yaxis3=dict(domain=map_box["y"], range=list(y_range), visible=False, scaleanchor="x3", scaleratio=ratio,
                     constrain="domain", anchor="x3"))
+    _map_labels(figure, content, status_by_code, MapFrame.fit(map_px, x_range, y_range, ratio))
     _text(figure, left, top + height - 14, _legend(content), size=9.5, colour=MUTED)
+
+
+def _map_labels(figure: go.Figure, content: ReportContent, status_by_code: dict, frame: MapFrame) -> None:
+    """The children's names that fit without covering one another: the worst status first, then the larger unit
+    (cityops/exports/map_labels.py)."""
+    name_column = "name_zh" if content.language == "zh" else "name_en"
+    names = dict(zip(content.children["code"], content.children[name_column]))
+    texts = {code: label_of(names.get(code, code)) for code in content.centres}
+    rank = {code: (LABEL_RANK.get(Status(status_by_code.get(code, Status.NO_DATA.value)), 0),
+                   sum(_ring_area(ring) for ring in content.shapes.get(code, ())))
+            for code in content.centres}
+    codes = kept_labels(content.centres, texts, rank, frame, MAP_LABEL_SIZE)
+    figure.add_trace(go.Scatter(
+        x=[content.centres[c][0] for c in codes], y=[content.centres[c][1] for c in codes], mode="text",
+        text=[texts[c] for c in codes], xaxis="x3", yaxis="y3", hoverinfo="skip",
+        textfont=dict(size=MAP_LABEL_SIZE, color=INK, family=FONT_FAMILY)))
+
+
+def _ring_area(ring: list[tuple[float, float]]) -> float:
+    return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:] + ring[:1]))) / 2
 
 
 def _legend(content: ReportContent) -> str:
