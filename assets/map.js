@@ -215,15 +215,22 @@
       }
       run();
     }
+    // The screen's one map is made once and kept for the page's life (layouts/page.py): once its pane is
+    // watched, the document is not (every refresh would otherwise run this search).
     function attachAll() {
-      document.querySelectorAll(".leaflet-marker-pane").forEach(attach);
+      const panes = document.querySelectorAll(".leaflet-marker-pane");
+      panes.forEach(attach);
+      return panes.length > 0;
     }
-    attachAll();
-    new MutationObserver(function (changes) {
-      if (changes.some(function (change) { return change.addedNodes.length; })) {
-        attachAll();
+    if (attachAll()) {
+      return;
+    }
+    const waiting = new MutationObserver(function (changes) {
+      if (changes.some(function (change) { return change.addedNodes.length; }) && attachAll()) {
+        waiting.disconnect();
       }
-    }).observe(document.documentElement, {childList: true, subtree: true});
+    });
+    waiting.observe(document.documentElement, {childList: true, subtree: true});
   }
 
   // ---- Incidents ---------------------------------------------------------------------------------------------
