@@ -18,7 +18,7 @@ from cityops.alerts.rules import Rule, RuleType
 from cityops.catalog import Catalog, Direction, Indicator
 from cityops.hierarchy import Level
 from layouts.ids import alert_row_id
-from layouts.text import format_time, format_value, level_name, status_text, t
+from layouts.text import format_time, format_value, level_name, name_says_level, status_text, t
 
 # Rows shown at most: the most urgent come first, and past a few dozen a list stops being read.
 MAX_ROWS = 60
@@ -97,11 +97,11 @@ def judged_value(rule: Rule | None, indicator: Indicator | None, value: float | 
 
 
 def since_text(fired_at: int | None, zone: str, now: int, language: str) -> str:
-    """10:42 · 12 分钟前: when it fired, and how long ago."""
+    """12 分钟前 · 10:42: how long ago it fired, and when (the age first: short of room, the row cuts the end)."""
     if fired_at is None:
         return "—"
     ago = t("ago", language, duration=format_age(now - int(fired_at), language))
-    return f"{format_time(int(fired_at), zone, now)} · {ago}"
+    return f"{ago} · {format_time(int(fired_at), zone, now)}"
 
 
 def phase_chips(phase: str, overdue: bool, language: str) -> list:
@@ -148,6 +148,7 @@ def alert_row(row, rule: Rule | None, indicator: Indicator | None, language: str
         t("source_named", language, name=source) if _present(source) else row.rule
     fired = row.fired_at if _present(row.fired_at) else row.started_at
     overdue = bool(row.overdue)
+    level = Level(int(row.level))
     classes = f"alert-row severity-{severity}" + (" overdue" if overdue else "") + \
         (" recovered" if row.phase == "resolved" else "")
     return html.Button(
@@ -158,7 +159,10 @@ def alert_row(row, rule: Rule | None, indicator: Indicator | None, language: str
             html.Div(className="alert-line", children=[
                 html.Span(status_text(severity, language), className=f"badge badge-{severity}"),
                 html.Span(unit_name, className="alert-unit-name"),
-                html.Span(level_name(Level(int(row.level)), language), className="alert-level"),
+                # Only where the name does not say it already (Chengbai Subdistrict · Subdistrict took the room
+                # of the chips and the time on an English screen).
+                *([] if name_says_level(unit_name, level, language) else
+                  [html.Span(level_name(level, language), className="alert-level")]),
                 *phase_chips(str(row.phase), overdue, language),
                 html.Span(since_text(fired, zone, now, language), className="alert-since"),
             ]),

@@ -25,7 +25,8 @@ from dash import dcc, html
 from cityops.catalog import Indicator, Thresholds
 from cityops.status import Status
 from layouts.ids import ComparisonIds
-from layouts.text import format_time, format_value, level_name, t
+from cityops.hierarchy import Level
+from layouts.text import format_time, format_value, level_name, name_says_level, t
 
 # A sparkline's drawing box (the image stretches to its column; strokes keep their width).
 SPARK_WIDTH, SPARK_HEIGHT = 200, 40
@@ -58,16 +59,38 @@ def comparison_markup(ranked: pd.DataFrame, trends: pd.DataFrame, indicator: Ind
              *(f"<span class='{css}'>{escape(t(key, language))}</span>" for css, key in headings), "</div>"]
     lines = dict(zip(trends.index, trends.to_numpy().tolist()))  # once, not a pandas lookup per row
     line = thresholds.warning if thresholds is not None else None
+    shared = shared_level_word(ranked, language)
     for rank, child in enumerate(ranked.itertuples(index=False), start=1):
         parts.append(comparison_row(rank, child, sparkline_svg(lines.get(child.unit_id, []), scale, line),
-                                    indicator, language, zone, now, child.code == selected_code))
+                                    indicator, language, zone, now, child.code == selected_code, shared))
     return "".join(parts)
 
 
+def shared_level_word(ranked: pd.DataFrame, language: str) -> str | None:
+    """The last word every English name in the list ends with when it is their level's word (" District" in a
+    list of Songmen District, Jinpu District...): under a heading naming the level it tells nothing, and it took
+    the room of the names themselves on a 1080p wall (Jinpu D…). None when the names differ there (Subdistrict and
+    Town say something), in Chinese (names are short), or for a single row."""
+    if language == "zh" or len(ranked) < 2:
+        return None
+    words = {str(name).rpartition(" ")[2] for name in ranked["name_en"]}
+    if len(words) != 1 or not all(" " in str(name).strip() for name in ranked["name_en"]):
+        return None
+    (word,) = words
+    levels = set(ranked["level"])
+    if len(levels) != 1 or int(levels.pop()) not in set(Level):
+        return None
+    if not name_says_level(word, Level(int(ranked["level"].iloc[0])), "en"):
+        return None
+    return " " + word
+
+
 def comparison_row(rank: int, child, spark: str, indicator: Indicator, language: str, zone: str, now: int,
-                   selected: bool) -> str:
+                   selected: bool, shared_word: str | None = None) -> str:
     status = Status(child.status)
-    name = escape(child.name_zh if language == "zh" else child.name_en)
+    full_name = child.name_zh if language == "zh" else child.name_en
+    name = escape(full_name)
+    shown = escape(full_name.removesuffix(shared_word)) if shared_word else name
     value = None if _missing(child.value) else float(child.value)
     if value is None:
         figure = f"<span class='cmp-missing'>{escape(t('no_data', language))}</span>"
@@ -79,7 +102,7 @@ def comparison_row(rank: int, child, spark: str, indicator: Indicator, language:
     # Attributes in single quotes: the markup travels inside JSON, where each double quote costs a backslash.
     return (f"<button type='button' role='listitem' class='comparison-row status-{status.value}"
             f"{' selected' if selected else ''}' data-code='{escape(str(child.code))}' title='{name}'>"
-            f"<span class='cmp-rank'>{rank}</span><span class='cmp-name'>{name}</span>{picture}"
+            f"<span class='cmp-rank'>{rank}</span><span class='cmp-name'>{shown}</span>{picture}"
             f"<span class='cmp-value'>{figure}</span><span class='{meta_class}'>{escape(meta_text)}</span></button>")
 
 

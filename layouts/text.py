@@ -349,6 +349,27 @@ def level_name(level: Level, language: str, plural: bool = False) -> str:
     return LEVEL_PLURAL_EN[level] if plural else level.label_en
 
 
+# The last words of a unit's name that say its level, as Chinese administrative names nearly always end (松门区,
+# 城白街道, 枫林镇, 岳新社区, 陆家村) and their English forms (Songmen District, Chengbai Subdistrict, Fenglin Town).
+_LEVEL_ENDINGS = {
+    Level.DISTRICT: (("区", "县", "市", "旗"), ("district", "county", "city", "banner")),
+    Level.STREET: (("街道", "镇", "乡", "苏木"), ("subdistrict", "street", "town", "township")),
+    Level.COMMUNITY: (("社区", "村", "居委会", "嘎查"), ("community", "village", "neighborhood", "neighbourhood")),
+}
+
+
+def name_says_level(name: str | None, level: Level, language: str) -> bool:
+    """Whether a unit's name already says its level (城白街道, Chengbai Subdistrict): the level word beside it would
+    only repeat it."""
+    if not name or level not in _LEVEL_ENDINGS:
+        return False
+    zh, en = _LEVEL_ENDINGS[level]
+    name = name.strip()
+    if language == "zh":
+        return name.endswith(zh)
+    return name.rpartition(" ")[2].lower() in en
+
+
 def format_value(value: float | None, decimals: int) -> str:
     """Thousands separators; no false precision; '—' for a value that does not exist."""
     if value is None:

@@ -137,7 +137,7 @@ def test_each_rule_type_says_its_value_in_its_own_terms(rule, indicator, value, 
     for part in expected:
         assert part in shown, (part, shown)
     assert CATALOG[indicator].name_zh in shown and "社区01001" in shown and "社区" in shown
-    assert "12 分钟前" in shown  # fired 720 s before now
+    assert "12 分钟前 · " in shown  # fired 720 s before now; the age first (a narrow row cuts the time of day)
 
 
 def test_a_silent_source_is_named_in_its_row_and_its_runs_are_its_evidence():
@@ -173,6 +173,29 @@ def test_a_row_shows_where_the_alert_stands():
     assert "chip-overdue" not in classes_of(second) and "recovered" in second.className
     assert "recovered" in text_of(second) and "assigned to 城管中队" in text_of(second)
     assert "warning" in text_of(second)
+
+
+@pytest.mark.parametrize("language, name_zh, name_en, level, says", [
+    ("zh", "城白街道", "Chengbai Subdistrict", Level.STREET, True),
+    ("en", "城白街道", "Chengbai Subdistrict", Level.STREET, True),
+    ("en", "枫林镇", "Fenglin Town", Level.STREET, True),
+    ("zh", "陆家村", "Lujia Village", Level.COMMUNITY, True),
+    ("en", "松门区", "Songmen District", Level.DISTRICT, True),
+    ("zh", "社区01001", "Community 01001", Level.COMMUNITY, False),  # an imported name without its level word
+    ("en", "社区01001", "Community 01001", Level.COMMUNITY, False),
+    ("zh", "城白", "Chengbai", Level.STREET, False),
+    ("en", "城白街道", "Districtview", Level.STREET, False),           # a word ending, not the level's word
+    ("zh", "松门区", "Songmen District", Level.STREET, False),          # a district's word on a street
+])
+def test_a_row_names_the_unit_s_level_only_where_its_name_does_not(language, name_zh, name_en, level, says):
+    from layouts.alerts import alert_rows
+    from layouts.text import level_name, name_says_level
+
+    assert name_says_level(name_zh if language == "zh" else name_en, level, language) is says
+    (row,) = alert_rows(listed(name_zh=name_zh, name_en=name_en, level=int(level)), {OVER.name: OVER}, CATALOG,
+                        "区1", 1, language, "Asia/Shanghai", 1_000_720)
+    levels = [part for part in walk(row) if getattr(part, "className", None) == "alert-level"]
+    assert [part.children for part in levels] == ([] if says else [level_name(level, language)])
 
 
 def test_no_open_alerts_is_said_not_left_blank_and_a_long_list_says_what_it_shows():

@@ -213,6 +213,31 @@ def test_names_from_boundary_files_are_shown_never_run():
     assert row.attributes["data-code"] == '990101001001"><script>alert(1)</script>'
 
 
+@pytest.mark.parametrize("names, level, shown", [
+    (["Songmen District", "Jinpu District"], Level.DISTRICT, ["Songmen", "Jinpu"]),  # the heading says Districts
+    (["Chengbai Subdistrict", "Fenglin Town"], Level.STREET, ["Chengbai Subdistrict", "Fenglin Town"]),  # it tells
+    (["Yuexin Community", "Yuanhua Community"], Level.COMMUNITY, ["Yuexin", "Yuanhua"]),
+    (["Songmen District", "Jinpu District"], Level.STREET, ["Songmen District", "Jinpu District"]),  # not its word
+    (["Riverside Park", "Lakeside Park"], Level.COMMUNITY, ["Riverside Park", "Lakeside Park"]),  # no level word
+    (["District", "Jinpu District"], Level.DISTRICT, ["District", "Jinpu District"]),  # a name that is the word
+    (["Songmen District"], Level.DISTRICT, ["Songmen District"]),               # one row: nothing shared to drop
+])
+def test_an_english_list_drops_the_level_word_every_name_ends_with(names, level, shown):
+    from cityops.ranking import ranked_children
+    from layouts.comparison import comparison_markup
+
+    frame = children_frame([(f"c{index}", float(10 - index), "normal") for index in range(len(names))])
+    frame["name_en"], frame["level"] = names, int(level)
+    rows = read_rows(comparison_markup(ranked_children(frame, HOTLINE), pd.DataFrame(), HOTLINE, None, "en", ZONE,
+                                       0, None))
+    assert [row.texts[1] for row in rows] == shown
+    assert [row.attributes["title"] for row in rows] == names  # the whole name on hover
+    frame["name_zh"] = [f"{name}区" for name in names]
+    zh = read_rows(comparison_markup(ranked_children(frame, HOTLINE), pd.DataFrame(), HOTLINE, None, "zh", ZONE, 0,
+                                     None))
+    assert [row.texts[1] for row in zh] == [f"{name}区" for name in names]
+
+
 def test_two_hundred_rows_stay_light():
     """A street of 200 communities over 30 days (daily points): what one redraw sends."""
     from layouts.comparison import comparison_markup
