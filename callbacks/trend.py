@@ -23,6 +23,7 @@ from cityops.time_range import (
 )
 from layouts.ids import PageIds, RangeIds, TrendIds
 from layouts.freshness import as_of_mark
+from layouts.text import level_name, t
 from layouts.theme import display_scale
 from layouts.trend import COMPARE, problem_text, trend_figure, trend_graph, trend_title
 
@@ -46,8 +47,12 @@ def trend_for(selection, display):
         thresholds = indicator.thresholds_at(Level(int(unit["level"])))
         # A new range (or indicator) resets a zoom; a refresh of the same one keeps it.
         revision = f"{indicator.key}|{time_range.key}|{time_range.first_day}|{time_range.last_day}"
+        level = Level(int(unit["level"]))
+        # An indicator measured per street has no values for a community: the chart says so, not "no data".
+        empty_text = None if indicator.measured_at_or_above(level) else \
+            t("not_measured", request.language, level=level_name(level, request.language))
         return trend_figure(series, indicator, thresholds, request.settings.timezone, request.language,
-                            time_range.window, display_scale(display), previous, bucket, revision)
+                            time_range.window, display_scale(display), previous, bucket, revision, empty_text)
 
 
 @callback(

@@ -42,10 +42,11 @@ def trend_graph(figure: go.Figure | None = None) -> dcc.Graph:
 
 def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresholds | None, zone: str,
                  language: str, window: tuple[int, int], scale: float = 1.0, previous: pd.DataFrame | None = None,
-                 bucket: int | None = None, revision: str = "") -> go.Figure:
+                 bucket: int | None = None, revision: str = "", empty_text: str | None = None) -> go.Figure:
     """`series`: time, value, reported, expected (and, from readings.bucketed_trend, low and high: a bucket
     coarser than the indicator's interval draws them as a band around the mean). `previous`: the same window a
-    week earlier, times already shifted onto this one, drawn dashed and muted."""
+    week earlier, times already shifted onto this one, drawn dashed and muted. `empty_text`: what an empty chart
+    says (default: no data in this range), e.g. that the indicator is not measured at the unit's level."""
     figure = go.Figure()
     tz = ZoneInfo(zone)
     values = series["value"].astype(float).tolist() if not series.empty else []
@@ -82,17 +83,20 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
             name=t("previous_week", language), line=dict(color=PREVIOUS_LINE, width=1.6, dash="dash"),
             opacity=0.85, connectgaps=False, customdata=shown_at,
             hovertemplate=t("previous_week", language) + " (%{customdata}) " + number + " " + unit + "<extra></extra>"))
-    if not [v for v in values if v == v]:
-        figure.add_annotation(text=t("no_data_in_range", language), showarrow=False, xref="paper", yref="paper",
-                              x=0.5, y=0.5, font=dict(color=MUTED, size=round(13 * scale)))
+    empty = not [v for v in values if v == v]
+    if empty:
+        figure.add_annotation(text=empty_text or t("no_data_in_range", language), showarrow=False, xref="paper",
+                              yref="paper", x=0.5, y=0.5, font=dict(color=MUTED, size=round(13 * scale)))
     start, end = (datetime.fromtimestamp(edge, tz) for edge in window)
     daily = bucket is not None and bucket >= DAY
     figure.update_layout(**plotly_layout(
         scale,
-        xaxis=dict(range=[start, end], gridcolor=GRID, linecolor=GRID,
+        # A date axis even without points: an empty chart showed a numeric axis from -1 to 6, its zero line white.
+        xaxis=dict(type="date", range=[start, end], gridcolor=GRID, linecolor=GRID, zeroline=False,
                    tickformat="%m-%d" if (window[1] - window[0]) > 3 * DAY else "%m-%d\n%H:%M",
                    hoverformat="%Y-%m-%d" if daily else "%m-%d %H:%M"),
-        yaxis=dict(gridcolor=GRID, zeroline=False, title=dict(text=unit, font=dict(color=MUTED, size=round(12 * scale)))),
+        yaxis=dict(gridcolor=GRID, zeroline=False, showticklabels=not empty or thresholds is not None,
+                   title=dict(text=unit, font=dict(color=MUTED, size=round(12 * scale)))),
         hovermode="x unified", uirevision=revision or indicator.key, showlegend=comparing,
         # Above the plot on the left (the chart's toolbar takes the right); in trace order, this period first.
         legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom", bgcolor="rgba(0,0,0,0)",

@@ -335,6 +335,26 @@ def test_titles_follow_the_range(app):
     assert texts(bad)[:2] == ["12345热线诉求 · 区1 · 近7天", " · 结束日期早于开始日期，显示近7天"]
 
 
+def test_an_empty_trend_says_why_on_a_date_axis(app):
+    """A community's trend of a street-level indicator says it is not measured there; a range without values says
+    so; both keep the range's dates on the axis (an empty chart fell back to a numeric axis, -1 to 6)."""
+    from callbacks.trend import show_trend
+
+    def said(figure) -> list[str]:
+        return [note.text for note in figure.layout.annotations if note.xref == "paper"]
+
+    street_level = in_callback(app, show_trend, {"unit": C_NORMAL, "indicator": "aqi", "range": "7d"}, 0, None)
+    assert said(street_level) == ["社区/村级不统计"]
+    assert street_level.layout.xaxis.type == "date" and street_level.layout.xaxis.zeroline is False
+    assert not [value for trace in street_level.data for value in (trace.y or ()) if value == value]
+    # The street itself has AQI in the catalog but none stored here: no data in the range, not "not measured".
+    quiet = in_callback(app, show_trend, {"unit": S11, "indicator": "aqi", "range": "7d"}, 0, None)
+    assert said(quiet) == ["此时间范围内无数据"] and quiet.layout.xaxis.type == "date"
+    measured = in_callback(app, show_trend, {"unit": C_NORMAL, "indicator": "hotline_complaints", "range": "7d"}, 0,
+                           None)
+    assert said(measured) == [] and measured.layout.yaxis.showticklabels is True
+
+
 def test_range_labels_in_both_languages():
     from datetime import date
 
