@@ -39,6 +39,9 @@ class Thresholds:
     critical: float
 
 
+# A wall's KPI card has room for about this many characters of a name beside its alert badge and change.
+SHORT_NAME_MAX = 16
+
 @dataclass(frozen=True)
 class Indicator:
     key: str
@@ -61,6 +64,10 @@ class Indicator:
     kpi: bool = True
     # The unit of measure in English where it is written otherwise (件/时: cases/h); "" where it reads the same.
     unit_en: str = ""
+    # What a wall's KPI card calls it, where the name is longer than a card has room for beside its badges
+    # (网格在办, Open incidents); "" where the name itself is short enough.
+    short_zh: str = ""
+    short_en: str = ""
 
     @property
     def is_derived(self) -> bool:
@@ -71,6 +78,11 @@ class Indicator:
 
     def name(self, language: str) -> str:
         return self.name_zh if language == "zh" else self.name_en
+
+    def short_name(self, language: str) -> str:
+        """The name where room is short (a wall's KPI card): its short form, else the name."""
+        short = self.short_zh if language == "zh" else self.short_en
+        return short or self.name(language)
 
     def measure(self, language: str) -> str:
         """The unit of measure as written beside a number in `language`."""
@@ -162,7 +174,7 @@ def _parse_indicator(entry: object, where: str) -> Indicator:
     if missing:
         raise CatalogError(f"{where}: missing {', '.join(missing)}")
     known = set(_REQUIRED) | {"decimals", "numerator", "denominator", "scale", "description_zh", "description_en",
-                              "kpi", "unit_en"}
+                              "kpi", "unit_en", "short_zh", "short_en"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise CatalogError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
@@ -200,6 +212,14 @@ def _parse_indicator(entry: object, where: str) -> Indicator:
     if not isinstance(unit_en, str) or (("unit_en" in entry) and not unit_en.strip()):
         raise CatalogError(f"{where}: unit_en must be the unit of measure written in English (e.g. cases/h), not "
                            f"{unit_en!r}; leave it out where the unit reads the same in both languages")
+    shorts = {}
+    for name in ("short_zh", "short_en"):
+        short = entry.get(name, "")
+        if not isinstance(short, str) or (name in entry and not short.strip()) or len(short.strip()) > SHORT_NAME_MAX:
+            raise CatalogError(f"{where}: {name} must be the name in at most {SHORT_NAME_MAX} characters, as a wall's "
+                               f"KPI card shows it (e.g. {'网格在办' if name == 'short_zh' else 'Open incidents'}), "
+                               f"not {short!r}; leave it out where the name is short enough")
+        shorts[name] = short.strip()
     kpi = entry.get("kpi", True)
     if not isinstance(kpi, bool):
         raise CatalogError(f"{where}: kpi must be true or false (false leaves the indicator off the KPI panel), "
@@ -210,7 +230,7 @@ def _parse_indicator(entry: object, where: str) -> Indicator:
         thresholds=thresholds, interval_seconds=interval, decimals=decimals,
         numerator=numerator, denominator=denominator, scale=float(scale),
         description_zh=str(entry.get("description_zh", "")), description_en=str(entry.get("description_en", "")),
-        kpi=kpi, unit_en=unit_en.strip(),
+        kpi=kpi, unit_en=unit_en.strip(), **shorts,
     )
 
 

@@ -68,6 +68,16 @@ def kpi_heading(unit_name: str, alerts: AlertTally, language: str) -> list:
     return [t("kpis_of", language, name=unit_name), heading_badge(alerts, language)]
 
 
+def card_name(indicator: Indicator, language: str) -> str | list:
+    """The name, and its short form for a wall (assets/wall.css shows one of them): across the room, "Open grid
+    incid…" beside a badge and a change read worse than "Open incidents"."""
+    name, short = indicator.name(language), indicator.short_name(language)
+    if short == name:
+        return name
+    return [html.Span(name, className="kpi-name-full"),
+            html.Span(short, className="kpi-name-short", **{"aria-hidden": "true"})]
+
+
 def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, language: str, zone: str,
              now: int, selected: bool, alerts: AlertTally = AlertTally()) -> html.Div:
     status = reading.status
@@ -75,7 +85,7 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
     # The name keeps what room the badge and the change leave it (and ellipsis when that is too little): the
     # number below then has the card's whole width, however many digits it and its change have.
     name = html.Div(className="kpi-head", children=[
-        html.Div(indicator.name(language), className="kpi-name", title=indicator.name(language)),
+        html.Div(card_name(indicator, language), className="kpi-name", title=indicator.name(language)),
         card_badge(alerts, language),
         change_badge(indicator, reading, language) if reading.measured and reading.value is not None else None,
     ])

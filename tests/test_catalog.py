@@ -323,6 +323,9 @@ def test_bad_key(tmp_path, key):
     ({"kpi": 0}, "kpi must be true or false"),
     ({"unit_en": "  "}, "unit_en must be the unit of measure written in English"),
     ({"unit_en": 5}, "unit_en must be the unit of measure written in English"),
+    ({"short_en": " "}, "short_en must be the name in at most 16 characters"),
+    ({"short_zh": "一二三四五六七八九十一二三四五六七"}, "short_zh must be the name in at most 16 characters"),
+    ({"short_en": ["Open"]}, "short_en must be the name in at most 16 characters"),
 ])
 def test_bad_optional_fields(tmp_path, changes, problem):
     message = error_of(write(tmp_path, variant(SHARE, **changes)))
@@ -340,6 +343,13 @@ def test_unit_of_measure_in_each_language(tmp_path):
     catalog = load_catalog(write(tmp_path, variant(COUNT, unit_en=" cases "), SHARE))
     assert catalog["complaints"].measure("zh") == "件" and catalog["complaints"].measure("en") == "cases"
     assert catalog["coverage"].measure("zh") == catalog["coverage"].measure("en") == "%"  # reads the same: no unit_en
+
+
+def test_short_names_for_walls_default_to_the_name(tmp_path):
+    catalog = load_catalog(write(tmp_path, variant(COUNT, short_zh=" 诉求 ", short_en="Complaints"), SHARE))
+    assert catalog["complaints"].short_name("zh") == "诉求" and catalog["complaints"].short_name("en") == "Complaints"
+    assert catalog["coverage"].short_name("zh") == catalog["coverage"].name_zh  # none given: the name itself
+    assert catalog["coverage"].short_name("en") == catalog["coverage"].name_en
 
 
 def test_shipped_units_are_written_in_english_where_they_differ(catalog):
