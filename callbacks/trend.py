@@ -44,10 +44,10 @@ def trend_for(selection, display):
         previous = read(time_range.previous_week).assign(time=lambda frame: frame["time"] + WEEK) \
             if time_range.compare else None
         unit = request.tree.frame.loc[view.unit_id]
-        thresholds = indicator.thresholds_at(Level(int(unit["level"])))
+        level = Level(int(unit["level"]))
+        thresholds = indicator.thresholds_at(level)
         # A new range (or indicator) resets a zoom; a refresh of the same one keeps it.
         revision = f"{indicator.key}|{time_range.key}|{time_range.first_day}|{time_range.last_day}"
-        level = Level(int(unit["level"]))
         # An indicator measured per street has no values for a community: the chart says so, not "no data".
         empty_text = None if indicator.measured_at_or_above(level) else \
             t("not_measured", request.language, level=level_name(level, request.language))

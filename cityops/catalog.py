@@ -42,6 +42,7 @@ class Thresholds:
 # A wall's KPI card has room for about this many characters of a name beside its alert badge and change.
 SHORT_NAME_MAX = 16
 
+
 @dataclass(frozen=True)
 class Indicator:
     key: str

@@ -23,9 +23,9 @@ import pandas as pd
 from dash import dcc, html
 
 from cityops.catalog import Indicator, Thresholds
+from cityops.hierarchy import Level
 from cityops.status import Status
 from layouts.ids import ComparisonIds
-from cityops.hierarchy import Level
 from layouts.text import format_time, format_value, level_name, name_says_level, t
 
 # A sparkline's drawing box (the image stretches to its column; strokes keep their width).
@@ -77,10 +77,8 @@ def shared_level_word(ranked: pd.DataFrame, language: str) -> str | None:
     if len(words) != 1 or not all(" " in str(name).strip() for name in ranked["name_en"]):
         return None
     (word,) = words
-    levels = set(ranked["level"])
-    if len(levels) != 1 or int(levels.pop()) not in set(Level):
-        return None
-    if not name_says_level(word, Level(int(ranked["level"].iloc[0])), "en"):
+    levels = set(ranked["level"].astype(int))
+    if len(levels) != 1 or not levels <= set(Level) or not name_says_level(word, Level(levels.pop()), "en"):
         return None
     return " " + word
 
