@@ -144,10 +144,14 @@ def shown_units(screen) -> dict[str, tuple[str, str]]:
     shown = {}
     for x, y in points:
         page.mouse.move(x, y)
-        tooltip = page.locator(".leaflet-tooltip.unit-tooltip")
-        tooltip.wait_for()
+        tooltips = page.locator(".leaflet-tooltip.unit-tooltip")
+        tooltips.first.wait_for()
+        # A refresh redrawing the layer under the pointer may open the same unit's tooltip twice for a moment;
+        # two different units' would be a pointer describing two places.
+        texts = set(tooltips.all_inner_texts())
+        assert len(texts) == 1, texts
         fill = page.evaluate("([x, y]) => document.elementFromPoint(x, y).getAttribute('fill')", [x, y])
-        shown[tooltip.locator("b").inner_text()] = (fill, tooltip.inner_text())
+        shown[tooltips.first.locator("b").inner_text()] = (fill, texts.pop())
         page.mouse.move(1, 1)  # off the map: the tooltip closes before the next polygon's opens
         page.wait_for_function("document.querySelectorAll('.leaflet-tooltip.unit-tooltip').length === 0")
     return shown

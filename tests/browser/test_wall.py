@@ -4,6 +4,7 @@ it runs holding it on that alert's unit (the most severe first), and the stale m
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -255,13 +256,23 @@ def test_the_playlist_advances_with_the_clock(screen, wall_servers):
     root = root_code(city.database_url)
     expected = [(unit or root, key) for unit, key in PLAYLIST]
     assert [(entry.unit or root, entry.indicator) for entry in config.playlist] == expected
-    first = int(page.locator(".wall-cue-playlist").get_attribute("data-slot"))
-    for slot in (first, first + 1, first + 2):
-        page.wait_for_function(f"Number(document.querySelector('.wall-cue-playlist')?.dataset.slot) >= {slot}",
-                               timeout=20_000)
-        shown = int(page.locator(".wall-cue-playlist").get_attribute("data-slot"))
-        expect_showing(page, *expected[shown % len(expected)])
-        assert page.locator(".wall-cue-playlist").get_attribute("data-position") == str(shown % len(expected) + 1)
+    # Each slot is judged at one instant in the page (its cue, breadcrumb and selected card read together): read
+    # one after the other, a slot that moved on in between (a busy machine) looked like a wrong position.
+    expected_js = json.dumps([list(entry) for entry in expected])
+    seen: list[int] = []
+    while len(seen) < 3:
+        slot = page.wait_for_function(f"""() => {{
+            const cue = document.querySelector('.wall-cue-playlist');
+            if (!cue) return null;
+            const slot = Number(cue.dataset.slot), entries = {expected_js};
+            const [code, indicator] = entries[slot % entries.length];
+            const showing = document.querySelector('.breadcrumb .crumb-current')?.dataset.code === code
+                && document.querySelector('.kpi-card.selected')?.dataset.indicator === indicator;
+            return slot > {seen[-1] if seen else -1} && showing
+                && cue.dataset.position === String(slot % entries.length + 1) ? slot : null;
+        }}""", timeout=30_000).json_value()
+        seen.append(slot)
+    assert len(set(seen)) == 3  # the clock moved it on, each slot shown as its cue says
     # Dash's undo history, which every tick of the page's clock adds to, is cut back on a wall: entries were
     # dropped (fewer clock ticks in it than the clock has made), and it holds a few dozen at most.
     page.wait_for_function("""() => {
