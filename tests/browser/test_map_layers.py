@@ -144,14 +144,14 @@ def shown_units(screen) -> dict[str, tuple[str, str]]:
     shown = {}
     for x, y in points:
         page.mouse.move(x, y)
-        tooltips = page.locator(".leaflet-tooltip.unit-tooltip")
-        tooltips.first.wait_for()
-        # A refresh redrawing the layer under the pointer may open the same unit's tooltip twice for a moment;
-        # two different units' would be a pointer describing two places.
-        texts = set(tooltips.all_inner_texts())
-        assert len(texts) == 1, texts
+        tooltip = page.locator(".leaflet-tooltip.unit-tooltip:visible").first
+        tooltip.wait_for()
+        # A refresh redrawing the layer under the pointer may leave the same unit's tooltip on its way out for a
+        # moment; two different units' would be a pointer describing two places.
+        names = {name.strip() for name in page.locator(".leaflet-tooltip.unit-tooltip b").all_text_contents()}
+        assert len(names) == 1, names
         fill = page.evaluate("([x, y]) => document.elementFromPoint(x, y).getAttribute('fill')", [x, y])
-        shown[tooltips.first.locator("b").inner_text()] = (fill, texts.pop())
+        shown[tooltip.locator("b").inner_text()] = (fill, tooltip.inner_text())
         page.mouse.move(1, 1)  # off the map: the tooltip closes before the next polygon's opens
         page.wait_for_function("document.querySelectorAll('.leaflet-tooltip.unit-tooltip').length === 0")
     return shown
