@@ -53,7 +53,62 @@
     });
   }
 
+  // A wall shows whole rows only: a row its list cuts (at the bottom, or at the top while the list is scrolled to
+  // a held alert) is hidden (assets/wall.css) rather than showing half a name across the room. Looked at when a
+  // list's rows change (before the browser paints them), when its size changes and after each scroll.
+  const WHOLE_ROW_LISTS = ".alert-list, .comparison-rows";
+
+  const sized = new WeakSet();  // the lists whose size is watched (a list redrawn whole is a new one)
+  let resizes = null;
+
+  function hideCutRows() {
+    document.querySelectorAll(WHOLE_ROW_LISTS).forEach(function (list) {
+      if (resizes && !sized.has(list)) {
+        sized.add(list);
+        resizes.observe(list);  // its panel may change size without the window's (a header wrapping, fonts)
+      }
+      const box = list.getBoundingClientRect();
+      Array.prototype.forEach.call(list.children, function (row) {
+        const edges = row.getBoundingClientRect();
+        const cut = edges.top < box.top - 0.5 || edges.bottom > box.bottom + 0.5;
+        if (row.hasAttribute("data-cut") !== cut) {
+          row.toggleAttribute("data-cut", cut);
+        }
+      });
+    });
+  }
+
+  let watchingRows = false;
+
+  function watchRows() {
+    if (watchingRows) {
+      return;
+    }
+    watchingRows = true;
+    // Only changes inside a list matter; the clock and the map change the page every second.
+    new MutationObserver(function (changes) {
+      const inList = changes.some(function (change) {
+        const node = change.target.nodeType === Node.ELEMENT_NODE ? change.target : change.target.parentElement;
+        return Boolean(node && (node.closest(WHOLE_ROW_LISTS) || node.querySelector(WHOLE_ROW_LISTS)));
+      });
+      if (inList) {
+        hideCutRows();
+      }
+    }).observe(document.body, {childList: true, subtree: true, characterData: true});
+    if (typeof ResizeObserver === "function") {
+      resizes = new ResizeObserver(hideCutRows);
+    }
+    window.addEventListener("resize", hideCutRows);
+    if (document.fonts) {
+      document.fonts.ready.then(hideCutRows);  // rows change height once their font has come
+    }
+    hideCutRows();
+  }
+
   function start() {
+    if (isWall) {
+      watchRows();
+    }
     return isWall ? true : window.dash_clientside.no_update;
   }
 
@@ -82,6 +137,7 @@
       'background: var(--wall-focus-background); }';
     if (alertId === null) {
       document.querySelectorAll(".alert-list").forEach(function (list) { list.scrollTop = 0; });
+      hideCutRows();
     }
   }
 
@@ -98,6 +154,7 @@
     const top = row.offsetTop - list.offsetTop;
     if (top < list.scrollTop || top + row.offsetHeight > list.scrollTop + list.clientHeight) {
       list.scrollTop = Math.max(0, top - 4);
+      hideCutRows();
     }
   }
 

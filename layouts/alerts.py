@@ -96,12 +96,15 @@ def judged_value(rule: Rule | None, indicator: Indicator | None, value: float | 
     return [*shown, crossed(limit if beyond else t("crossed_earlier", language, line=limit))]
 
 
-def since_text(fired_at: int | None, zone: str, now: int, language: str) -> str:
-    """12 分钟前 · 10:42: how long ago it fired, and when (the age first: short of room, the row cuts the end)."""
+def since(fired_at: int | None, zone: str, now: int, language: str) -> html.Span:
+    """12 分钟前 · 10:42: how long ago it fired, and when. Short of room the time of day gives way whole, then the
+    age: "5 h ago", or nothing, rather than "5 h ago · 11-2…" or "5 h ag…" (assets/style.css)."""
     if fired_at is None:
-        return "—"
+        return html.Span("—", className="alert-since")
     ago = t("ago", language, duration=format_age(now - int(fired_at), language))
-    return f"{ago} · {format_time(int(fired_at), zone, now)}"
+    when = format_time(int(fired_at), zone, now)
+    return html.Span([html.Span(ago, className="since-age"), html.Span(f" · {when}", className="since-clock")],
+                     className="alert-since", title=f"{ago} · {when}")
 
 
 def phase_chips(phase: str, overdue: bool, language: str) -> list:
@@ -164,7 +167,7 @@ def alert_row(row, rule: Rule | None, indicator: Indicator | None, language: str
                 *([] if name_says_level(unit_name, level, language) else
                   [html.Span(level_name(level, language), className="alert-level")]),
                 *phase_chips(str(row.phase), overdue, language),
-                html.Span(since_text(fired, zone, now, language), className="alert-since"),
+                since(fired, zone, now, language),
             ]),
             html.Div(className="alert-line alert-what", children=[
                 html.Span(what, className="alert-indicator"),

@@ -137,7 +137,10 @@ def test_each_rule_type_says_its_value_in_its_own_terms(rule, indicator, value, 
     for part in expected:
         assert part in shown, (part, shown)
     assert CATALOG[indicator].name_zh in shown and "社区01001" in shown and "社区" in shown
-    assert "12 分钟前 · " in shown  # fired 720 s before now; the age first (a narrow row cuts the time of day)
+    # Fired 720 s before now: the age first, then the time of day (which a narrow row leaves out first).
+    since = rows[0].children[0].children[-1]
+    assert [part.children for part in since.children] == ["12 分钟前", " · 21:46"]
+    assert since.title == "12 分钟前 · 21:46"
 
 
 def test_a_silent_source_is_named_in_its_row_and_its_runs_are_its_evidence():

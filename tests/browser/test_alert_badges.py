@@ -154,7 +154,23 @@ ROW_FIT = """() => [...document.querySelectorAll('.alert-row')].map(row => {
                 return cut;
             }).map(chip => chip.textContent),
             phaseShown: [...row.querySelectorAll('.chip-firing, .chip-recovered')].some(chip =>
-                chip.checkVisibility())};
+                chip.checkVisibility()),
+            // How long ago and when, each whole on the first line or not shown (a line below is not): "5 h ago",
+            // never "5 h ag…".
+            sinceCut: [...row.querySelectorAll('.since-age, .since-clock')].filter(part => {
+                const since = part.parentElement.getBoundingClientRect(), box = part.getBoundingClientRect();
+                const whole = part.cloneNode(true);
+                whole.style.cssText = 'position: absolute; visibility: hidden; width: max-content; max-width: none';
+                part.parentElement.appendChild(whole);
+                const cut = box.top < since.bottom - 0.5
+                    && (box.width + 0.01 < whole.getBoundingClientRect().width || box.left < since.left - 0.5);
+                whole.remove();
+                return cut;
+            }).map(part => part.textContent),
+            ageShown: (() => {
+                const age = row.querySelector('.since-age');
+                return age.getBoundingClientRect().top < age.parentElement.getBoundingClientRect().bottom - 0.5;
+            })()};
 })"""
 
 CARD_FIT = """() => [...document.querySelectorAll('.kpi-card')].filter(card => card.querySelector('.alert-card-badge'))
@@ -203,6 +219,9 @@ def test_an_overdue_alert_s_row_and_card_badge_keep_the_unit_s_name_and_their_co
     # OVERDUE (its breach going on or over is in the drawer).
     assert [row for row in rows if row["cutChips"]] == []
     assert [row for row in rows if row["overdue"] and row["phaseShown"] is wall] == []
+    assert [row for row in rows if row["sinceCut"]] == [], [(r["code"], r["sinceCut"], r["ageShown"]) for r in rows]
+    # A browser's rows have room for how long ago.
+    assert wall or all(row["ageShown"] for row in rows), rows
     assert [row for row in rows if not row["nameWhole"] and row["nameShare"] < 0.4] == []
     # Across the room the name is what is read: a wall's rows keep them whole (60 % of the row), times give way.
     assert not wall or [row for row in rows if not row["nameWhole"]] == []

@@ -218,6 +218,44 @@ def test_the_wall_fits_every_panel_without_scrollbars_or_controls(screen, wall_s
     screen.assert_no_console_errors()
 
 
+# Per list (alerts, ranking): its rows shown, and those of them its box cuts.
+ROWS_SHOWN = """() => [...document.querySelectorAll('.alert-list, .comparison-rows')].map(list => {
+    const box = list.getBoundingClientRect();
+    const shown = [...list.children].filter(row => row.checkVisibility({visibilityProperty: true}));
+    return {list: list.className, rows: list.children.length, shown: shown.length,
+            cut: shown.filter(row => {
+                const r = row.getBoundingClientRect();
+                return r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5;
+            }).map(row => row.innerText.replace(/\\s+/g, ' ').slice(0, 40))};
+})"""
+
+
+def test_the_wall_shows_whole_rows_only(screen, wall_servers):
+    """A list with more rows than room (alerts, a ranking) shows those that fit whole and hides the one its edge
+    would cut (half a name across the room reads as a broken screen), also when its panel changes size."""
+    page = open_wall(screen, wall_servers.live.base_url, 1920, 1080)
+    page.wait_for_function("document.querySelectorAll('.comparison-rows > *').length >= 3", timeout=20_000)
+    assert all(not each["cut"] for each in page.evaluate(ROWS_SHOWN))
+    # Each list with two rows or more made to end halfway down its second row, as a smaller panel would.
+    halved = page.evaluate("""() => [...document.querySelectorAll('.alert-list, .comparison-rows')]
+        .filter(list => list.children.length >= 2).map(list => {
+            const top = list.getBoundingClientRect().top, second = list.children[1].getBoundingClientRect();
+            list.style.flex = 'none';
+            list.style.height = `${second.top - top + second.height / 2}px`;
+            return list.className;
+        })""")
+    assert "comparison-rows" in halved
+    lists = page.wait_for_function(f"""() => {{
+        const lists = ({ROWS_SHOWN})();
+        return lists.every(each => each.cut.length === 0) && lists;
+    }}""", timeout=5_000).json_value()
+    for each in lists:
+        if each["list"] in halved:
+            assert each["shown"] == 1, each  # the first row whole, the second hidden rather than cut
+    screen.screenshot("wall-whole-rows")
+    screen.assert_no_console_errors()
+
+
 def test_a_browser_page_is_no_wall_and_runs_none_of_it(screen, wall_servers):
     screen.base_url = wall_servers.live.base_url
     sent = []
