@@ -11,7 +11,7 @@ from callbacks.context import current_language, resolve_view, screen_context, vi
 from cityops.readings import last_update
 from cityops.sources import source_health
 from cityops.status import is_stale
-from layouts.header import breadcrumb, indicator_selector, source_summary
+from layouts.header import breadcrumb, mounted_selector, source_summary
 from layouts.ids import HeaderIds, PageIds
 from layouts.freshness import as_of_mark
 from layouts.page import default_indicator
@@ -44,7 +44,7 @@ def show_indicator_selector(_map_painted, selection):
     context = screen_context()
     wanted = selection.get("indicator") if isinstance(selection, dict) else None
     key = wanted if isinstance(wanted, str) and wanted in context.catalog else default_indicator(context.catalog)
-    return indicator_selector(context.catalog, key, current_language(context.settings))
+    return mounted_selector(context.catalog, key, current_language(context.settings))
 
 
 @callback(

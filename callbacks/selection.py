@@ -69,17 +69,27 @@ def indicator_from_card(_clicks):
 
 @callback(
     Output(PageIds.SELECTION, "data", allow_duplicate=True),
+    Output(HeaderIds.INDICATOR, "value", allow_duplicate=True),
+    Output(HeaderIds.INDICATOR_MOUNTED, "data"),
     Input(HeaderIds.INDICATOR, "value"),
     State(PageIds.SELECTION, "data"),
+    State(HeaderIds.INDICATOR_MOUNTED, "data"),
     prevent_initial_call=True,
 )
-def select_indicator(indicator_key, selection):
-    # Also called when the selector is mounted after the map has painted (Dash runs a callback whose input is
-    # inserted by another one): then it names the indicator already selected, and writing the selection back
-    # would undo a drill-down made in the meantime.
-    if isinstance(selection, dict) and selection.get("indicator") == indicator_key:
-        return no_update
+def select_indicator(indicator_key, selection, mounted_with):
+    """A viewer's choice of indicator becomes the selection's. Also called as the selector is mounted, after the
+    map has painted (Dash runs a callback whose input another one inserts), with the value it was mounted with:
+    the indicator selected when the map painted. The selection may have moved on since (an address's indicator
+    applied meanwhile, a drill-down): then the selector follows the selection, never the other way round, or a
+    deep link's indicator would be undone."""
+    selected = selection.get("indicator") if isinstance(selection, dict) else None
+    mounting = mounted_with is not None and indicator_key == mounted_with
+    used = None if mounted_with is not None else no_update  # the mount's call comes once
+    if selected == indicator_key:
+        return no_update, no_update, used
+    if mounting:
+        return no_update, selected if isinstance(selected, str) else no_update, used
     with viewer_request() as request:
         if not isinstance(indicator_key, str) or indicator_key not in request.catalog:
-            return no_update
-    return {**(selection or {}), "indicator": indicator_key}
+            return no_update, no_update, used
+    return {**(selection or {}), "indicator": indicator_key}, no_update, used

@@ -3,7 +3,8 @@ for, the same period of the previous week; and the range control that changes th
 
 The graph is not in the first layout (mounting a dcc.Graph loads plotly.js): `mount_trend` puts it in the panel
 once the rest of the screen has painted (see callbacks/loading.py), already holding its figure; from then on
-`show_trend` updates that figure in place.
+`show_trend` updates that figure in place, in one answer with the title (before the graph is mounted, the title
+alone: the graph is matched with dash.ALL, which may match nothing).
 (Returning a new dcc.Graph as the panel's children on every refresh would remount it: Dash re-creates the
 children of a changed `children` prop, so plotly would redraw from scratch and flicker.)
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from dash import Input, Output, State, callback, ctx, no_update
+from dash import ALL, Input, Output, State, callback, ctx, no_update
 
 from callbacks.context import current_language, resolve_view, screen_context, viewer_request
 from cityops.hierarchy import Level
@@ -21,7 +22,7 @@ from cityops.status import is_stale
 from cityops.time_range import (
     CUSTOM, WEEK, bucket_at_least, parse_day, resolve_range, today_in, with_compare, with_custom, with_preset,
 )
-from layouts.ids import PageIds, RangeIds, TrendIds
+from layouts.ids import PageIds, RangeIds, TrendIds, trend_figure_id
 from layouts.freshness import as_of_mark
 from layouts.text import level_name, t
 from layouts.theme import display_scale
@@ -31,78 +32,85 @@ from layouts.trend import COMPARE, problem_text, trend_figure, trend_graph, tren
 def trend_for(selection, display):
     """The trend figure of the selection, for this viewer."""
     with viewer_request() as request:
-        view = resolve_view(request, selection)
-        indicator = request.catalog[view.indicator_key]
-        time_range = resolve_range(selection, request.now, request.settings.timezone)
-        bucket = bucket_at_least(time_range.bucket, indicator.interval_seconds)
+        return _figure(request, resolve_view(request, selection), selection, display)
 
-        def read(window):
-            return bucketed_trend(request.session, request.scope, request.catalog, request.ids, view.unit_id,
-                                  view.indicator_key, *window, bucket, time_range.utc_offset, tree=request.tree)
 
-        series = read(time_range.window)
-        previous = read(time_range.previous_week).assign(time=lambda frame: frame["time"] + WEEK) \
-            if time_range.compare else None
-        unit = request.tree.frame.loc[view.unit_id]
-        level = Level(int(unit["level"]))
-        thresholds = indicator.thresholds_at(level)
-        # A new range (or indicator) resets a zoom; a refresh of the same one keeps it.
-        revision = f"{indicator.key}|{time_range.key}|{time_range.first_day}|{time_range.last_day}"
-        # An indicator measured per street has no values for a community: the chart says so, not "no data".
-        empty_text = None if indicator.measured_at_or_above(level) else \
-            t("not_measured", request.language, level=level_name(level, request.language))
-        return trend_figure(series, indicator, thresholds, request.settings.timezone, request.language,
-                            time_range.window, display_scale(display), previous, bucket, revision, empty_text)
+def _figure(request, view, selection, display):
+    indicator = request.catalog[view.indicator_key]
+    time_range = resolve_range(selection, request.now, request.settings.timezone)
+    bucket = bucket_at_least(time_range.bucket, indicator.interval_seconds)
+
+    def read(window):
+        return bucketed_trend(request.session, request.scope, request.catalog, request.ids, view.unit_id,
+                              view.indicator_key, *window, bucket, time_range.utc_offset, tree=request.tree)
+
+    series = read(time_range.window)
+    previous = read(time_range.previous_week).assign(time=lambda frame: frame["time"] + WEEK) \
+        if time_range.compare else None
+    unit = request.tree.frame.loc[view.unit_id]
+    level = Level(int(unit["level"]))
+    thresholds = indicator.thresholds_at(level)
+    # A new range (or indicator) resets a zoom; a refresh of the same one keeps it.
+    revision = f"{indicator.key}|{time_range.key}|{time_range.first_day}|{time_range.last_day}"
+    # An indicator measured per street has no values for a community: the chart says so, not "no data".
+    empty_text = None if indicator.measured_at_or_above(level) else \
+        t("not_measured", request.language, level=level_name(level, request.language))
+    return trend_figure(series, indicator, thresholds, request.settings.timezone, request.language,
+                        time_range.window, display_scale(display), previous, bucket, revision, empty_text)
+
+
+def _title(request, view, selection) -> list:
+    """Indicator · unit · range, and how fresh the unit's newest value is (a stopped source's trend says since
+    when)."""
+    indicator = request.catalog[view.indicator_key]
+    unit = request.tree.frame.loc[view.unit_id]
+    name = unit["name_zh"] if request.language == "zh" else unit["name_en"]
+    zone = request.settings.timezone
+    time_range = resolve_range(selection, request.now, zone)
+    title = trend_title(indicator.name(request.language), name, time_range, request.language,
+                        today_in(zone, request.now))
+    current = current_frame(request.session, request.scope, indicator, request.ids[indicator.key],
+                            [view.unit_id], Level(int(unit["level"])), request.now)
+    observed = current["observed_at"].dropna()
+    if len(observed):
+        newest = int(observed.max())
+        title = [*title, " ", as_of_mark(newest, is_stale(newest, request.now, indicator.interval_seconds), zone,
+                                        request.now, request.language)]
+    return title
 
 
 @callback(
     Output(TrendIds.BODY, "children"),
+    Output(TrendIds.TITLE, "children", allow_duplicate=True),
     Input(PageIds.CHARTS_READY, "data"),
     State(PageIds.SELECTION, "data"),
     State(PageIds.DISPLAY, "data"),
     prevent_initial_call=True,
 )
 def mount_trend(_ready, selection, display):
-    return trend_graph(trend_for(selection, display))
+    """The graph, with its figure and the title of the same selection."""
+    with viewer_request() as request:
+        view = resolve_view(request, selection)
+        return trend_graph(_figure(request, view, selection, display)), _title(request, view, selection)
 
 
 @callback(
-    Output(TrendIds.GRAPH, "figure"),
-    Input(PageIds.SELECTION, "data"),
-    Input(PageIds.REFRESH, "n_intervals"),
-    Input(PageIds.DISPLAY, "data"),
-)
-def show_trend(selection, _tick, display):
-    # Also runs once when the graph appears: a selection changed while it was being mounted is not lost.
-    return trend_for(selection, display)
-
-
-@callback(
+    Output(trend_figure_id(ALL), "figure"),
     Output(TrendIds.TITLE, "children"),
     Input(PageIds.SELECTION, "data"),
     Input(PageIds.MAP_PAINTED, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
+    Input(PageIds.DISPLAY, "data"),
     prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_trend_title(selection, _map_painted=None, _tick=None):
+def show_trend(selection, _map_painted, _tick, display):
+    """The title, and the figure once the graph is mounted, in one answer: from two callbacks, a wall's playlist
+    step (or a drill-down) showed the next view's title for half a second over the last one's chart."""
+    graphs = len(ctx.outputs_list[0]) if ctx.outputs_list else 0
     with viewer_request() as request:
         view = resolve_view(request, selection)
-        indicator = request.catalog[view.indicator_key]
-        unit = request.tree.frame.loc[view.unit_id]
-        name = unit["name_zh"] if request.language == "zh" else unit["name_en"]
-        zone = request.settings.timezone
-        time_range = resolve_range(selection, request.now, zone)
-        title = trend_title(indicator.name(request.language), name, time_range, request.language,
-                            today_in(zone, request.now))
-        # How fresh the unit's newest value is: the trend of a stopped source says so, and since when.
-        current = current_frame(request.session, request.scope, indicator, request.ids[indicator.key],
-                                [view.unit_id], Level(int(unit["level"])), request.now)
-        observed = current["observed_at"].dropna()
-        if len(observed):
-            newest = int(observed.max())
-            title = [*title, " ", as_of_mark(newest, is_stale(newest, request.now, indicator.interval_seconds), zone,
-                                            request.now, request.language)]
-        return title
+        figures = [_figure(request, view, selection, display)] * graphs
+        return figures, _title(request, view, selection)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -43,6 +43,14 @@ def dropdown_labels(language: str) -> dict:
             "clear_selection": "Clear"}
 
 
+def mounted_selector(catalog: Catalog, indicator_key: str, language: str) -> list:
+    """The selector as mounted once the map has painted, with a note of the value it was mounted with: Dash calls
+    the selector's callback as it appears, and that call must be told from a viewer's choice
+    (callbacks/selection.py select_indicator)."""
+    return [indicator_selector(catalog, indicator_key, language),
+            dcc.Store(id=HeaderIds.INDICATOR_MOUNTED, data=indicator_key)]
+
+
 def indicator_selector(catalog: Catalog, indicator_key: str, language: str) -> dcc.Dropdown:
     return dcc.Dropdown(id=HeaderIds.INDICATOR, options=indicator_options(catalog, language), value=indicator_key,
                         clearable=False, searchable=True, search_order="original", className="indicator-select",

@@ -20,6 +20,7 @@ class HeaderIds(StrEnum):
     BREADCRUMB = "header-breadcrumb"
     INDICATOR = "header-indicator"
     INDICATOR_SLOT = "header-indicator-slot"  # holds a preview of the selector until the map has painted
+    INDICATOR_MOUNTED = "header-indicator-mounted"  # dcc.Store: the value the selector was mounted with, until used
 
 
 class SourceIds(StrEnum):
@@ -49,7 +50,7 @@ class KpiIds(StrEnum):
 
 class TrendIds(StrEnum):
     BODY = "trend-body"            # holds a placeholder, then the graph (mounted once, after the other panels)
-    GRAPH = "trend-graph"
+    GRAPH = "trend-graph"          # the graph's holder (trend_figure_id: the dcc.Graph in it)
     TITLE = "trend-title"
 
 
@@ -174,6 +175,12 @@ def alert_row_id(alert_id) -> dict:
 
 def crumb_id(code: str) -> dict:
     return {"type": "breadcrumb-crumb", "code": code}
+
+
+def trend_figure_id(panel="trend") -> dict:
+    """The trend's dcc.Graph (or dash.ALL: every one mounted, none before the charts are): its figure is updated
+    in one answer with the trend's title, which is there from the start."""
+    return {"type": "trend-figure", "panel": panel}
 
 
 def kpi_card_id(indicator_key: str) -> dict:

@@ -8,7 +8,7 @@ from dash import dcc, html
 from cityops.catalog import Catalog
 from cityops.settings import Settings
 from layouts.alert_drawer import alert_drawer, alert_trend_graph, drawer_content
-from layouts.header import build_header, indicator_selector
+from layouts.header import build_header, mounted_selector
 from layouts.ids import AlertIds, KpiIds, MapIds, PageIds, RankingIds, TrendIds
 from layouts.map_panel import (HOVER_STYLE, ON_EACH_FEATURE, POINT_TO_LABEL, STYLE, MapState, empty_hideout,
                                incident_layer, incident_toggle)
@@ -117,5 +117,5 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
 def validation_layout(page, catalog: Catalog, language: str) -> html.Div:
     """The page plus the components that callbacks add later (the indicator selector, the graphs), for Dash's
     callback validation."""
-    return html.Div([page, indicator_selector(catalog, default_indicator(catalog), language), trend_graph(),
+    return html.Div([page, *mounted_selector(catalog, default_indicator(catalog), language), trend_graph(),
                      comparison_view(language), alert_trend_graph(None), *drawer_content(language)])

@@ -15,7 +15,7 @@ from cityops.catalog import Direction, Indicator
 from cityops.catalog import Thresholds
 from cityops.status import Status
 from cityops.time_range import CUSTOM, DAY, DEFAULT_RANGE, MAX_CUSTOM_DAYS, RANGES, WEEK, RangeProblem, TimeRange
-from layouts.ids import RangeIds, TrendIds
+from layouts.ids import RangeIds, TrendIds, trend_figure_id
 from layouts.text import t
 from layouts.theme import GRID, MUTED, STATUS_COLOURS, plotly_layout
 
@@ -31,13 +31,13 @@ PREVIOUS_LINE = MUTED
 COMPARE = "compare"  # the comparison checkbox's one value
 
 
-def trend_graph(figure: go.Figure | None = None) -> dcc.Graph:
-    """The trend's graph. It is not in the first layout: a dcc.Graph loads plotly.js (~5 MB) when it mounts,
-    so it is mounted once, after the rest of the screen has painted; refreshes then update its `figure` in
-    place (see callbacks/loading.py)."""
+def trend_graph(figure: go.Figure | None = None) -> html.Div:
+    """The trend's graph, in its holder. It is not in the first layout: a dcc.Graph loads plotly.js (~5 MB) when
+    it mounts, so it is mounted once, after the rest of the screen has painted; refreshes then update its
+    `figure` in place (see callbacks/loading.py)."""
     extra = {} if figure is None else {"figure": figure}
-    return dcc.Graph(id=TrendIds.GRAPH, className="trend-graph", config=GRAPH_CONFIG, style={"height": "100%"},
-                     **extra)
+    return html.Div(id=TrendIds.GRAPH, className="trend-graph", children=dcc.Graph(
+        id=trend_figure_id(), config=GRAPH_CONFIG, style={"height": "100%"}, **extra))
 
 
 def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresholds | None, zone: str,

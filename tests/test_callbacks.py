@@ -205,23 +205,36 @@ def test_the_indicator_selector_comes_after_the_map_showing_the_selected_indicat
     assert _component(layout, "header-indicator") is None  # a preview until the map has painted
     slot = json.dumps(_component(layout, "header-indicator-slot"), ensure_ascii=False)
     assert "12345热线诉求 (件/时)" in slot
-    selector = in_callback(app, show_indicator_selector, 1, {"unit": None, "indicator": "aqi"})
+    selector, mounted = in_callback(app, show_indicator_selector, 1, {"unit": None, "indicator": "aqi"})
     assert (selector.id, selector.value) == ("header-indicator", "aqi")
+    assert (mounted.id, mounted.data) == ("header-indicator-mounted", "aqi")  # for select_indicator (below)
     assert any(option["value"] == "pm25" for option in selector.options)
     # Whatever the page sends, the selector shows a catalog indicator.
     for forged in ({"indicator": "no_such_key"}, {"indicator": ["aqi"]}, None, "aqi"):
-        assert in_callback(app, show_indicator_selector, 1, forged).value == "hotline_complaints"
+        assert in_callback(app, show_indicator_selector, 1, forged)[0].value == "hotline_complaints"
 
 
-def test_mounting_the_selector_never_undoes_a_drill_down(app):
-    """The selector mounts after the map has painted and Dash then calls select_indicator with its value: that
-    must not write back a selection the viewer has changed meanwhile."""
+def test_mounting_the_selector_never_undoes_a_drill_down_or_a_deep_link(app):
+    """The selector mounts after the map has painted and Dash then calls select_indicator with the value it was
+    mounted with: that must not write back a selection that has changed meanwhile (a drill-down, an address's
+    indicator applied after the map painted: the deep link's indicator was undone); the selector follows the
+    selection instead. A viewer's choice becomes the selection's, also a choice of the mount's value later."""
     from callbacks.selection import select_indicator
 
     drilled = {"unit": DISTRICT, "indicator": "hotline_complaints"}
-    assert in_callback(app, select_indicator, "hotline_complaints", drilled) is no_update
-    assert in_callback(app, select_indicator, "aqi", drilled) == {"unit": DISTRICT, "indicator": "aqi"}
-    assert in_callback(app, select_indicator, ["aqi"], drilled) is no_update
+    assert in_callback(app, select_indicator, "hotline_complaints", drilled, "hotline_complaints") == (
+        no_update, no_update, None)
+    # Mounted holding the default while the address's indicator was being applied: the selector takes it.
+    linked = {"unit": DISTRICT, "indicator": "aqi"}
+    assert in_callback(app, select_indicator, "hotline_complaints", linked, "hotline_complaints") == (
+        no_update, "aqi", None)
+    # The viewer's choices, the mount's call used.
+    assert in_callback(app, select_indicator, "aqi", drilled, None) == (
+        {"unit": DISTRICT, "indicator": "aqi"}, no_update, no_update)
+    assert in_callback(app, select_indicator, "hotline_complaints", linked, None) == (
+        {"unit": DISTRICT, "indicator": "hotline_complaints"}, no_update, no_update)
+    assert in_callback(app, select_indicator, ["aqi"], drilled, None) == (no_update, no_update, no_update)
+
 
 def test_scripts_are_compressed_once_and_callback_responses_every_time(app):
     import re

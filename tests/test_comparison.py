@@ -322,16 +322,18 @@ def test_a_row_click_drills_there_only_within_scope(app, monkeypatch):
 
 def test_titles_follow_the_range(app):
     from callbacks.ranking import show_children_title
-    from callbacks.trend import show_trend_title
+    from callbacks.trend import mount_trend
 
     title = in_callback(app, show_children_title, {"unit": D1, "indicator": "hotline_complaints", "range": "30d"})
     assert texts(title) == ["街道/镇排名 · 12345热线诉求 · 近30天", " · 共2个"]
-    trend = in_callback(app, show_trend_title, {"unit": D1, "indicator": "hotline_complaints", "range": "custom",
-                                                "start": "2026-03-01", "end": "2026-03-15", "compare": True})
+    _graph, trend = in_callback(app, mount_trend, None, {"unit": D1, "indicator": "hotline_complaints",
+                                                         "range": "custom", "start": "2026-03-01",
+                                                         "end": "2026-03-15", "compare": True}, None)
     # The title ends with how fresh the unit's newest value is.
     assert texts(trend)[0] == "12345热线诉求 · 区1 · 3月1日–3月15日 · 对比上周同期" and texts(trend)[-1].startswith("截至")
-    bad = in_callback(app, show_trend_title, {"unit": D1, "indicator": "hotline_complaints", "range": "custom",
-                                              "start": "2026-03-15", "end": "2026-03-01"})
+    _graph, bad = in_callback(app, mount_trend, None, {"unit": D1, "indicator": "hotline_complaints",
+                                                       "range": "custom", "start": "2026-03-15", "end": "2026-03-01"},
+                              None)
     assert texts(bad)[:2] == ["12345热线诉求 · 区1 · 近7天", " · 结束日期早于开始日期，显示近7天"]
 
 
@@ -339,19 +341,29 @@ def test_an_empty_trend_says_why_on_a_date_axis(app):
     """A community's trend of a street-level indicator says it is not measured there; a range without values says
     so; both keep the range's dates on the axis (an empty chart fell back to a numeric axis, -1 to 6)."""
     from callbacks.trend import show_trend
+    from layouts.ids import trend_figure_id
 
     def said(figure) -> list[str]:
         return [note.text for note in figure.layout.annotations if note.xref == "paper"]
 
-    street_level = in_callback(app, show_trend, {"unit": C_NORMAL, "indicator": "aqi", "range": "7d"}, 0, None)
+    def trend(selection, graphs=1):
+        # One mounted graph (the ALL output's one match), as the page sends it.
+        return in_callback(app, show_trend, selection, None, 0, None,
+                           outputs_list=[[{"id": trend_figure_id(), "property": "figure"}] * graphs,
+                                         {"id": "trend-title", "property": "children"}])
+
+    [street_level], title = trend({"unit": C_NORMAL, "indicator": "aqi", "range": "7d"})
     assert said(street_level) == ["社区/村级不统计"]
+    # The title comes with its figure (one answer: the title of the next view never shows over the last chart),
+    # and alone before the graph is mounted.
+    assert texts(title)[0] == "空气质量指数 · 社区01002 · 近7天"
+    assert trend({"unit": C_NORMAL, "indicator": "aqi", "range": "7d"}, graphs=0) == ([], title)
     assert street_level.layout.xaxis.type == "date" and street_level.layout.xaxis.zeroline is False
     assert not [value for trace in street_level.data for value in (trace.y or ()) if value == value]
     # The street itself has AQI in the catalog but none stored here: no data in the range, not "not measured".
-    quiet = in_callback(app, show_trend, {"unit": S11, "indicator": "aqi", "range": "7d"}, 0, None)
+    [quiet], _ = trend({"unit": S11, "indicator": "aqi", "range": "7d"})
     assert said(quiet) == ["此时间范围内无数据"] and quiet.layout.xaxis.type == "date"
-    measured = in_callback(app, show_trend, {"unit": C_NORMAL, "indicator": "hotline_complaints", "range": "7d"}, 0,
-                           None)
+    [measured], _ = trend({"unit": C_NORMAL, "indicator": "hotline_complaints", "range": "7d"})
     assert said(measured) == [] and measured.layout.yaxis.showticklabels is True
 
 

@@ -222,6 +222,10 @@ def test_each_unit_is_filled_and_described_as_its_reading_says(screen, screen_se
 
     def check(unit_id: int) -> set[str]:
         truth = expected(unit_id)
+        # The page opens on the first map (the default indicator's colours), then takes the address's indicator:
+        # its colours come with the map's title.
+        screen.page.wait_for_function("name => document.querySelector('.map-panel .panel-title')?.innerText"
+                                      ".startsWith(name)", arg=catalog[VARIED].name(language))
         shown = shown_units(screen)
         assert set(shown) == set(truth)
         for name, (fill, tooltip) in shown.items():

@@ -101,6 +101,22 @@ def test_a_deep_link_opens_its_view_and_a_bad_one_the_city(screen, screen_settin
     screen.assert_no_console_errors()
 
 
+def test_a_deep_link_s_indicator_survives_the_selector_s_arrival(screen, screen_settings):
+    """The indicator selector is mounted once the map has painted, holding the indicator selected then, while the
+    address's own is being applied: it must follow the selection, not write its own back (a link's indicator was
+    lost on about one load in two). Several loads, each judged once the selector is there and the page quiet."""
+    district = units_at(screen_settings, Level.DISTRICT)[1][0]
+    for _load in range(4):
+        screen.open(f"/?unit={district}&indicator=aqi")
+        screen.page.wait_for_function("document.getElementById('header-indicator')?.innerText.includes('空气质量指数')")
+        screen.page.wait_for_timeout(800)  # what a selector writing back its own value would have changed by now
+        shown = screen.page.evaluate("""() => [document.getElementById('map-title').innerText.startsWith('空气质量指数'),
+            document.querySelector('.kpi-card.selected')?.dataset.indicator,
+            document.getElementById('header-indicator').innerText.includes('空气质量指数'), window.location.search]""")
+        assert shown == [True, "aqi", True, f"?unit={district}&indicator=aqi"], shown
+    screen.assert_no_console_errors()
+
+
 def test_drilling_down_makes_history_that_back_and_forward_walk(screen, screen_settings):
     screen.open()
     city = current_crumb(screen)

@@ -78,6 +78,35 @@ def test_clicking_a_district_shows_its_streets_and_the_breadcrumb_goes_back(scre
     screen.assert_no_console_errors()
 
 
+MAP_COVER = """() => {
+    const meets = (a, b) => a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5
+        && b.top < a.bottom - 0.5;
+    const map = document.querySelector('.leaflet-container').getBoundingClientRect();
+    const legend = document.querySelector('.legend').getBoundingClientRect();
+    const shapes = [...document.querySelectorAll('path.leaflet-interactive')].map(path => path.getBoundingClientRect());
+    return {legendOverMap: meets(map, legend), legendRows: document.querySelectorAll('.legend-row').length,
+            covered: shapes.filter(shape => meets(shape, legend)).length,
+            outside: shapes.filter(shape => shape.left < map.left - 1 || shape.right > map.right + 1
+                                   || shape.top < map.top - 1 || shape.bottom > map.bottom + 1).length};
+}"""
+
+
+def test_the_legend_hides_no_part_of_the_map(screen, screen_settings):
+    """The legend sits under the map, not over it: a box in its corner hid the communities a street's map drew there
+    (they could be neither seen nor clicked). Every unit is drawn inside the map, at the city and a level down."""
+    screen.open()
+    for step in ("city", "district"):
+        if step == "district":
+            district = drill_into_first_district(screen, screen_settings)
+            streets = units_named(screen_settings, Level.STREET, district)
+            screen.page.wait_for_function(
+                f"document.querySelectorAll('path.leaflet-interactive').length === {len(streets)}")
+            screen.page.wait_for_timeout(400)  # the map's fit to the new level is animated
+        cover = screen.page.evaluate(MAP_COVER)
+        assert cover == {"legendOverMap": False, "legendRows": 5, "covered": 0, "outside": 0}, (step, cover)
+    screen.assert_no_console_errors()
+
+
 def test_kpi_card_shows_the_value_in_the_database(screen, screen_settings):
     screen.open()
     catalog = load_catalog(screen_settings.catalog_path)
@@ -196,7 +225,7 @@ def test_charts_come_after_the_map_and_refreshes_update_them_in_place(screen, sc
                          ".forEach(element => { element.__mark = 'kept'; })")
     updates = []
     screen.page.on("response", lambda response: "_dash-update-component" in response.url
-                   and "trend-graph" in (response.request.post_data or "") and updates.append(1))
+                   and "trend-figure" in (response.request.post_data or "") and updates.append(1))
     screen.page.wait_for_timeout(6_500)  # the test app refreshes every 5 s
     assert updates, "no refresh reached the trend chart"
     marks = screen.page.evaluate("[...document.querySelectorAll('.js-plotly-plot, #comparison-rows')]"

@@ -132,3 +132,18 @@ def near_the_end_of(screen, selector: str) -> tuple[float, float]:
     """A point over the newest data (the test city has two days of history, at the right of a 30-day axis)."""
     box = screen.page.locator(selector).bounding_box()
     return box["x"] + box["width"] * 0.95, box["y"] + box["height"] * 0.7
+
+
+def test_the_trend_s_title_and_chart_come_in_one_answer(screen):
+    """Choosing another indicator asks once for the trend's title and its figure together: from two callbacks, a
+    wall's playlist step on a busy server showed the next view's title for half a second over the last chart."""
+    open_with_charts(screen)
+    page = screen.page
+    asked: list[str] = []
+    page.on("request", lambda request: "_dash-update-component" in request.url
+            and "trend-title" in (request.post_data or "") and asked.append(request.post_data_json["output"]))
+    page.locator('.kpi-card[data-indicator="aqi"]').click()
+    page.wait_for_function(f"{TREND}.layout.uirevision.startsWith('aqi|')", timeout=15_000)
+    page.wait_for_function("document.querySelector('#trend-title').innerText.startsWith('空气质量指数')")
+    assert len(asked) == 1 and "trend-figure" in asked[0], asked
+    screen.assert_no_console_errors()
