@@ -5,8 +5,9 @@ the refresh interval is one of its inputs: those are the ones every screen calls
 Anything else — an alert action, a click selecting a unit, the language switch — goes straight to Dash, every
 time. A response that sets a cookie is never kept.
 
-The key is the callback (its outputs), the values of its inputs and states, which of them triggered it, the
-viewer's scope key and language, the data version and the refresh cycle. Inputs that are only triggers — the
+The key is the callback (its outputs, and which components its dash.ALL outputs matched), the values of its
+inputs and states, which of them triggered it, the viewer's scope key and language, the data version and the
+refresh cycle. Inputs that are only triggers — the
 interval's tick count, the moment the map painted, an alert-changed stamp — differ from screen to screen but
 change nothing in the answer: an input's value is left out of the key when the callback's parameter for it is
 named with a leading underscore (the code's way of saying "not read") AND the function's code never reads it.
@@ -76,7 +77,18 @@ class CachedCallback:
                   for position, item in enumerate(body.get("inputs") or [])]
         states = [None if position in self.ignored_states else _value(item)
                   for position, item in enumerate(body.get("state") or [])]
-        return [body.get("output"), inputs, states, sorted(body.get("changedPropIds") or [])]
+        return [body.get("output"), _matched(body.get("outputs")), inputs, states,
+                sorted(body.get("changedPropIds") or [])]
+
+
+def _matched(outputs):
+    """The components a callback's pattern-matching outputs (dash.ALL) matched on the asking page: its answer has
+    one value for each, so a page that has not mounted them yet (the trend's graph comes after the map) must not
+    be given the answer of one that has, nor the other way round."""
+    if not isinstance(outputs, list):
+        return None
+    return [[entry.get("id") for entry in output if isinstance(entry, dict)] if isinstance(output, list) else None
+            for output in outputs]
 
 
 def _value(item):

@@ -4,13 +4,14 @@ Redis (127.0.0.1:6379)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 import uuid
 
 import pytest
-from dash import Dash, Input, Output, ctx, html
+from dash import ALL, Dash, Input, Output, ctx, html
 from sqlalchemy import event, text
 
 from callbacks.cached_callbacks import EXTENSION, install_response_cache, unread_parameters
@@ -79,6 +80,13 @@ def make_app(database: str, cache_url: str | None):
         ctx.response.set_cookie("seen", "1")
         return "cookie"
 
+    @app.callback(Output({"type": "graph", "panel": ALL}, "children"), Output("graph-title", "children"),
+                  Input(PageIds.REFRESH, "n_intervals"))
+    def graphs(_tick):
+        # As the trend: its title always, its graph once mounted (dash.ALL matches nothing before).
+        units_count()
+        return ["drawn"] * len(ctx.outputs_list[0]), "title"
+
     @app.callback(Output("message", "children"), Input("act", "n_clicks"))
     def act(clicks):
         units_count()
@@ -114,6 +122,27 @@ def served(database, cache_url):
     counter = QueryCounter(engine_for(database))
     yield app, counter
     counter.close()
+
+
+def test_a_page_with_the_graph_mounted_is_not_given_the_answer_of_one_without(served):
+    """The trend's title and graph come in one answer, the graph matched with dash.ALL: a page that has not mounted
+    it yet gets an answer without it, which must not be served to a wall that has (its chart stayed on the last
+    playlist step's indicator under the new title)."""
+    app, counter = served
+    output = '..{"panel":["ALL"],"type":"graph"}.children...graph-title.children..'
+
+    def asked(mounted: int) -> dict:
+        return {"output": output, "inputs": [{"id": PageIds.REFRESH, "property": "n_intervals", "value": 1}],
+                "outputs": [[{"id": {"type": "graph", "panel": "trend"}, "property": "children"}] * mounted,
+                            {"id": "graph-title", "property": "children"}],
+                "changedPropIds": [f"{PageIds.REFRESH}.n_intervals"], "state": []}
+
+    before = json.loads(post(app.server.test_client(), asked(0)).data)["response"]
+    after = json.loads(post(app.server.test_client(), asked(1)).data)["response"]
+    assert '"drawn"' not in json.dumps(before) and '"drawn"' in json.dumps(after), (before, after)
+    assert counter.count == 2
+    post(app.server.test_client(), asked(1))  # another wall with its graph: the same question
+    assert counter.count == 2
 
 
 def test_screens_asking_the_same_question_cost_one_query(served):
