@@ -29,13 +29,8 @@ from layouts.theme import display_scale
 from layouts.trend import COMPARE, problem_text, trend_figure, trend_graph, trend_title
 
 
-def trend_for(selection, display):
-    """The trend figure of the selection, for this viewer."""
-    with viewer_request() as request:
-        return _figure(request, resolve_view(request, selection), selection, display)
-
-
 def _figure(request, view, selection, display):
+    """The trend figure of the selection, for this viewer."""
     indicator = request.catalog[view.indicator_key]
     time_range = resolve_range(selection, request.now, request.settings.timezone)
     bucket = bucket_at_least(time_range.bucket, indicator.interval_seconds)

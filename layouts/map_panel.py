@@ -160,7 +160,7 @@ def _legend(thresholds: Thresholds | None, unit: str, decimals: int, direction: 
             html.Span(status_text(status, language), className="legend-state"),
             html.Span(band, className="legend-band"),
         ]))
-    return [html.Div(t("legend_title", language), className="legend-title"), *rows]
+    return rows  # one line under the map, its bands self-explanatory: no "Legend" heading
 
 
 def incident_hideout(language: str) -> dict:

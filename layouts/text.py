@@ -26,7 +26,6 @@ TEXT = {
     "vs_previous": ("较上期", "vs previous"),
     "warning": ("预警", "warning"),
     "critical": ("告警", "critical"),
-    "legend_title": ("图例", "Legend"),
     "threshold_warning": ("预警线", "warning"),
     "threshold_critical": ("告警线", "critical"),
     "completeness": ("上报率", "reported"),

@@ -393,12 +393,17 @@ def test_range_labels_in_both_languages():
 
 
 def test_the_trend_figure_follows_the_range_and_overlays_last_week(app):
-    from callbacks.trend import trend_for
+    from callbacks.trend import show_trend
+    from layouts.ids import trend_figure_id
 
     now = int(time.time())
 
     def figure(selection):
-        return in_callback(app, trend_for, {"unit": S11, "indicator": "hotline_complaints", **selection}, None)
+        figures, _title = in_callback(app, show_trend, {"unit": S11, "indicator": "hotline_complaints", **selection},
+                                      None, 0, None,
+                                      outputs_list=[[{"id": trend_figure_id(), "property": "figure"}],
+                                                    {"id": "trend-title", "property": "children"}])
+        return figures[0]
 
     day, month = figure({"range": "24h"}), figure({"range": "30d", "compare": True})
     span = [pd.Timestamp(edge).timestamp() for edge in month.layout.xaxis.range]
