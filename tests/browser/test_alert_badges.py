@@ -195,6 +195,23 @@ NAMES_FIT = """() => [...document.querySelectorAll('.kpi-card .kpi-name')].map(n
 })"""
 
 
+# Each KPI card's change: whether what its first line shows is cut, and whether all of it is shown (its arrow and
+# figure, the words apart: a wall does not show them).
+CHANGES_FIT = """() => [...document.querySelectorAll('.kpi-head > .kpi-change')].filter(change => change.textContent)
+    .map(change => {
+        const box = change.getBoundingClientRect();
+        const rects = node => { const range = document.createRange(); range.selectNodeContents(node);
+                                return [...range.getClientRects()].filter(r => r.width > 0); };
+        const shown = r => r.top < box.bottom - 0.5;
+        const words = change.querySelector('.kpi-change-words');
+        const parts = [...change.childNodes].filter(node => node !== words && node.textContent.trim())
+            .flatMap(node => rects(node));
+        return {text: change.textContent, badged: change.parentElement.querySelector('.alert-card-badge') !== null,
+                whole: parts.every(shown),
+                cut: parts.filter(shown).some(r => r.left < box.left - 0.5 || r.right > box.right + 0.5)};
+    })"""
+
+
 @pytest.mark.parametrize("language, width, height, wall", [("en", 1920, 1080, False), ("en", 1920, 1080, True),
                                                           ("zh", 3840, 2160, True), ("en", 3840, 2160, True)])
 def test_an_overdue_alert_s_row_and_card_badge_keep_the_unit_s_name_and_their_counts(screen, screen_settings,
@@ -227,9 +244,8 @@ def test_an_overdue_alert_s_row_and_card_badge_keep_the_unit_s_name_and_their_co
     assert not wall or [row for row in rows if not row["nameWhole"]] == []
     assert cards and all(card["inside"] and card["countWhole"] for card in cards), cards
     assert all(card["overdueWord"] is (None if card["overdueWord"] is None else not wall) for card in cards), cards
-    # A wall's cards say the catalog's short names (short_zh / short_en), whole beside their change (beside alert
-    # badges too, unless the change has many digits: not asserted, the fixture's changes move with the clock); a
-    # browser's say the whole name (cut with an ellipsis where they must: the title holds it).
+    # A wall's cards say the catalog's short names (short_zh / short_en), whole beside their change and alert
+    # badges; a browser's say the whole name (cut with an ellipsis where they must: the title holds it).
     names = page.evaluate(NAMES_FIT)
     catalog = load_catalog(screen_settings.catalog_path)
     by_name = {indicator.name(language): indicator for indicator in catalog}
@@ -237,6 +253,11 @@ def test_an_overdue_alert_s_row_and_card_badge_keep_the_unit_s_name_and_their_co
                                                              if indicator.kpi)
     assert [name["shown"] for name in names] == [by_name[name["title"]].short_name(language) if wall else
                                                  name["title"] for name in names]
-    assert not wall or [name for name in names if name["cut"] and not name["badged"]] == [], names
+    assert not wall or [name for name in names if name["cut"]] == [], names
+    # A change gives way whole, figure first, then its arrow: what is shown of it is never cut, and where there is
+    # room (no badge beside the name) it is all there.
+    changes = page.evaluate(CHANGES_FIT)
+    assert [change for change in changes if change["cut"]] == [], changes
+    assert all(change["whole"] for change in changes if not change["badged"]), changes
     screen.screenshot(f"alert-fit-{language}-{width}x{height}{'-wall' if wall else ''}")
     screen.assert_no_console_errors()
