@@ -236,9 +236,8 @@ def test_an_overdue_alert_s_row_and_card_badge_keep_the_unit_s_name_and_their_co
     # OVERDUE (its breach going on or over is in the drawer).
     assert [row for row in rows if row["cutChips"]] == []
     assert [row for row in rows if row["overdue"] and row["phaseShown"] is wall] == []
+    # How long ago and when: each whole or not shown (a long name beside OVERDUE and firing may leave no room).
     assert [row for row in rows if row["sinceCut"]] == [], [(r["code"], r["sinceCut"], r["ageShown"]) for r in rows]
-    # A browser's rows have room for how long ago.
-    assert wall or all(row["ageShown"] for row in rows), rows
     assert [row for row in rows if not row["nameWhole"] and row["nameShare"] < 0.4] == []
     # Across the room the name is what is read: a wall's rows keep them whole (60 % of the row), times give way.
     assert not wall or [row for row in rows if not row["nameWhole"]] == []
