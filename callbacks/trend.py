@@ -104,7 +104,8 @@ def show_trend(selection, _map_painted, _tick, display):
     graphs = len(ctx.outputs_list[0]) if ctx.outputs_list else 0
     with viewer_request() as request:
         view = resolve_view(request, selection)
-        figures = [_figure(request, view, selection, display)] * graphs
+        # Before the graph is mounted nothing would show a figure: none is read (the first screen's callbacks).
+        figures = [_figure(request, view, selection, display)] * graphs if graphs else []
         return figures, _title(request, view, selection)
 
 
