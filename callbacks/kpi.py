@@ -18,6 +18,10 @@ from layouts.kpi import kpi_card, kpi_heading
 SPARKLINE_HOURS = 24
 
 
+def owner_name(reading, names) -> str | None:
+    return None if reading.owner_id is None else str(names.at[reading.owner_id])
+
+
 @callback(
     Output(KpiIds.PANEL, "children"),
     Output(KpiIds.HEADING, "children"),
@@ -41,11 +45,12 @@ def show_kpis(selection, _tick, _map_painted=None, _alert_changed=None, shown=No
         by_indicator = indicator_alert_counts(request.session, request.scope, request.tree, request.ids,
                                               view.unit_id, request.now)
         in_unit = alert_counts(request.session, request.scope, request.tree, [view.unit_id], request.now)
+        names = request.tree.frame["name_zh" if request.language == "zh" else "name_en"]
         cards = [kpi_card(indicator, readings[indicator.key], spark[indicator.key], level, request.language,
                           request.settings.timezone, request.now, indicator.key == view.indicator_key,
-                          tally_of(by_indicator, indicator.key))
+                          tally_of(by_indicator, indicator.key), owner_name=owner_name(readings[indicator.key], names))
                  for indicator in request.catalog.kpis()]
-        name = unit["name_zh"] if request.language == "zh" else unit["name_en"]
+        name = names.at[view.unit_id]
         heading = kpi_heading(name, tally_of(in_unit, view.unit_id), request.language)
     digest = digest_of([cards, heading])
     if digest == shown:

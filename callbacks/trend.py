@@ -17,7 +17,7 @@ from dash import ALL, Input, Output, State, callback, ctx, no_update
 
 from callbacks.context import current_language, resolve_view, screen_context, viewer_request
 from cityops.hierarchy import Level
-from cityops.readings import bucketed_trend, current_frame
+from cityops.readings import bucketed_trend, current_frame, standing_unit
 from cityops.status import is_stale
 from cityops.time_range import (
     CUSTOM, WEEK, bucket_at_least, parse_day, resolve_range, today_in, with_compare, with_custom, with_preset,
@@ -29,26 +29,34 @@ from layouts.theme import display_scale
 from layouts.trend import COMPARE, problem_text, trend_figure, trend_graph, trend_title
 
 
+def _shown_unit(request, view) -> int | None:
+    """The unit whose trend the panel draws: the selected one, or its ancestor where the indicator is measured
+    (a community's AQI is its street's, as on its card); None where the viewer may see no such unit."""
+    return standing_unit(request.tree, request.scope, request.catalog[view.indicator_key], view.unit_id)
+
+
 def _figure(request, view, selection, display):
     """The trend figure of the selection, for this viewer."""
     indicator = request.catalog[view.indicator_key]
     time_range = resolve_range(selection, request.now, request.settings.timezone)
     bucket = bucket_at_least(time_range.bucket, indicator.interval_seconds)
+    shown = _shown_unit(request, view)
+    unit_id = view.unit_id if shown is None else shown
 
     def read(window):
-        return bucketed_trend(request.session, request.scope, request.catalog, request.ids, view.unit_id,
+        return bucketed_trend(request.session, request.scope, request.catalog, request.ids, unit_id,
                               view.indicator_key, *window, bucket, time_range.utc_offset, tree=request.tree)
 
     series = read(time_range.window)
     previous = read(time_range.previous_week).assign(time=lambda frame: frame["time"] + WEEK) \
         if time_range.compare else None
-    unit = request.tree.frame.loc[view.unit_id]
-    level = Level(int(unit["level"]))
+    level = Level(request.tree.row(unit_id).level)
     thresholds = indicator.thresholds_at(level)
     # A new range (or indicator) resets a zoom; a refresh of the same one keeps it.
     revision = f"{indicator.key}|{time_range.key}|{time_range.first_day}|{time_range.last_day}"
-    # An indicator measured per street has no values for a community: the chart says so, not "no data".
-    empty_text = None if indicator.measured_at_or_above(level) else \
+    # An indicator measured per street, for a community whose street the viewer may not see: the chart says
+    # so, not "no data".
+    empty_text = None if shown is not None else \
         t("not_measured", request.language, level=level_name(level, request.language))
     return trend_figure(series, indicator, thresholds, request.settings.timezone, request.language,
                         time_range.window, display_scale(display), previous, bucket, revision, empty_text)
@@ -56,16 +64,19 @@ def _figure(request, view, selection, display):
 
 def _title(request, view, selection) -> list:
     """Indicator · unit · range, and how fresh the unit's newest value is (a stopped source's trend says since
-    when)."""
+    when). The unit is the one drawn: a community's street for an indicator measured per street."""
     indicator = request.catalog[view.indicator_key]
-    unit = request.tree.frame.loc[view.unit_id]
-    name = unit["name_zh"] if request.language == "zh" else unit["name_en"]
+    shown = _shown_unit(request, view)
+    unit = request.tree.row(view.unit_id if shown is None else shown)
+    name = unit.name_zh if request.language == "zh" else unit.name_en
     zone = request.settings.timezone
     time_range = resolve_range(selection, request.now, zone)
     title = trend_title(indicator.name(request.language), name, time_range, request.language,
                         today_in(zone, request.now))
+    if shown is None:
+        return title
     current = current_frame(request.session, request.scope, indicator, request.ids[indicator.key],
-                            [view.unit_id], Level(int(unit["level"])), request.now)
+                            [shown], Level(unit.level), request.now)
     observed = current["observed_at"].dropna()
     if len(observed):
         newest = int(observed.max())

@@ -33,6 +33,7 @@ class Reading:
     expected: int | None = None
     previous: float | None = None
     measured: bool = True        # False when the indicator is not measured at or above this unit's level
+    owner_id: int | None = None  # then, the ancestor at its level whose value this is (readings.standing_unit)
 
     @property
     def change(self) -> float | None:
@@ -91,57 +92,77 @@ def children_readings(session: Session, scope: Scope, catalog: Catalog, ids: dic
     return merged
 
 
+def standing_unit(tree: UnitTree, scope: Scope, indicator: Indicator, unit_id: int) -> int | None:
+    """The unit whose value stands for `unit_id`'s on its own panels: itself where the indicator is measured at or
+    above its level; below that, its ancestor at the indicator's level (a community's air quality is its street's),
+    if the viewer may see that ancestor. None: nothing the viewer may see stands for it."""
+    row = tree.row(unit_id)
+    if source_of(indicator, Level(row.level)) is not None:
+        return unit_id
+    while row.level > indicator.level and row.parent_id is not None:
+        row = tree.row(row.parent_id)
+    return row.id if row.level == indicator.level and scope.contains(tree, row.id) else None
+
+
 def unit_readings(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
                   now: int, *, tree: UnitTree | None = None) -> dict[str, Reading]:
-    """Every indicator's reading for one unit, with the previous period's value for the change. Four statements
-    whatever the catalog's size: the unit's rows of each snapshot, then each source's previous values (the KPI
-    cards ask on every drill and refresh; one statement per indicator and two per card cost ~17 ms)."""
+    """Every indicator's reading for one unit, with the previous period's value for the change. An indicator not
+    measured at the unit's level reads its ancestor's at that level (`Reading.owner_id`, see `standing_unit`).
+    Four statements whatever the catalog's size: the unit's (and those ancestors') rows of each snapshot, then each
+    source's previous values (the KPI cards ask on every drill and refresh; one statement per indicator and two
+    per card cost ~17 ms)."""
     tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
-    level = Level(int(tree.frame.at[unit_id, "level"]))
-    sources = {indicator.key: source_of(indicator, level) for indicator in catalog}
-    current: dict[int, tuple] = {}
+    owners = {indicator.key: standing_unit(tree, scope, indicator, unit_id) for indicator in catalog}
+    levels = {owner: Level(tree.row(owner).level) for owner in set(owners.values()) if owner is not None}
+    sources = {key: None if owner is None else source_of(catalog[key], levels[owner]) for key, owner in owners.items()}
+    current: dict[tuple[int, int], tuple] = {}
     for source in ("reported", "rollup"):
-        wanted = [ids[key] for key, chosen in sources.items() if chosen == source]
+        wanted = [key for key, chosen in sources.items() if chosen == source]
         if wanted:
-            for row in session.execute(snapshot_statement(scope, wanted, source, [unit_id])):
-                current[row[5]] = row
+            units = sorted({owners[key] for key in wanted})
+            for row in session.execute(snapshot_statement(scope, [ids[key] for key in wanted], source, units)):
+                current[row[0], row[5]] = row
     shown: dict[str, tuple] = {}
     for indicator in catalog:
-        row = current.get(ids[indicator.key])
+        owner = owners[indicator.key]
+        row = current.get((owner, ids[indicator.key]))
         if sources[indicator.key] is None or row is None:
             continue
         value = None if row[1] is None else float(row[1])
         observed_at = None if row[2] is None else int(row[2])
-        status = status_of(value, observed_at, now, indicator.interval_seconds, indicator.thresholds_at(level),
-                           indicator.direction)
+        status = status_of(value, observed_at, now, indicator.interval_seconds,
+                           indicator.thresholds_at(levels[owner]), indicator.direction)
         shown[indicator.key] = (value, observed_at, status, int(row[3]), int(row[4]))
-    previous = _previous_values(session, catalog, ids, unit_id, sources,
+    previous = _previous_values(session, catalog, ids, owners, sources,
                                 {key: observed_at for key, (_v, observed_at, *_rest) in shown.items()})
     readings: dict[str, Reading] = {}
     for indicator in catalog:
         key = indicator.key
+        owner = owners[key]
+        inherited = {} if owner == unit_id else {"measured": False, "owner_id": owner}
         if sources[key] is None:
             readings[key] = Reading(key, None, None, Status.NO_DATA, measured=False)
         elif key not in shown:
-            readings[key] = Reading(key, None, None, Status.NO_DATA)
+            readings[key] = Reading(key, None, None, Status.NO_DATA, **inherited)
         else:
             value, observed_at, status, reported, expected = shown[key]
             readings[key] = Reading(key, value, observed_at, status, reported=reported, expected=expected,
-                                    previous=previous.get(key))
+                                    previous=previous.get(key), **inherited)
     return readings
 
 
-def _previous_values(session, catalog: Catalog, ids: dict[str, int], unit_id: int, sources: dict[str, str | None],
-                     observed: dict[str, int | None]) -> dict[str, float]:
+def _previous_values(session, catalog: Catalog, ids: dict[str, int], owners: dict[str, int | None],
+                     sources: dict[str, str | None], observed: dict[str, int | None]) -> dict[str, float]:
     """Each indicator's value one interval before its current one (what 'change vs previous period' compares
-    with), in one statement per source: the newest row at or before that moment, per indicator."""
+    with), in one statement per source: the newest row at or before that moment, per indicator (of the unit whose
+    value it shows, `owners`)."""
     found: dict[str, float] = {}
     by_id = {ids[key]: key for key in observed}
     for source, table, time_column in (("reported", Observation, Observation.observed_at),
                                        ("rollup", RollupHistory, RollupHistory.bucket_start)):
         newest = [select(table.indicator_id, table.value)
-                  .where(table.unit_id == unit_id, table.indicator_id == ids[key],
+                  .where(table.unit_id == owners[key], table.indicator_id == ids[key],
                          time_column <= observed_at - catalog[key].interval_seconds)
                   .order_by(time_column.desc()).limit(1).subquery()
                   for key, observed_at in observed.items() if observed_at is not None and sources[key] == source]
@@ -287,26 +308,31 @@ def _bucketed(session: Session, scope: Scope, indicator: Indicator, indicator_id
 
 def sparklines(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
                since: int, *, tree: UnitTree | None = None) -> dict[str, list[float | None]]:
-    """Recent values of every indicator for one unit in two queries, for the KPI cards' sparklines."""
+    """Recent values of every indicator for one unit in two queries, for the KPI cards' sparklines: of the unit
+    whose value each card shows (`standing_unit`: a community's AQI card draws its street's)."""
     tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
-    level = Level(int(tree.frame.at[unit_id, "level"]))
-    key_by_id = {ident: key for key, ident in ids.items()}
-    reported_ids = [ids[i.key] for i in catalog if source_of(i, level) == "reported"]
-    rollup_ids = [ids[i.key] for i in catalog if source_of(i, level) == "rollup"]
+    wanted: dict[str, set[tuple[int, int]]] = {"reported": set(), "rollup": set()}
+    keys: dict[tuple[int, int], str] = {}
+    for indicator in catalog:
+        owner = standing_unit(tree, scope, indicator, unit_id)
+        if owner is not None:
+            pair = (owner, ids[indicator.key])
+            wanted[source_of(indicator, Level(tree.row(owner).level))].add(pair)
+            keys[pair] = indicator.key
     series: dict[str, list] = {key: [] for key in catalog.keys}
-    if reported_ids:
-        for ident, value in session.execute(
-                select(Observation.indicator_id, Observation.value).where(
-                    Observation.unit_id == unit_id, Observation.indicator_id.in_(reported_ids),
-                    Observation.observed_at >= since).order_by(Observation.observed_at)):
-            series[key_by_id[ident]].append(value)
-    if rollup_ids:
-        for ident, value in session.execute(
-                select(RollupHistory.indicator_id, RollupHistory.value).where(
-                    RollupHistory.unit_id == unit_id, RollupHistory.indicator_id.in_(rollup_ids),
-                    RollupHistory.bucket_start >= since).order_by(RollupHistory.bucket_start)):
-            series[key_by_id[ident]].append(value)
+    for source, table, time_column in (("reported", Observation, Observation.observed_at),
+                                       ("rollup", RollupHistory, RollupHistory.bucket_start)):
+        pairs = wanted[source]
+        if not pairs:
+            continue
+        for unit, ident, value in session.execute(
+                select(table.unit_id, table.indicator_id, table.value).where(
+                    table.unit_id.in_({unit for unit, _ in pairs}),
+                    table.indicator_id.in_({ident for _, ident in pairs}),
+                    time_column >= since).order_by(time_column)):
+            if (unit, ident) in pairs:
+                series[keys[unit, ident]].append(value)
     return series
 
 

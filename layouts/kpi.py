@@ -79,17 +79,20 @@ def card_name(indicator: Indicator, language: str) -> str | list:
 
 
 def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, language: str, zone: str,
-             now: int, selected: bool, alerts: AlertTally = AlertTally()) -> html.Div:
+             now: int, selected: bool, alerts: AlertTally = AlertTally(), owner_name: str | None = None) -> html.Div:
+    """One indicator's card. `owner_name`: the ancestor whose value a reading below the indicator's level holds
+    (readings.standing_unit), named on the card so a street's AQI is never read as its community's own."""
     status = reading.status
+    inherited = reading.owner_id is not None
     classes = f"kpi-card status-{status.value}" + (" selected" if selected else "")
     # The name keeps what room the badge and the change leave it (and ellipsis when that is too little): the
     # number below then has the card's whole width, however many digits it and its change have.
     name = html.Div(className="kpi-head", children=[
         html.Div(card_name(indicator, language), className="kpi-name", title=indicator.name(language)),
         card_badge(alerts, language),
-        change_badge(indicator, reading, language) if reading.measured and reading.value is not None else None,
+        change_badge(indicator, reading, language) if reading.value is not None else None,
     ])
-    if not reading.measured:
+    if not reading.measured and not inherited:
         return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes + " not-measured",
                         **{"data-indicator": indicator.key, "data-status": status.value}, children=[
             name, html.Div(t("not_measured", language, level=level_name(level, language)), className="kpi-meta")])
@@ -103,14 +106,22 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
             html.Span(indicator.measure(language), className="kpi-unit"),
         ])
     meta = [as_of_mark(reading.observed_at, status == Status.STALE, zone, now, language, "kpi-asof")]
-    if reading.expected and reading.expected > 1:
+    if inherited:
+        # Whose value it is takes the completeness's place: "16/16 reported" of a district says little on a street.
+        meta.append(html.Span(["↑ ", owner_name], className="kpi-owner"))
+    elif reading.expected and reading.expected > 1:
         meta.append(html.Span(t("reported", language, n=f"{reading.reported:,}", m=f"{reading.expected:,}"),
                               className="kpi-completeness"
                               + (" incomplete" if reading.reported < reading.expected * COMPLETE_ENOUGH else "")))
     spark_src = sparkline_svg(spark, STATUS_COLOURS[status if status != Status.NO_DATA else Status.STALE])
+    description = indicator.description_zh if language == "zh" else indicator.description_en
+    if inherited:
+        classes += " inherited"
+        description = t("measured_above", language, level=level_name(level, language), name=owner_name) \
+            + "\n" + description
     return html.Div(id=kpi_card_id(indicator.key), n_clicks=0, className=classes, role="button",
                     **{"data-indicator": indicator.key, "data-status": status.value},
-                    title=indicator.description_zh if language == "zh" else indicator.description_en, children=[
+                    title=description, children=[
         name, value_line,
         html.Div(className="kpi-trendline", children=[
             html.Img(src=spark_src, className="kpi-spark", alt="") if spark_src else None,

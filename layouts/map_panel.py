@@ -28,7 +28,7 @@ from cityops.hierarchy import Level
 from cityops.status import Status
 from layouts.alert_badges import AlertTally, map_badges
 from layouts.ids import IncidentIds
-from layouts.text import format_value, status_text, t
+from layouts.text import format_value, level_name, status_text, t
 from layouts.theme import STATUS_COLOURS
 
 if TYPE_CHECKING:
@@ -130,8 +130,20 @@ def legend_as_sent(indicator: Indicator, level: Level | None, language: str) -> 
     legend, and building its twenty components cost more than the rest of the map's answer) and handed over as an
     orjson Fragment, which Dash's encoder (orjson, see as_sent) writes out as it is: nothing to copy, decode or
     encode again (a copy in Python objects cost each drill ~15 µs)."""
+    if level is not None and not indicator.measured_at_or_above(level):
+        # Every polygon would read "no data": the legend says why instead (the cards and trend show the ancestor's).
+        return orjson.Fragment(_not_measured_text(level, indicator.level, language))
     return orjson.Fragment(_legend_text(indicator.thresholds_at(level) if level is not None else None,
                                         indicator.measure(language), indicator.decimals, indicator.direction, language))
+
+
+@lru_cache(maxsize=32)
+def _not_measured_text(level: Level, measured_at: Level, language: str) -> bytes:
+    note = t("map_not_measured", language, level=level_name(level, language),
+             measured=level_name(measured_at, language))
+    return orjson.dumps(as_sent([html.Div(className="legend-row legend-note", children=[
+        html.Span(className=f"legend-swatch swatch-{Status.NO_DATA.value}"),
+        html.Span(note, className="legend-state")])]))
 
 
 @lru_cache(maxsize=256)

@@ -111,6 +111,19 @@ def test_selecting_a_community_keeps_its_street_on_the_map(app):
     assert hideout["selected"] == COMMUNITY
 
 
+def test_the_legend_says_why_an_indicator_measured_per_street_colours_no_community(app):
+    from callbacks.map import show_map
+
+    def legend_text(selection) -> list[str]:
+        legend = orjson.loads(orjson.dumps(in_callback(app, show_map, selection, 0, None)[7]))
+        return [part["props"]["children"] for row in legend for part in row["props"]["children"]
+                if isinstance(part["props"].get("children"), str) and part["props"]["children"]]
+
+    assert legend_text({"unit": COMMUNITY, "indicator": "aqi"}) == ["社区/村级不统计，按街道/镇统计"]
+    assert legend_text({"unit": COMMUNITY, "indicator": "hotline_complaints"})[:2] == ["告警", "≥ 4 件/时"]
+    assert "告警" in legend_text({"unit": DISTRICT, "indicator": "aqi"})  # streets are measured: the bands
+
+
 def test_geometry_route_serves_children_and_hides_unknown_units(app):
     client = app.server.test_client()
     response = client.get(f"/geo/{DISTRICT}/children.geojson", headers={"Accept-Encoding": "identity"})

@@ -337,9 +337,10 @@ def test_titles_follow_the_range(app):
     assert texts(bad)[:2] == ["12345热线诉求 · 区1 · 近7天", " · 结束日期早于开始日期，显示近7天"]
 
 
-def test_an_empty_trend_says_why_on_a_date_axis(app):
-    """A community's trend of a street-level indicator says it is not measured there; a range without values says
-    so; both keep the range's dates on the axis (an empty chart fell back to a numeric axis, -1 to 6)."""
+def test_an_empty_trend_says_why_on_a_date_axis(app, monkeypatch):
+    """A community's trend of a street-level indicator is its street's, named in the title; for a viewer who may
+    not see that street, it says the indicator is not measured there; a range without values says so; all keep the
+    range's dates on the axis (an empty chart fell back to a numeric axis, -1 to 6)."""
     from callbacks.trend import show_trend
     from layouts.ids import trend_figure_id
 
@@ -352,19 +353,24 @@ def test_an_empty_trend_says_why_on_a_date_axis(app):
                            outputs_list=[[{"id": trend_figure_id(), "property": "figure"}] * graphs,
                                          {"id": "trend-title", "property": "children"}])
 
+    # The street has AQI in the catalog but none stored here: no data in the range, not "not measured".
     [street_level], title = trend({"unit": C_NORMAL, "indicator": "aqi", "range": "7d"})
-    assert said(street_level) == ["社区/村级不统计"]
+    assert said(street_level) == ["此时间范围内无数据"] and street_level.layout.xaxis.type == "date"
     # The title comes with its figure (one answer: the title of the next view never shows over the last chart),
-    # and alone before the graph is mounted.
-    assert texts(title)[0] == "空气质量指数 · 社区01002 · 近7天"
+    # and alone before the graph is mounted. It names whose trend it is: the community's street.
+    assert texts(title)[0] == "空气质量指数 · 街道1001 · 近7天"
     assert trend({"unit": C_NORMAL, "indicator": "aqi", "range": "7d"}, graphs=0) == ([], title)
-    assert street_level.layout.xaxis.type == "date" and street_level.layout.xaxis.zeroline is False
-    assert not [value for trace in street_level.data for value in (trace.y or ()) if value == value]
-    # The street itself has AQI in the catalog but none stored here: no data in the range, not "not measured".
-    [quiet], _ = trend({"unit": S11, "indicator": "aqi", "range": "7d"})
-    assert said(quiet) == ["此时间范围内无数据"] and quiet.layout.xaxis.type == "date"
+    [street], street_title = trend({"unit": S11, "indicator": "aqi", "range": "7d"})
+    assert street_title == title
+    assert json.dumps(street.data, cls=PlotlyJSONEncoder) == json.dumps(street_level.data, cls=PlotlyJSONEncoder)
     [measured], _ = trend({"unit": C_NORMAL, "indicator": "hotline_complaints", "range": "7d"})
     assert said(measured) == [] and measured.layout.yaxis.showticklabels is True
+
+    as_viewer(monkeypatch, C_NORMAL)  # may see the community only: its street's trend is not theirs to see
+    [not_measured], title = trend({"unit": C_NORMAL, "indicator": "aqi", "range": "7d"})
+    assert said(not_measured) == ["社区/村级不统计"] and texts(title)[0] == "空气质量指数 · 社区01002 · 近7天"
+    assert not_measured.layout.xaxis.type == "date" and not_measured.layout.xaxis.zeroline is False
+    assert not [value for trace in not_measured.data for value in (trace.y or ()) if value == value]
 
 
 def test_range_labels_in_both_languages():

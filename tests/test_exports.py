@@ -125,6 +125,22 @@ def test_kpi_csv_equals_the_units_readings(settings, catalog):
     assert exported.rows == len(catalog.kpis())
 
 
+def test_a_communitys_kpi_csv_says_whose_value_an_indicator_measured_per_street_is(settings, catalog):
+    """As its card does: a community's AQI is its street's, and the export names the street beside the value."""
+    with session_scope(settings.database_url) as session:
+        context = context_for(session, catalog)
+        view = view_of(context, C111)
+        exported, _entry = panel_file(context, view, "kpi", "csv", actor="tester", connector_intervals=INTERVALS)
+        street = unit_readings(session, context.scope, catalog, context.ids, context.tree.id_by_code[S11],
+                               context.now)
+        street_name = context.tree.frame.at[context.tree.id_by_code[S11], "name_zh"]
+    table = read_csv(exported.content).set_index("指标代码")
+    aqi = table.loc["aqi"]
+    assert street["aqi"].value is not None and float(aqi["数值"]) == pytest.approx(street["aqi"].value)
+    assert aqi["数值所属单位"] == street_name and aqi["状态"] != "本级不统计"
+    assert pd.isna(table.loc["hotline_complaints", "数值所属单位"])  # the community's own: nothing to say
+
+
 def test_map_and_ranking_csv_equal_the_childrens_readings(settings, catalog):
     with session_scope(settings.database_url) as session:
         context = context_for(session, catalog)

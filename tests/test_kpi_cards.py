@@ -99,3 +99,27 @@ def test_the_sparkline_stretches_to_its_card_with_an_even_line(catalog):
 def test_the_unit_of_measure_is_written_in_the_screen_s_language(catalog):
     assert texts_by_class(card(catalog, 19_854.0, 27_408.0))["kpi-unit"] == ["人/时"]
     assert texts_by_class(card(catalog, 19_854.0, 27_408.0, "en"))["kpi-unit"] == ["people/h"]
+
+
+def built_card(catalog, key, reading, level, language="zh", owner_name=None):
+    built = kpi_card(catalog[key], reading, [40.0, 46.0], level, language, "Asia/Shanghai", NOW, selected=False,
+                     owner_name=owner_name)
+    return json.loads(json.dumps(built.to_plotly_json(), default=lambda c: c.to_plotly_json()))
+
+
+def test_a_value_measured_above_the_unit_is_shown_with_whose_it_is(catalog):
+    """A community's AQI card shows its street's reading, naming the street (never as the community's own)."""
+    street = Reading("aqi", 46.0, NOW - 300, Status.NORMAL, reported=1, expected=1, previous=45.0, measured=False,
+                     owner_id=7)
+    built = built_card(catalog, "aqi", street, Level.COMMUNITY, owner_name="新宁街道")
+    texts = texts_by_class(built)
+    assert texts["kpi-number"] == ["46"] and texts["kpi-unit"] == ["AQI"] and texts["kpi-change-figure"] == ["1"]
+    assert texts["kpi-owner"] == ["↑ 新宁街道"] and "kpi-asof" in texts and "kpi-completeness" not in texts
+    assert "inherited" in built["props"]["className"].split() and "not-measured" not in built["props"]["className"]
+    assert built["props"]["title"].startswith("社区/村级不单独统计：显示所属的新宁街道的数值\n")
+    english = built_card(catalog, "aqi", street, Level.COMMUNITY, "en", owner_name="Xinning Subdistrict")
+    assert english["props"]["title"].startswith("Not measured per Community: the value of Xinning Subdistrict")
+    # Where nothing the viewer may see stands for it, the card says the indicator is not measured there.
+    alone = built_card(catalog, "aqi", Reading("aqi", None, None, Status.NO_DATA, measured=False), Level.COMMUNITY)
+    assert "not-measured" in alone["props"]["className"] and "kpi-number" not in texts_by_class(alone)
+    assert texts_by_class(alone)["kpi-meta"] == ["社区/村级不统计"]

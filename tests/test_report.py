@@ -109,6 +109,23 @@ def test_the_report_pdf_carries_the_stamp_as_text(settings, catalog, language, w
     assert entry.panel == "report" and entry.format == "pdf" and entry.size == len(exported.content)
 
 
+def test_a_communitys_report_shows_its_streets_values_for_indicators_measured_per_street(settings, catalog):
+    """As the screen does: the KPI row names the street whose AQI it is, and the trend is the street's."""
+    with session_scope(settings.database_url) as session:
+        context = context_for(session, catalog, "zh")
+        unit = context.tree.id_by_code[C111]
+        street_id = int(context.tree.frame.at[unit, "parent_id"])
+        street = context.unit_name(street_id)
+        view = ExportView(unit, street_id, "aqi", resolve_range({"range": "7d"}, context.now, ZONE))
+        content = report_content(context, view, city_name="小城市", actor="t", connector_intervals=INTERVALS)
+        exported, _ = report_file(context, view, "pdf", actor="t", city_name="小城市", connector_intervals=INTERVALS)
+    aqi = dict((indicator.key, reading) for indicator, reading in content.kpis)["aqi"]
+    assert aqi.owner_id == street_id and aqi.value is not None and content.owner_names[street_id] == street
+    assert content.trend_unit_name == street and content.series["value"].notna().any()
+    text = squashed(pdf_text(exported.content))
+    assert squashed(f"空气质量指数 · 趋势 · {street}") in text and f"空气质量指数（{street}" in text
+
+
 def test_chinese_text_in_the_pdf_copies_as_written(settings, catalog):
     """运行 and 导出人 (whose 行 and 人 the CJK font shares with Kangxi radicals) come out as typed."""
     with session_scope(settings.database_url) as session:

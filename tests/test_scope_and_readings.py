@@ -223,15 +223,44 @@ def test_unit_readings_statuses_at_each_level(db, session, everyone, catalog):
     assert read(S22)["hotline_complaints"].status == Status.NORMAL
 
 
-def test_a_unit_below_the_measured_level_reads_not_measured(db, session, everyone, catalog):
+def test_a_unit_below_the_measured_level_reads_its_ancestors_value(db, session, everyone, catalog):
     community = unit_readings(session, everyone, catalog, db.indicator_ids, db.unit_ids[C[0]], NOW)
-    assert community["aqi"] == Reading("aqi", None, None, Status.NO_DATA, measured=False)
-    assert not community["power_load_ratio"].measured and not community["traffic_congestion"].measured
-    assert community["hotline_complaints"].measured and community["grid_overdue_rate"].measured
     street = unit_readings(session, everyone, catalog, db.indicator_ids, db.unit_ids[S11], NOW)
+    district = unit_readings(session, everyone, catalog, db.indicator_ids, db.unit_ids[D1], NOW)
+    # AQI is measured per street: the community's card shows its street's reading, saying whose it is.
     assert street["aqi"].measured and street["aqi"].value == 80.0 and street["aqi"].status == Status.NORMAL
-    assert not street["power_load_ratio"].measured
+    assert community["aqi"] == Reading("aqi", 80.0, street["aqi"].observed_at, Status.NORMAL, reported=1,
+                                       expected=1, previous=street["aqi"].previous, measured=False,
+                                       owner_id=db.unit_ids[S11])
+    # Power load is measured per district: the street and the community read the district's (nothing reported).
+    assert not street["power_load_ratio"].measured and street["power_load_ratio"].owner_id == db.unit_ids[D1]
+    assert district["power_load_ratio"] == Reading("power_load_ratio", None, None, Status.NO_DATA)
+    assert community["power_load_ratio"] == Reading("power_load_ratio", None, None, Status.NO_DATA, measured=False,
+                                                    owner_id=db.unit_ids[D1])
+    assert community["hotline_complaints"].measured and community["hotline_complaints"].owner_id is None
     assert set(community) == set(catalog.keys)
+
+
+def test_an_ancestor_outside_the_viewers_scope_stands_for_nothing(db, session, catalog):
+    """A viewer who may see one community only is not shown its street's figures through it."""
+    tree = load_tree(session)
+    community_only = scope_of_unit(tree, db.unit_ids[C[0]])
+    community = unit_readings(session, community_only, catalog, db.indicator_ids, db.unit_ids[C[0]], NOW)
+    assert community["aqi"] == Reading("aqi", None, None, Status.NO_DATA, measured=False)
+    assert community["hotline_complaints"].measured
+
+
+def test_sparklines_below_the_measured_level_are_the_ancestors(db, session, everyone, catalog):
+    from cityops.readings import sparklines
+
+    since = NOW - 3 * HOUR
+    community = sparklines(session, everyone, catalog, db.indicator_ids, db.unit_ids[C[0]], since)
+    street = sparklines(session, everyone, catalog, db.indicator_ids, db.unit_ids[S11], since)
+    assert street["aqi"] and community["aqi"] == street["aqi"]
+    assert community["hotline_complaints"] and community["hotline_complaints"] != street["hotline_complaints"]
+    community_only = scope_of_unit(load_tree(session), db.unit_ids[C[0]])
+    alone = sparklines(session, community_only, catalog, db.indicator_ids, db.unit_ids[C[0]], since)
+    assert alone["aqi"] == [] and alone["hotline_complaints"] == community["hotline_complaints"]
 
 
 def test_source_of(catalog):
@@ -331,7 +360,6 @@ def test_unit_readings_read_every_indicator_in_four_statements_on_both_databases
         tree = load_tree(session)
         for code in (CITY, D1, S12, C[4], C[6]):
             unit = city.unit_ids[code]
-            level = Level(int(tree.frame.at[unit, "level"]))
             event.listen(engine_for(db_url), "before_cursor_execute", seen)
             try:
                 statements.clear()
@@ -340,9 +368,12 @@ def test_unit_readings_read_every_indicator_in_four_statements_on_both_databases
             finally:
                 event.remove(engine_for(db_url), "before_cursor_execute", seen)
             for indicator in catalog:
-                frame = current_frame(session, everyone, indicator, city.indicator_ids[indicator.key], [unit], level,
-                                      NOW)
                 reading = readings[indicator.key]
+                # Below the indicator's level the reading is the ancestor's there: compared with that one's read.
+                owner = reading.owner_id if reading.owner_id is not None else unit
+                assert reading.owner_id is None or not reading.measured
+                frame = current_frame(session, everyone, indicator, city.indicator_ids[indicator.key], [owner],
+                                      Level(int(tree.frame.at[owner, "level"])), NOW)
                 if frame.empty:
                     assert reading.value is None and reading.status in (Status.NO_DATA,), (code, indicator.key)
                     continue

@@ -111,18 +111,21 @@ def kpi_table(context: ExportContext, view: ExportView) -> PanelTable:
     time, completeness and the previous period's value."""
     readings = unit_readings(context.session, context.scope, context.catalog, context.ids, view.unit_id,
                              context.now, tree=context.tree)
+    name_column = "name_zh" if context.language == "zh" else "name_en"
     rows = []
     for indicator in context.catalog.kpis():
         reading = readings[indicator.key]
         rows.append({
             "key": indicator.key, "name": indicator.name(context.language), "value": reading.value,
             "measure": indicator.measure(context.language),
-            "status": status_text(reading.status, context.language) if reading.measured
-            else t("export_not_measured", context.language),
+            "status": status_text(reading.status, context.language)
+            if reading.measured or reading.owner_id is not None else t("export_not_measured", context.language),
+            # A value measured above the unit's level (its street's AQI) says whose it is, as its card does.
+            "value_of": "" if reading.owner_id is None else str(context.tree.frame.at[reading.owner_id, name_column]),
             "observed_at": reading.observed_at, "reported": reading.reported, "expected": reading.expected,
             "previous": reading.previous, "change": reading.change})
     raw = pd.DataFrame(rows, columns=["key", "name", "value", "measure", "status", "observed_at", "reported",
-                                      "expected", "previous", "change"])
+                                      "expected", "previous", "change", "value_of"])
     frame = pd.DataFrame({
         _header("col_indicator_key", context): raw["key"],
         _header("col_indicator", context): raw["name"],
@@ -134,6 +137,7 @@ def kpi_table(context: ExportContext, view: ExportView) -> PanelTable:
         _header("col_expected", context): raw["expected"].map(_count).astype("Int64"),
         _header("col_previous", context): raw["previous"].map(_number),
         _header("col_change", context): raw["change"].map(_number),
+        _header("col_value_of", context): raw["value_of"],
     })
     return PanelTable("kpi", frame, view.unit_id, None, None, _newest(raw["observed_at"]))
 

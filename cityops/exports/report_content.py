@@ -18,7 +18,8 @@ from cityops.exports.panel_data import ExportContext, ExportView
 from cityops.exports.stamp import Stamp, make_stamp
 from cityops.geography import children_geojson
 from cityops.hierarchy import Level
-from cityops.readings import Reading, children_readings, trend, unit_readings, without_filling_bucket
+from cityops.readings import Reading, children_readings, standing_unit, trend, unit_readings, \
+    without_filling_bucket
 from cityops.time_range import bucket_at_least, bucket_floor, bucket_for
 from cityops.ranking import ranked_children
 from layouts.text import t
@@ -52,6 +53,8 @@ class ReportContent:
     child_count: int
     alerts: pd.DataFrame               # the most urgent open alerts (REPORT_ALERTS of them)
     indicator_names: dict[str, str]    # every indicator's name in the report's language (for the alerts)
+    owner_names: dict[int, str]        # the ancestors whose values stand for the unit's (Reading.owner_id)
+    trend_unit_name: str               # whose trend is drawn: the unit, or its ancestor where it is measured
     open_alerts: int
     overdue_alerts: int
     stamp: Stamp
@@ -103,7 +106,9 @@ def report_content(context: ExportContext, view: ExportView, *, city_name: str, 
     parent_level = Level(int(frame.at[view.map_parent_id, "level"]))
 
     time_range = view.time_range
-    series = trend(session, scope, catalog, ids, view.unit_id, view.indicator_key, *time_range.window, tree=tree)
+    # The screen's trend panel draws a community's AQI as its street's: so does the report.
+    trend_unit = standing_unit(tree, scope, indicator, view.unit_id) or view.unit_id
+    series = trend(session, scope, catalog, ids, trend_unit, view.indicator_key, *time_range.window, tree=tree)
     series = without_filling_bucket(series, indicator, time_range.window[1], indicator.interval_seconds)
     series = thinned_series(series, time_range.window, indicator.interval_seconds, time_range.utc_offset)
 
@@ -120,9 +125,12 @@ def report_content(context: ExportContext, view: ExportView, *, city_name: str, 
         map_parent_id=view.map_parent_id, map_parent_name=context.unit_name(view.map_parent_id),
         child_level=parent_level.child, children=children, shapes=shapes, centres=centres,
         window=time_range.window, series=series,
-        thresholds=indicator.thresholds_at(level),
+        thresholds=indicator.thresholds_at(Level(tree.row(trend_unit).level)),
         ranked=ranked_children(children, indicator).dropna(subset=["value"]).head(REPORT_BARS),
         child_count=len(children), alerts=alerts,
         indicator_names={indicator.key: indicator.name(language) for indicator in catalog},
+        owner_names={reading.owner_id: context.unit_name(reading.owner_id) for _, reading in kpis
+                     if reading.owner_id is not None},
+        trend_unit_name=context.unit_name(trend_unit),
         open_alerts=int(counts.at[view.unit_id, "open"]), overdue_alerts=int(counts.at[view.unit_id, "overdue"]),
         stamp=stamp, language=language, zone=context.zone)

@@ -168,8 +168,11 @@ def signed(change: float, decimals: int) -> str:
 def _kpi_row(indicator, reading: Reading, content: ReportContent, day: int) -> list[str]:
     language = content.language
     name = indicator.name(language)  # cut to its column's width by _kpis
-    if not reading.measured:
+    if not reading.measured and reading.owner_id is None:
         return [name, "—", "", t("report_not_measured", language), "", "", ""]
+    if reading.owner_id is not None:  # its ancestor's value (a community's AQI is its street's): named
+        name = f"{name}（{content.owner_names[reading.owner_id]}）" if language == "zh" \
+            else f"{name} ({content.owner_names[reading.owner_id]})"
     value = format_value(reading.value, indicator.decimals)
     # Plain text: <b> markup makes plotly's table rows taller than asked, and the rows must fit the page.
     value = f"{value} {indicator.measure(language)}" if reading.value is not None else "—"
@@ -187,7 +190,7 @@ def _kpis(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     # Times of one day other than the export's (a report drawn after midnight) say their date once, in the
     # header: "11-27 23:37" in every row is a column too wide for the page.
     zone = ZoneInfo(content.zone)
-    times = [reading.observed_at for _, reading in content.kpis if reading.measured and reading.observed_at]
+    times = [reading.observed_at for _, reading in content.kpis if reading.observed_at]
     days = {datetime.fromtimestamp(moment, zone).date() for moment in times}
     day = times[0] if len(days) == 1 else content.stamp.exported_at
     as_of = t("col_observed_at", language)
@@ -316,7 +319,10 @@ def _legend(content: ReportContent) -> str:
 def _trend(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     left, top, width, height = box
     language, indicator = content.language, content.indicator
-    _heading(figure, left, top, t("report_trend", language, indicator=indicator.name(language)))
+    heading = t("report_trend", language, indicator=indicator.name(language))
+    if content.trend_unit_name != content.unit_name:  # measured above the unit: whose trend it is
+        heading += f" · {content.trend_unit_name}"
+    _heading(figure, left, top, heading)
     zone = ZoneInfo(content.zone)
     times = [datetime.fromtimestamp(int(at), zone).replace(tzinfo=None) for at in content.series["time"]]
     values = [None if v is None or v != v else float(v) for v in content.series["value"]]

@@ -125,6 +125,30 @@ def test_kpi_card_shows_the_value_in_the_database(screen, screen_settings):
     screen.assert_no_console_errors()
 
 
+def test_a_communitys_street_level_indicators_show_the_streets_values_named(screen, screen_settings):
+    """AQI is measured per street: a community's card and trend show its street's, saying so (they were seven grey
+    "not measured" cards and an empty chart), and the value is the street's in the database."""
+    catalog = load_catalog(screen_settings.catalog_path)
+    with session_scope(screen_settings.database_url) as session:
+        community = session.scalars(select(Unit).where(Unit.level == int(Level.COMMUNITY)).order_by(Unit.code)).first()
+        street = session.get(Unit, community.parent_id)
+        code, street_name = community.code, street.name_zh
+        scope = viewer_scope(session, Viewer())
+        readings = unit_readings(session, scope, catalog, indicator_ids(session, catalog), street.id,
+                                 int(time.time()))
+    screen.open(f"/?unit={code}&indicator=aqi")
+    card = screen.page.locator('.kpi-card[data-indicator="aqi"]')
+    card.locator(".kpi-number").wait_for()
+    assert card.locator(".kpi-number").inner_text() == format_value(readings["aqi"].value, catalog["aqi"].decimals)
+    assert card.locator(".kpi-owner").inner_text() == f"↑ {street_name}"
+    assert "inherited" in card.get_attribute("class") and street_name in card.get_attribute("title")
+    screen.page.wait_for_function(f"document.getElementById('trend-title').innerText.includes({street_name!r})")
+    screen.page.wait_for_selector("#trend-graph .main-svg")
+    assert screen.page.locator(".kpi-card.not-measured").count() == 0  # every indicator has someone's value here
+    assert "社区/村级不统计" in screen.page.locator(".legend").inner_text()  # the map's communities: none coloured
+    screen.assert_no_console_errors()
+
+
 def test_kpi_cards_show_whole_names_and_keep_number_and_change_apart_in_english(screen):
     """English names are the longest; on a 1920×1080 browser each card shows its whole name, and its number,
     change and sparkline side by side without touching."""
