@@ -452,3 +452,57 @@ def test_an_alert_outside_the_viewer_scope_is_refused(app):
     # The list of a district viewer never shows the other district's alerts, whatever unit the page asks for.
     rows, _title = as_viewer_of(app, DISTRICT, alert_panel, {"unit": OTHER_DISTRICT})
     assert elsewhere not in [row.id["alert"] for row in rows if hasattr(row, "id")]
+
+
+DISTRICT_RULES_FILE = """rules:
+  - name: hotline-district
+    type: threshold
+    indicator: hotline_complaints
+    levels: [district]
+"""
+
+
+@pytest.fixture(scope="module")
+def filling_app(tmp_path_factory):
+    """A district breaching for three hours (its four communities 40 件/时 each: 160 ≥ 115), the current hour
+    with one community in so far."""
+    from app import create_app
+
+    folder = tmp_path_factory.mktemp("alert_filling")
+    (folder / "alerts.yaml").write_text(DISTRICT_RULES_FILE, encoding="utf-8")
+    settings = replace(Settings(), database_url=f"sqlite:///{folder / 'db.sqlite'}", run_scheduler=False,
+                       alerts_path=folder / "alerts.yaml")
+    migrate(settings.database_url)
+    now = int(time.time())
+    current = now // HOUR * HOUR
+    with session_scope(settings.database_url) as session:
+        replace_units(session, tiny_city())
+        ids = sync_indicators(session, CATALOG)
+        communities = [ident for code, ident in session.execute(text("SELECT code, id FROM units")).all()
+                       if code.startswith(DISTRICT) and len(code) == 12]
+        rows = [{"unit_id": ident, "indicator_id": ids["hotline_complaints"], "observed_at": at, "value": 40.0,
+                 "run_id": None} for at in (current - 3 * HOUR, current - 2 * HOUR, current - HOUR)
+                for ident in communities]
+        rows.append({"unit_id": communities[0], "indicator_id": ids["hotline_complaints"], "observed_at": current,
+                     "value": 40.0, "run_id": None})
+        upsert_observations(session, rows)
+        queue_rollups(session, CATALOG, ids, {"hotline_complaints": {row["observed_at"] for row in rows}})
+        tree = load_tree(session)
+        process_backlog(session, CATALOG, ids, tree, now)
+        evaluate_alerts(session, CATALOG, ids, tree, load_alert_config(settings.alerts_path, CATALOG, environ={}),
+                        now)
+    return create_app(settings), current
+
+
+def test_the_drawers_trend_leaves_out_a_sums_hour_still_filling(filling_app):
+    """Drawn, the district's hour with one of four communities in read as the breach ending: 160 → 40."""
+    from callbacks.alerts import show_alert_trend
+
+    app, current = filling_app
+    ident = alert_at(app, DISTRICT)
+    graph = in_callback(app, show_alert_trend, ident)
+    line = graph.figure.data[0]
+    drawn = {pd.Timestamp(x).timestamp(): y for x, y in zip(line.x, line.y) if y is not None and y == y}
+    assert drawn and set(drawn.values()) == {160.0}  # the three whole hours
+    assert max(drawn) < current  # the hour still filling is not drawn
+
