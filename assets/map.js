@@ -378,12 +378,68 @@
       .then(function (at) { window.dash_clientside.set_props(MAP_PAINTED_STORE, {data: at}); });
   }
 
+  // dash-leaflet's GeoJSON layer ignores every prop change that arrives while it is loading its `url` (and draws
+  // what it was loading when done): a level change right after another (a deep link, then a wall's first playlist
+  // step; a drill-down and straight back before the boundaries arrived) left the first level's polygons and labels
+  // under the second's title until some later change. Each layer's URL as Dash last set it (callbacks/map.py) is
+  // noted here, and so is the URL whose body each layer read last; while they differ, the layer is given its URL
+  // again until it listens (it is done only once it has decoded and drawn, which may wait for geobuf's decoder).
+  const GEOMETRY_LAYERS = {children: "map-units", labels: "map-labels"};  // layouts/ids.py MapIds
+  const CATCH_UP_MS = [0, 100, 400, 1500, 5000];
+  const askedUrls = {};
+  const readUrls = {};
+
+  function asked(unitsUrl, labelsUrl) {
+    askedUrls[GEOMETRY_LAYERS.children] = unitsUrl;
+    askedUrls[GEOMETRY_LAYERS.labels] = labelsUrl;
+  }
+
+  function pathOf(url) {
+    return new URL(url, window.location.href).pathname;
+  }
+
+  function catchUp(layer) {
+    const wanted = askedUrls[layer];
+    if (wanted && readUrls[layer] && pathOf(wanted) !== pathOf(readUrls[layer])) {
+      window.dash_clientside.set_props(layer, {url: wanted});
+    }
+  }
+
+  function catchUpWithGeometry() {
+    const nativeFetch = window.fetch.bind(window);
+    window.fetch = function (resource, init) {
+      const url = typeof resource === "string" ? resource : (resource && resource.url) || "";
+      const kind = /\/geo\/[^/?#]+\/(children|labels)\.[a-z]+(?=[?#]|$)/.exec(url);
+      if (!kind) {
+        return nativeFetch(resource, init);
+      }
+      const layer = GEOMETRY_LAYERS[kind[1]];
+      function read() {
+        readUrls[layer] = url;
+        CATCH_UP_MS.forEach(function (ms) { setTimeout(function () { catchUp(layer); }, ms); });
+      }
+      return nativeFetch(resource, init).then(function (response) {
+        ["arrayBuffer", "json", "text"].forEach(function (method) {
+          const readBody = response[method].bind(response);
+          response[method] = function () {
+            const body = readBody();
+            body.then(read, read);
+            return body;
+          };
+        });
+        return response;
+      });
+    };
+  }
+
+  catchUpWithGeometry();
   watchFirstPaint();
   watchLabels();
 
   window.onescreen = Object.assign({}, window.onescreen, {
     map: {unitStyle: unitStyle, hoverStyle: hoverStyle, bindTooltip: bindTooltip, label: label,
-          incidentPoint: incidentPoint, incidentCluster: incidentCluster, incidentTooltip: incidentTooltip},
+          incidentPoint: incidentPoint, incidentCluster: incidentCluster, incidentTooltip: incidentTooltip,
+          asked: asked},
     painted: painted,
     clock: clock,
   });

@@ -124,7 +124,9 @@ def map_state(request: Request, selection: dict | None, current_url: str | None,
             data = json.loads(children_geojson(request.session, request.scope, view.map_parent_id))
             labels_data = json.loads(children_labels_geojson(request.session, request.scope, view.map_parent_id))
             geometry_format = "geojson"
-        viewport = {"bounds": parent.bounds, "options": {"padding": [16, 16]}}
+        # Not animated: Leaflet drops a fit asked for while a zoom animation runs (250 ms), so a second level
+        # change that soon (a deep link, then a wall's playlist step) left the map at the first one's zoom.
+        viewport = {"bounds": parent.bounds, "options": {"padding": [16, 16], "animate": False}}
     child_level = Level(parent.level + 1) if parent.level < Level.COMMUNITY else None
     selected = view.unit_code if view.unit_id != view.map_parent_id else None
     hideout = map_hideout(children, indicator, selected, language)
@@ -300,5 +302,16 @@ clientside_callback(
     Output(IncidentIds.TOGGLE, "className"),
     Input(IncidentIds.SHOWN, "data"),
     Input(PageIds.MAP_PAINTED, "data"),
+    prevent_initial_call=True,
+)
+
+# The boundary and label URLs the map's layers were last given, for assets/map.js: dash-leaflet's GeoJSON layer
+# ignores a new `url` that arrives while it is still loading the last one (two level changes in quick succession:
+# a deep link, then a wall's first playlist step; a drill-down and straight back), and would keep drawing the first
+# level under the second's title; map.js hands it the URL again once it has finished.
+clientside_callback(
+    "function (units, labels) { window.onescreen.map.asked(units, labels); }",
+    Input(MapIds.UNITS, "url"),
+    Input(MapIds.LABELS, "url"),
     prevent_initial_call=True,
 )

@@ -12,6 +12,7 @@ from cityops.db import session_scope
 from cityops.hierarchy import Level
 from cityops.incidents import community_locator, incident_rows, upsert_incidents
 from cityops.tree import load_tree
+from layouts.ids import PageIds
 
 pytestmark = pytest.mark.browser
 
@@ -246,4 +247,57 @@ def test_each_unit_is_filled_and_described_as_its_reading_says(screen, screen_se
     screen.page.wait_for_function(f"document.querySelectorAll('path.leaflet-interactive').length === {streets}")
     screen.page.wait_for_timeout(500)  # the streets' hideout styles the polygons as they are added
     check(district)
+    screen.assert_no_console_errors()
+
+
+MAP_EXTENT = """() => {
+    let left = Infinity, right = -Infinity, top = Infinity, bottom = -Infinity;
+    const shapes = [...document.querySelectorAll('path.leaflet-interactive')];
+    shapes.forEach(path => { const box = path.getBoundingClientRect(); left = Math.min(left, box.left);
+        right = Math.max(right, box.right); top = Math.min(top, box.top); bottom = Math.max(bottom, box.bottom); });
+    return {polygons: shapes.length, width: Math.round(right - left), height: Math.round(bottom - top),
+            title: document.getElementById('map-title').innerText};
+}"""
+
+
+def test_two_level_changes_in_quick_succession_leave_the_map_at_the_second(screen, screen_settings):
+    """A drill into a district and straight back to the city before the district's boundaries have arrived (a deep
+    link and a wall's first playlist step do the same): the city's districts at the city's fit. Neither the
+    district's streets under the city's title (dash-leaflet's layer ignores a new URL while loading the last one and
+    then draws that one) nor the districts at the district's zoom (Leaflet drops a fit asked for while a zoom
+    animation runs)."""
+    with session_scope(screen_settings.database_url) as session:
+        tree = load_tree(session)
+        first = tree.at_level(Level.DISTRICT).index[0]
+        district, name = str(tree.frame.loc[first, "code"]), str(tree.frame.loc[first, "name_zh"])
+        district_count = len(tree.at_level(Level.DISTRICT))
+        district_names = set(tree.at_level(Level.DISTRICT)["name_zh"])
+    screen.open()
+    city = screen.page.evaluate(MAP_EXTENT)
+    assert city["polygons"] == district_count
+    held = []
+    # The district's boundaries and labels are answered only once the city is back.
+    screen.page.route(f"**/geo/{district}/*", lambda route: held.append(route))
+
+    def select(unit: str | None) -> None:
+        screen.page.evaluate("""([store, unit]) => window.dash_clientside.set_props(store,
+            {data: {unit: unit, indicator: 'hotline_complaints'}})""", [PageIds.SELECTION, unit])
+
+    select(district)
+    screen.page.wait_for_function(f"document.getElementById('map-title').innerText.includes({name!r})")
+    select(None)  # at once: the map's fit to the district is still under way
+    screen.page.wait_for_function(f"!document.getElementById('map-title').innerText.includes({name!r})")
+    screen.page.wait_for_timeout(300)
+    assert len(held) == 2, "the district's boundaries and labels were asked for, and are held"
+    for route in held:
+        route.continue_()
+    screen.page.wait_for_timeout(1500)  # the district's have been drawn, and the city's again after them
+    after = screen.page.evaluate(MAP_EXTENT)
+    assert after["polygons"] == district_count, after
+    assert abs(after["width"] - city["width"]) <= 2 and abs(after["height"] - city["height"]) <= 2, (city, after)
+    labels = screen.page.locator(".unit-label").all_inner_texts()
+    # Each label is a district's name (a badge may follow it), every district's once.
+    named = [next((name for name in district_names if label.strip().startswith(name)), None) for label in labels]
+    assert len(labels) == district_count and set(named) == district_names, labels
+    screen.page.unroute(f"**/geo/{district}/*")
     screen.assert_no_console_errors()
