@@ -124,6 +124,8 @@ def test_a_communitys_report_shows_its_streets_values_for_indicators_measured_pe
     assert content.trend_unit_name == street and content.series["value"].notna().any()
     text = squashed(pdf_text(exported.content))
     assert squashed(f"空气质量指数 · 趋势 · {street}") in text and f"空气质量指数（{street}" in text
+    # The map's communities are not coloured and the ranking has none: both say why, as the screen does.
+    assert squashed("社区/村级不统计，按街道/镇统计") in text and "无数据" not in text
 
 
 def test_chinese_text_in_the_pdf_copies_as_written(settings, catalog):

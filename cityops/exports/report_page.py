@@ -297,12 +297,20 @@ def _map_labels(figure: go.Figure, content: ReportContent, status_by_code: dict,
         textfont=dict(size=MAP_LABEL_SIZE, color=INK, family=FONT_FAMILY)))
 
 
+def _not_measured_below(content: ReportContent) -> bool:
+    """Whether the units on the map (the children) are below the level the indicator is measured at."""
+    return content.child_level is not None and not content.indicator.measured_at_or_above(content.child_level)
+
+
 def _ring_area(ring: list[tuple[float, float]]) -> float:
     return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:] + ring[:1]))) / 2
 
 
 def _legend(content: ReportContent) -> str:
     language = content.language
+    if _not_measured_below(content):  # every unit would read "no data": the legend says why, as on the screen
+        return t("map_not_measured", language, level=level_name(content.child_level, language),
+                 measured=level_name(content.indicator.level, language))
     chips = [f'<span style="color:{NO_DATA_OUTLINE if s == Status.NO_DATA else STATUS_COLOURS[s]}">'
              f'{"□" if s == Status.NO_DATA else "■"}</span> {status_text(s, language)}' for s in STATUS_ORDER]
     text = "   ".join(chips)
@@ -368,6 +376,13 @@ def _ranking(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     language, indicator = content.language, content.indicator
     level = level_name(content.child_level, language, plural=True) if content.child_level else ""
     heading = t("report_ranked", language, level=level)  # the indicator is the page's
+    if _not_measured_below(content):
+        _heading(figure, left, top, _short(heading, int(width / HEADING_CHAR_WIDTH)))
+        _text(figure, left + width / 2, top + height / 2,
+              t("not_measured", language, level=level_name(content.child_level, language)), colour=MUTED,
+              anchor="center")
+        figure.update_layout(xaxis2=dict(visible=False), yaxis2=dict(visible=False))
+        return
     if content.child_count > len(content.ranked):
         heading += " · " + t("report_worst_of", language, n=len(content.ranked), m=content.child_count)
     _heading(figure, left, top, _short(heading, int(width / HEADING_CHAR_WIDTH)))
