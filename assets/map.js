@@ -408,7 +408,7 @@
   function catchUpWithGeometry() {
     const nativeFetch = window.fetch.bind(window);
     window.fetch = function (resource, init) {
-      const url = typeof resource === "string" ? resource : (resource && resource.url) || "";
+      const url = String((resource && resource.url) || resource || "");  // a text, a URL or a Request
       const kind = /\/geo\/[^/?#]+\/(children|labels)\.[a-z]+(?=[?#]|$)/.exec(url);
       if (!kind) {
         return nativeFetch(resource, init);

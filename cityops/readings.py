@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import and_, func, select, union_all
+from sqlalchemy import and_, func, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog, Indicator, RollupRule
@@ -326,13 +326,12 @@ def sparklines(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, 
         pairs = wanted[source]
         if not pairs:
             continue
+        # Exact (unit, indicator) pairs: the street's history of indicators the community reports itself is not read.
         for unit, ident, value in session.execute(
                 select(table.unit_id, table.indicator_id, table.value).where(
-                    table.unit_id.in_({unit for unit, _ in pairs}),
-                    table.indicator_id.in_({ident for _, ident in pairs}),
+                    tuple_(table.unit_id, table.indicator_id).in_(sorted(pairs)),
                     time_column >= since).order_by(time_column)):
-            if (unit, ident) in pairs:
-                series[keys[unit, ident]].append(value)
+            series[keys[unit, ident]].append(value)
     return series
 
 

@@ -185,6 +185,19 @@ def test_trend_csv_equals_the_trend_query_for_the_selected_range(settings, catal
     assert (entry.selection["start"], entry.selection["end"]) == view.time_range.window
 
 
+def test_a_communitys_trend_export_is_its_streets_for_an_indicator_measured_per_street(settings, catalog):
+    """As the trend panel draws it: the street's AQI, and the file, its record and a chart's title say the street."""
+    with session_scope(settings.database_url) as session:
+        context = context_for(session, catalog)
+        view = view_of(context, C111, indicator="aqi")
+        exported, entry = panel_file(context, view, "trend", "csv", actor="t", connector_intervals=INTERVALS)
+        street = context.tree.id_by_code[S11]
+        series = trend(session, context.scope, catalog, context.ids, street, "aqi", *view.time_range.window)
+    table = read_csv(exported.content)
+    assert len(series) > 0 and table.iloc[:, 1].tolist() == pytest.approx(series["value"].astype(float).tolist())
+    assert S11 in exported.filename and C111 not in exported.filename and entry.unit_code == S11
+
+
 def test_alert_csv_lists_the_open_alerts_of_the_scope_only(settings, catalog):
     with session_scope(settings.database_url) as session:
         context = context_for(session, catalog, root_code=D1)

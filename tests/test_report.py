@@ -125,7 +125,23 @@ def test_a_communitys_report_shows_its_streets_values_for_indicators_measured_pe
     text = squashed(pdf_text(exported.content))
     assert squashed(f"空气质量指数 · 趋势 · {street}") in text and f"空气质量指数（{street}" in text
     # The map's communities are not coloured and the ranking has none: both say why, as the screen does.
-    assert squashed("社区/村级不统计，按街道/镇统计") in text and "无数据" not in text
+    assert squashed("社区/村级不统计，按街道/镇统计") in text and text.count("社区/村级不统计") == 2
+
+
+def test_a_community_only_viewers_report_has_no_street_values(settings, catalog):
+    """A viewer limited to the community: no street's AQI in the KPI rows or the trend, which says why."""
+    with session_scope(settings.database_url) as session:
+        context = context_for(session, catalog, "zh", root_code=C111)
+        unit = context.tree.id_by_code[C111]
+        # The map shows the community itself (callbacks/context.py resolve_view: its street is out of scope).
+        view = ExportView(unit, unit, "aqi", resolve_range({"range": "7d"}, context.now, ZONE))
+        content = report_content(context, view, city_name="小城市", actor="t", connector_intervals=INTERVALS)
+        exported, _ = report_file(context, view, "pdf", actor="t", city_name="小城市", connector_intervals=INTERVALS)
+    aqi = dict((indicator.key, reading) for indicator, reading in content.kpis)["aqi"]
+    assert aqi.owner_id is None and aqi.value is None and not content.trend_measured
+    assert content.series["value"].isna().all() if len(content.series) else True
+    text = squashed(pdf_text(exported.content))
+    assert "街道1001" not in text and text.count("社区/村级不统计") >= 1
 
 
 def test_chinese_text_in_the_pdf_copies_as_written(settings, catalog):

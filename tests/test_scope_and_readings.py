@@ -383,5 +383,12 @@ def test_unit_readings_read_every_indicator_in_four_statements_on_both_databases
                 assert (reading.reported, reading.expected) == (int(row["reported"]), int(row["expected"]))
         hotline = unit_readings(session, everyone, catalog, city.indicator_ids, city.unit_ids[C[4]], NOW)
         assert (hotline["hotline_complaints"].previous, hotline["hotline_complaints"].change) == (1.0, 8.0)
+        # The sparklines' (unit, indicator) pairs read on both databases: a community's AQI is its street's.
+        from cityops.readings import sparklines
+        community_lines = sparklines(session, everyone, catalog, city.indicator_ids, city.unit_ids[C[0]],
+                                     NOW - 3 * HOUR, tree=tree)
+        street_lines = sparklines(session, everyone, catalog, city.indicator_ids, city.unit_ids[S11], NOW - 3 * HOUR,
+                                  tree=tree)
+        assert street_lines["aqi"] and community_lines["aqi"] == street_lines["aqi"]
         city_hotline = unit_readings(session, everyone, catalog, city.indicator_ids, city.unit_ids[CITY], NOW)
         assert (city_hotline["hotline_complaints"].previous, city_hotline["hotline_complaints"].change) == (9.0, 18.0)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from cityops.alerts.queries import alert_list
 from cityops.catalog import Catalog
 from cityops.hierarchy import Level
-from cityops.readings import children_readings, trend, unit_readings
+from cityops.readings import children_readings, standing_unit, trend, unit_readings
 from cityops.scope import Scope
 from cityops.time_range import TimeRange
 from cityops.tree import UnitTree
@@ -188,7 +188,10 @@ def trend_table(context: ExportContext, view: ExportView) -> PanelTable:
     buckets with how many reported), not the chart's coarser buckets."""
     indicator = context.catalog[view.indicator_key]
     window = view.time_range.window
-    series = trend(context.session, context.scope, context.catalog, context.ids, view.unit_id, view.indicator_key,
+    # The trend panel's unit: a community's AQI is its street's, and the file, its title and its record say so.
+    owner = standing_unit(context.tree, context.scope, indicator, view.unit_id)
+    unit_id = view.unit_id if owner is None else owner
+    series = trend(context.session, context.scope, context.catalog, context.ids, unit_id, view.indicator_key,
                    *window, tree=context.tree)
     frame = pd.DataFrame({
         _time_header("col_time", context): local_times(series["time"], context.zone),
@@ -196,7 +199,7 @@ def trend_table(context: ExportContext, view: ExportView) -> PanelTable:
         _header("col_reported", context): series["reported"].map(_count).astype("Int64"),
         _header("col_expected", context): series["expected"].map(_count).astype("Int64"),
     })
-    return PanelTable("trend", frame, view.unit_id, view.indicator_key, window, _newest(series["time"]))
+    return PanelTable("trend", frame, unit_id, view.indicator_key, window, _newest(series["time"]))
 
 
 def alert_table(context: ExportContext, view: ExportView) -> PanelTable:

@@ -55,6 +55,7 @@ class ReportContent:
     indicator_names: dict[str, str]    # every indicator's name in the report's language (for the alerts)
     owner_names: dict[int, str]        # the ancestors whose values stand for the unit's (Reading.owner_id)
     trend_unit_name: str               # whose trend is drawn: the unit, or its ancestor where it is measured
+    trend_measured: bool               # False: nothing the viewer may see measures the indicator for the unit
     open_alerts: int
     overdue_alerts: int
     stamp: Stamp
@@ -107,7 +108,8 @@ def report_content(context: ExportContext, view: ExportView, *, city_name: str, 
 
     time_range = view.time_range
     # The screen's trend panel draws a community's AQI as its street's: so does the report.
-    trend_unit = standing_unit(tree, scope, indicator, view.unit_id) or view.unit_id
+    owner = standing_unit(tree, scope, indicator, view.unit_id)
+    trend_unit = view.unit_id if owner is None else owner
     series = trend(session, scope, catalog, ids, trend_unit, view.indicator_key, *time_range.window, tree=tree)
     series = without_filling_bucket(series, indicator, time_range.window[1], indicator.interval_seconds)
     series = thinned_series(series, time_range.window, indicator.interval_seconds, time_range.utc_offset)
@@ -131,6 +133,6 @@ def report_content(context: ExportContext, view: ExportView, *, city_name: str, 
         indicator_names={indicator.key: indicator.name(language) for indicator in catalog},
         owner_names={reading.owner_id: context.unit_name(reading.owner_id) for _, reading in kpis
                      if reading.owner_id is not None},
-        trend_unit_name=context.unit_name(trend_unit),
+        trend_unit_name=context.unit_name(trend_unit), trend_measured=owner is not None,
         open_alerts=int(counts.at[view.unit_id, "open"]), overdue_alerts=int(counts.at[view.unit_id, "overdue"]),
         stamp=stamp, language=language, zone=context.zone)

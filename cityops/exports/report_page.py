@@ -341,7 +341,10 @@ def _trend(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     if content.thresholds is not None:
         _threshold_lines(figure, content.thresholds, indicator.direction, shown, language)
     if not shown:
-        _text(figure, left + width / 2, top + height / 2, t("no_data", language), colour=MUTED, anchor="center")
+        # As the screen's trend says it: a viewer who may see the community only has no street's trend to see.
+        empty = t("no_data", language) if content.trend_measured else \
+            t("not_measured", language, level=level_name(content.level, language))
+        _text(figure, left + width / 2, top + height / 2, empty, colour=MUTED, anchor="center")
     plot = _domain(left + 40, top + 26, width - 40, height - 26 - 20)  # room for the tick labels below
     day_or_less = content.window[1] - content.window[0] <= 86400
     figure.update_layout(

@@ -289,9 +289,14 @@ def test_two_level_changes_in_quick_succession_leave_the_map_at_the_second(scree
     screen.page.wait_for_function(f"!document.getElementById('map-title').innerText.includes({name!r})")
     screen.page.wait_for_timeout(300)
     assert len(held) == 2, "the district's boundaries and labels were asked for, and are held"
-    for route in held:
-        route.continue_()
-    screen.page.wait_for_timeout(1500)  # the district's have been drawn, and the city's again after them
+    with screen.page.expect_response(lambda response: f"/geo/{district}/children" in response.url):
+        for route in held:
+            route.continue_()
+    screen.page.wait_for_timeout(300)  # the district's streets are decoded and drawn (old code: and stay)
+    screen.page.wait_for_function(f"""() => {{
+        const now = ({MAP_EXTENT})();
+        return now.polygons === {district_count} && Math.abs(now.width - {city['width']}) <= 2
+            && document.querySelectorAll('.unit-label').length === {district_count}; }}""", timeout=10_000)
     after = screen.page.evaluate(MAP_EXTENT)
     assert after["polygons"] == district_count, after
     assert abs(after["width"] - city["width"]) <= 2 and abs(after["height"] - city["height"]) <= 2, (city, after)
