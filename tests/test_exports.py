@@ -198,6 +198,19 @@ def test_a_communitys_trend_export_is_its_streets_for_an_indicator_measured_per_
     assert S11 in exported.filename and C111 not in exported.filename and entry.unit_code == S11
 
 
+def test_children_below_the_measured_level_are_exported_as_not_measured(settings, catalog):
+    """A street's communities for AQI (measured per street): "本级不统计", not "无数据" as if a source were silent."""
+    with session_scope(settings.database_url) as session:
+        context = context_for(session, catalog)
+        below, _ = panel_file(context, view_of(context, S11, indicator="aqi"), "map", "csv", actor="t",
+                              connector_intervals=INTERVALS)
+        measured, _ = panel_file(context, view_of(context, D1, indicator="aqi"), "ranking", "csv", actor="t",
+                                 connector_intervals=INTERVALS)
+    rows = read_csv(below.content)
+    assert len(rows) > 0 and set(rows["状态"]) == {"本级不统计"} and rows["数值 (AQI)"].isna().all()
+    assert "本级不统计" not in set(read_csv(measured.content)["状态"])
+
+
 def test_alert_csv_lists_the_open_alerts_of_the_scope_only(settings, catalog):
     with session_scope(settings.database_url) as session:
         context = context_for(session, catalog, root_code=D1)

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from cityops.alerts.queries import alert_list
-from cityops.catalog import Catalog
+from cityops.catalog import Catalog, Indicator
 from cityops.hierarchy import Level
 from cityops.readings import children_readings, standing_unit, trend, unit_readings
 from cityops.scope import Scope
@@ -147,14 +147,20 @@ def children_of(context: ExportContext, view: ExportView) -> pd.DataFrame:
                              view.indicator_key, context.now, tree=context.tree)
 
 
-def _children_frame(context: ExportContext, children: pd.DataFrame, measure: str) -> pd.DataFrame:
+def _children_frame(context: ExportContext, children: pd.DataFrame, indicator: Indicator) -> pd.DataFrame:
     name_column = "name_zh" if context.language == "zh" else "name_en"
+    measure = indicator.measure(context.language)
+    # Children below the level the indicator is measured at (a street's communities for AQI) have no value because
+    # there is none to have, not because a source is silent: their status says so, as the screen's legend does.
+    statuses = [t("export_not_measured", context.language) if not indicator.measured_at_or_above(Level(int(level)))
+                else status_text(status, context.language)
+                for level, status in zip(children["level"], children["status"])]
     return pd.DataFrame({
         _header("col_code", context): children["code"].astype(str),
         _header("col_name", context): children[name_column].astype(str),
         _header("col_level", context): [level_name(Level(int(v)), context.language) for v in children["level"]],
         _header("col_value", context, measure): children["value"].map(_number),
-        _header("col_status", context): [status_text(s, context.language) for s in children["status"]],
+        _header("col_status", context): statuses,
         _time_header("col_observed_at", context): local_times(children["observed_at"], context.zone),
         _header("col_reported", context): children["reported"].map(_count).astype("Int64"),
         _header("col_expected", context): children["expected"].map(_count).astype("Int64"),
@@ -167,7 +173,7 @@ def map_table(context: ExportContext, view: ExportView) -> PanelTable:
     status (the colour each is drawn in)."""
     indicator = context.catalog[view.indicator_key]
     children = children_of(context, view).sort_values("code", kind="stable").reset_index(drop=True)
-    frame = _children_frame(context, children, indicator.measure(context.language))
+    frame = _children_frame(context, children, indicator)
     return PanelTable("map", frame, view.map_parent_id, view.indicator_key, None, _newest(children["observed_at"]))
 
 
@@ -176,7 +182,7 @@ def ranking_table(context: ExportContext, view: ExportView) -> PanelTable:
     then those without a value), numbered where they have a value."""
     indicator = context.catalog[view.indicator_key]
     children = ranked_children(children_of(context, view), indicator)
-    frame = _children_frame(context, children, indicator.measure(context.language))
+    frame = _children_frame(context, children, indicator)
     ranks = pd.Series(range(1, len(children) + 1), dtype="Int64").where(children["value"].notna().to_numpy())
     frame.insert(0, _header("col_rank", context), ranks.to_numpy())
     return PanelTable("ranking", frame, view.map_parent_id, view.indicator_key, None,
