@@ -65,7 +65,10 @@ def figure(value: float, decimals: int, language: str, class_name: str) -> list[
 
 def kpi_heading(unit_name: str, alerts: AlertTally, language: str) -> list:
     """The panel's heading: whose indicators these are, then the unit's open and overdue alerts, if any."""
-    return [t("kpis_of", language, name=unit_name), heading_badge(alerts, language)]
+    # The words give way before the count (assets/style.css): "Quanyang Subdistrict · key indicators ⚠ 2 open ·
+    # 2 o…" lost what the 2 counted.
+    return [html.Span(t("kpis_of", language, name=unit_name), className="heading-text"),
+            heading_badge(alerts, language)]
 
 
 def card_name(indicator: Indicator, language: str) -> str | list:

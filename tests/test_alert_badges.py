@@ -223,7 +223,7 @@ def test_kpi_heading_and_cards_show_the_viewed_units_alerts(app_with_alerts):
     from callbacks.kpi import show_kpis
 
     cards, heading, digest = in_callback(app_with_alerts, show_kpis, {"unit": DISTRICT, "indicator": "aqi"}, 0)
-    assert heading[0] == "区1 · 关键指标"
+    assert heading[0].children == "区1 · 关键指标"
     assert _text(heading[1]) == "⚠ 1 未结" and "alert-critical" in heading[1].className
     by_key = {card.id["indicator"]: card for card in cards}
     assert "hotline_complaints_district" not in by_key  # `kpi: false` in the catalog: no card

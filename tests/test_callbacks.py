@@ -72,7 +72,7 @@ def test_kpis_for_a_forged_unit_fall_back_to_the_scope_root(app):
     from callbacks.kpi import show_kpis
 
     cards, heading, digest = in_callback(app, show_kpis, {"unit": "not-a-unit", "indicator": "aqi"}, 0)
-    assert heading[0].startswith("小城市")
+    assert heading[0].children.startswith("小城市")
     assert len(cards) == len(load_catalog(Settings().catalog_path).kpis())  # `kpi: false` indicators get none
     # A refresh finding the same cards leaves the panel alone (a click on a card being replaced would be lost);
     # another selection draws them again.
