@@ -39,7 +39,7 @@ def show_kpis(selection, _tick, _map_painted=None, _alert_changed=None, shown=No
         readings = unit_readings(request.session, request.scope, request.catalog, request.ids, view.unit_id,
                                  request.now, tree=request.tree)
         spark = sparklines(request.session, request.scope, request.catalog, request.ids, view.unit_id,
-                           request.now - SPARKLINE_HOURS * 3600, tree=request.tree)
+                           request.now - SPARKLINE_HOURS * 3600, tree=request.tree, now=request.now)
         unit = request.tree.frame.loc[view.unit_id]
         level = Level(int(unit["level"]))
         by_indicator = indicator_alert_counts(request.session, request.scope, request.tree, request.ids,

@@ -253,10 +253,16 @@ def children_trends(session: Session, scope: Scope, catalog: Catalog, ids: dict[
     if children.empty:
         return pd.DataFrame(columns=grid, dtype=float)
     level = Level(int(tree.frame.at[unit_id, "level"]) + 1)
+    # A sum's bucket still filling is left out of each row, as out of the trend (without_filling_bucket).
+    filling_sum = indicator.rollup == RollupRule.SUM and source_of(indicator, level) == "rollup"
     frame = _bucketed(session, scope, indicator, ids[indicator_key], children.index.tolist(), level, since, until,
-                      bucket, utc_offset, mean_only=True)
+                      bucket, utc_offset, mean_only=not filling_sum)
     if frame.empty:
         return pd.DataFrame(columns=grid, dtype=float)
+    if filling_sum:
+        filling = ((frame["time"] + bucket > until) & (frame["expected"] > 1)
+                   & (frame["reported"] < 0.5 * frame["expected"]))
+        frame.loc[filling, "value"] = float("nan")
     wide = frame.pivot(index="unit_id", columns="time", values="value").astype(float)
     return wide.reindex(columns=grid)
 
@@ -307,9 +313,11 @@ def _bucketed(session: Session, scope: Scope, indicator: Indicator, indicator_id
 
 
 def sparklines(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
-               since: int, *, tree: UnitTree | None = None) -> dict[str, list[float | None]]:
+               since: int, *, tree: UnitTree | None = None, now: int | None = None) -> dict[str, list[float | None]]:
     """Recent values of every indicator for one unit in two queries, for the KPI cards' sparklines: of the unit
-    whose value each card shows (`standing_unit`: a community's AQI card draws its street's)."""
+    whose value each card shows (`standing_unit`: a community's AQI card draws its street's). Given `now`, a sum's
+    hour still filling is left out (without_filling_bucket: the line fell to a fraction at the end of the hour's
+    first minutes)."""
     tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     wanted: dict[str, set[tuple[int, int]]] = {"reported": set(), "rollup": set()}
@@ -326,12 +334,21 @@ def sparklines(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, 
         pairs = wanted[source]
         if not pairs:
             continue
+        counts = (RollupHistory.reported, RollupHistory.expected) if source == "rollup" else ()
+        last: dict[str, tuple] = {}
         # Exact (unit, indicator) pairs: the street's history of indicators the community reports itself is not read.
-        for unit, ident, value in session.execute(
-                select(table.unit_id, table.indicator_id, table.value).where(
+        for unit, ident, value, at, *reported in session.execute(
+                select(table.unit_id, table.indicator_id, table.value, time_column, *counts).where(
                     tuple_(table.unit_id, table.indicator_id).in_(sorted(pairs)),
                     time_column >= since).order_by(time_column)):
             series[keys[unit, ident]].append(value)
+            last[keys[unit, ident]] = (at, *reported)
+        if source == "rollup" and now is not None:
+            for key, (at, reported, expected) in last.items():
+                indicator = catalog[key]
+                if (indicator.rollup == RollupRule.SUM and at + indicator.interval_seconds > now and expected > 1
+                        and reported < 0.5 * expected):
+                    series[key].pop()
     return series
 
 

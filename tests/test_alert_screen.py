@@ -508,3 +508,24 @@ def test_the_drawers_trend_leaves_out_a_sums_hour_still_filling(filling_app):
     assert drawn and set(drawn.values()) == {160.0}  # the three whole hours
     assert max(drawn) < current  # the hour still filling is not drawn
 
+
+
+def test_the_kpi_sparkline_and_the_comparison_rows_leave_out_a_sums_hour_still_filling(filling_app):
+    """As the trend: the district's card line and its row under the city end at the last whole hour (160), not at
+    the hour with one of four communities in (40)."""
+    from cityops.readings import children_trends, sparklines
+    from cityops.scope import Viewer, viewer_scope
+    from cityops.storage import indicator_ids
+
+    app, current = filling_app
+    now = current + 60
+    with session_scope(app.server.config["ONESCREEN"].settings.database_url) as session:
+        tree = load_tree(session)
+        scope, ids = viewer_scope(session, Viewer(), tree), indicator_ids(session, CATALOG)
+        district = tree.id_by_code[DISTRICT]
+        line = sparklines(session, scope, CATALOG, ids, district, now - 24 * HOUR, tree=tree, now=now)
+        rows = children_trends(session, scope, CATALOG, ids, tree.root_id, "hotline_complaints", now - 6 * HOUR,
+                               now, HOUR, tree=tree)
+    assert line["hotline_complaints"] == [160.0, 160.0, 160.0]
+    row = rows.loc[district]
+    assert row.dropna().tolist() == [160.0, 160.0, 160.0] and pd.isna(row[current])
