@@ -29,9 +29,10 @@ def alert_title(unit_name: str, open_count: int, overdue_count: int, language: s
     counts = [html.Span(t("alerts_open", language, n=open_count), className="alerts-open-count")]
     if overdue_count:
         counts += [" · ", html.Span(t("alerts_overdue", language, n=overdue_count), className="alerts-overdue-count")]
-    return [t("alerts_of", language, unit=unit_name), html.Span(["（" if language == "zh" else " (", *counts,
-                                                                 "）" if language == "zh" else ")"],
-                                                                className="alerts-counts")]
+    # The words give way before the counts (assets/style.css): "(2 open · 2 over…" lost what the 2 counted.
+    return [html.Span(t("alerts_of", language, unit=unit_name), className="heading-text"),
+            html.Span(["（" if language == "zh" else " (", *counts, "）" if language == "zh" else ")"],
+                      className="alerts-counts")]
 
 
 def rule_type_text(rule: Rule | None, language: str) -> str:

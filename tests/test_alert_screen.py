@@ -210,6 +210,7 @@ def test_no_open_alerts_is_said_not_left_blank_and_a_long_list_says_what_it_show
     rows = alert_rows(many, {}, CATALOG, "区1", 90, "zh", "Asia/Shanghai", 1_000_720)
     assert len(rows) == MAX_ROWS + 1 and text_of(rows[-1]) == f"显示最紧急的 {MAX_ROWS} 条，共 90 条"
     assert text_of(alert_title("鹤口区", 3, 1, "zh")) == "告警 · 鹤口区 （ 3 未结  ·  1 超时 ）"
+    assert "heading-text" in classes_of(alert_title("鹤口区", 3, 1, "zh"))  # the words give way, not the counts
     assert "超时" not in text_of(alert_title("鹤口区", 3, 0, "zh"))
     assert "alerts-overdue-count" in classes_of(alert_title("Hekou", 3, 1, "en"))
 

@@ -260,14 +260,16 @@ def test_an_overdue_alert_s_row_and_card_badge_keep_the_unit_s_name_and_their_co
     assert all(change["whole"] for change in changes if not change["badged"]), changes
     # The KPI heading's count stays whole beside a long name (a subdistrict's in English read "⚠ 2 open · 2 o…"):
     # the words before it give way.
-    heading = page.evaluate("""() => {
-        const heading = document.getElementById('kpi-heading');
-        heading.firstChild.textContent = 'Quanyang Subdistrict of a Long Name · key indicators'.repeat(2);
-        const badge = heading.querySelector('.alert-heading').getBoundingClientRect();
-        const box = heading.getBoundingClientRect();
-        return {inside: badge.right <= box.right + 0.5 && badge.width > 0,
-                whole: heading.querySelector('.alert-heading').scrollWidth <= Math.ceil(badge.width)};
-    }""")
-    assert heading == {"inside": True, "whole": True}, heading
+    # So do the alert panel's open and overdue counts.
+    headings = page.evaluate("""() => [['kpi-heading', '.alert-heading'], ['alerts-title', '.alerts-counts']]
+        .map(([id, counts]) => {
+            const heading = document.getElementById(id);
+            heading.firstChild.textContent = 'Quanyang Subdistrict of a Long Name · key indicators'.repeat(2);
+            const shown = heading.querySelector(counts), badge = shown.getBoundingClientRect();
+            const box = heading.getBoundingClientRect();
+            return {id, inside: badge.right <= box.right + 0.5 && badge.width > 0,
+                    whole: shown.scrollWidth <= Math.ceil(badge.width)};
+        })""")
+    assert [heading for heading in headings if not (heading["inside"] and heading["whole"])] == [], headings
     screen.screenshot(f"alert-fit-{language}-{width}x{height}{'-wall' if wall else ''}")
     screen.assert_no_console_errors()
