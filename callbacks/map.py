@@ -43,8 +43,8 @@ from cityops.status import is_stale
 from layouts.alert_badges import AlertTally
 from layouts.ids import AlertIds, IncidentIds, MapIds, PageIds
 from layouts.freshness import as_of_mark
-from layouts.map_panel import (GEOMETRY_FORMAT, MapState, as_sent, geometry_url, labels_hideout, labels_url,
-                               legend_as_sent, map_hideout)
+from layouts.map_panel import (GEOMETRY_FORMAT, MapState, as_sent, geometry_url, heading_text_as_sent,
+                               labels_hideout, labels_url, legend_as_sent, map_hideout)
 from layouts.text import level_name, t
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,9 @@ def map_state(request: Request, selection: dict | None, current_url: str | None,
     child_level = Level(parent.level + 1) if parent.level < Level.COMMUNITY else None
     selected = view.unit_code if view.unit_id != view.map_parent_id else None
     hideout = map_hideout(children, indicator, selected, language)
-    title = t("map_of", language, indicator=indicator.name(language),
-              unit=parent.name_zh if language == "zh" else parent.name_en,
-              level=level_name(child_level, language, plural=True) if child_level else "")
+    title = heading_text_as_sent(t("map_of", language, indicator=indicator.name(language),
+                                   unit=parent.name_zh if language == "zh" else parent.name_en,
+                                   level=level_name(child_level, language, plural=True) if child_level else ""))
     newest = children.newest_observed()
     if newest is not None:
         # The newest value on the map, marked stale when even that is older than the indicator allows.

@@ -88,16 +88,19 @@ def _title(request, view, selection) -> list:
 @callback(
     Output(TrendIds.BODY, "children"),
     Output(TrendIds.TITLE, "children", allow_duplicate=True),
+    Output(TrendIds.MOUNTED_WITH, "data"),
     Input(PageIds.CHARTS_READY, "data"),
     State(PageIds.SELECTION, "data"),
     State(PageIds.DISPLAY, "data"),
     prevent_initial_call=True,
 )
 def mount_trend(_ready, selection, display):
-    """The graph, with its figure and the title of the same selection."""
+    """The graph, with its figure and the title of the same selection, and a note of that selection: show_trend
+    redraws both if the selection has moved on meanwhile."""
     with viewer_request() as request:
         view = resolve_view(request, selection)
-        return trend_graph(_figure(request, view, selection, display)), _title(request, view, selection)
+        return (trend_graph(_figure(request, view, selection, display)), _title(request, view, selection),
+                selection)
 
 
 @callback(
@@ -107,11 +110,17 @@ def mount_trend(_ready, selection, display):
     Input(PageIds.MAP_PAINTED, "data"),
     Input(PageIds.REFRESH, "n_intervals"),
     Input(PageIds.DISPLAY, "data"),
+    Input(TrendIds.MOUNTED_WITH, "data"),
     prevent_initial_call=True,  # first drawn once the map has painted (see callbacks/loading.py)
 )
-def show_trend(selection, _map_painted, _tick, display):
+def show_trend(selection, _map_painted, _tick, display, mounted_with=None):
     """The title, and the figure once the graph is mounted, in one answer: from two callbacks, a wall's playlist
-    step (or a drill-down) showed the next view's title for half a second over the last one's chart."""
+    step (or a drill-down) showed the next view's title for half a second over the last one's chart.
+    When the graph has just been mounted: nothing if it was mounted with the selection shown, else both again (a
+    wall loading as its playlist moved on got the next step's title from here while the graph, on its way, was
+    mounted with the last step's chart, which then stayed for the whole step)."""
+    if ctx.triggered_id == TrendIds.MOUNTED_WITH and mounted_with == selection:
+        return no_update, no_update
     graphs = len(ctx.outputs_list[0]) if ctx.outputs_list else 0
     with viewer_request() as request:
         view = resolve_view(request, selection)

@@ -17,6 +17,7 @@ from dash import html
 from cityops.alerts.rules import Rule, RuleType
 from cityops.catalog import Catalog, Direction, Indicator
 from cityops.hierarchy import Level
+from layouts.headings import named_heading
 from layouts.ids import alert_row_id
 from layouts.text import format_time, format_value, level_name, name_says_level, status_text, t
 
@@ -25,12 +26,13 @@ MAX_ROWS = 60
 
 
 def alert_title(unit_name: str, open_count: int, overdue_count: int, language: str) -> list:
-    """告警 · 鹤口区 (3 未结 · 1 超时): the overdue count in the critical colour, and only when there is one."""
+    """鹤口区 · 告警（3 未结 · 1 超时）: the overdue count in the critical colour, and only when there is one."""
     counts = [html.Span(t("alerts_open", language, n=open_count), className="alerts-open-count")]
     if overdue_count:
         counts += [" · ", html.Span(t("alerts_overdue", language, n=overdue_count), className="alerts-overdue-count")]
-    # The words give way before the counts (assets/style.css): "(2 open · 2 over…" lost what the 2 counted.
-    return [html.Span(t("alerts_of", language, unit=unit_name), className="heading-text"),
+    # The words give way before the name, and both before the counts (layouts/headings.py): "(2 open · 2 over…" lost
+    # what the 2 counted.
+    return [*named_heading("alerts_heading", language, "unit", unit_name),
             html.Span(["（" if language == "zh" else " (", *counts, "）" if language == "zh" else ")"],
                       className="alerts-counts")]
 

@@ -52,6 +52,7 @@ class TrendIds(StrEnum):
     BODY = "trend-body"            # holds a placeholder, then the graph (mounted once, after the other panels)
     GRAPH = "trend-graph"          # the graph's holder (trend_figure_id: the dcc.Graph in it)
     TITLE = "trend-title"
+    MOUNTED_WITH = "trend-mounted-with"  # dcc.Store: the selection the graph was mounted with (callbacks/trend.py)
 
 
 class RankingIds(StrEnum):

@@ -15,6 +15,7 @@ from cityops.hierarchy import Level
 from cityops.readings import Reading
 from cityops.status import Status
 from layouts.alert_badges import AlertTally, card_badge, heading_badge
+from layouts.headings import named_heading
 from layouts.ids import kpi_card_id
 from layouts.freshness import as_of_mark
 from layouts.text import format_compact, format_time, format_value, level_name, t
@@ -65,10 +66,9 @@ def figure(value: float, decimals: int, language: str, class_name: str) -> list[
 
 def kpi_heading(unit_name: str, alerts: AlertTally, language: str) -> list:
     """The panel's heading: whose indicators these are, then the unit's open and overdue alerts, if any."""
-    # The words give way before the count (assets/style.css): "Quanyang Subdistrict · key indicators ⚠ 2 open ·
-    # 2 o…" lost what the 2 counted.
-    return [html.Span(t("kpis_of", language, name=unit_name), className="heading-text"),
-            heading_badge(alerts, language)]
+    # The words give way before the name, and both before the count (layouts/headings.py): "Quanyang Subdistrict ·
+    # key indicators ⚠ 2 open · 2 o…" lost what the 2 counted.
+    return [*named_heading("kpis_of", language, "name", unit_name), heading_badge(alerts, language)]
 
 
 def card_name(indicator: Indicator, language: str) -> str | list:

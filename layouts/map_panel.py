@@ -123,6 +123,13 @@ def as_sent(value: Any) -> Any:
     return value
 
 
+def heading_text_as_sent(text: str) -> dict:
+    """A panel title's words as the JSON Dash sends a span (see as_sent): they give way before the as-of mark
+    that follows them (assets/style.css), which an English wall's map title had cut ("as of 08:0…")."""
+    return {"type": "Span", "namespace": "dash_html_components", "props": {"children": text,
+                                                                           "className": "heading-text"}}
+
+
 def legend_as_sent(indicator: Indicator, level: Level | None, language: str) -> orjson.Fragment:
     """Threshold bands for the level on the map, then stale and no data: the same five states everywhere.
 

@@ -101,6 +101,7 @@ def build_page(settings: Settings, catalog: Catalog, first_map: MapState | None 
             html.Div(className="panel-title-row", children=[html.H2(id=TrendIds.TITLE, className="panel-title"),
                                                             range_control(language), export_slot("trend")]),
             html.Div(placeholder(language, "chart_loading"), id=TrendIds.BODY, className="chart-body"),
+            dcc.Store(id=TrendIds.MOUNTED_WITH),
         ]),
         html.Section(className="panel children-panel", children=[
             html.H2(id=RankingIds.CHILDREN_TITLE, className="panel-title"),

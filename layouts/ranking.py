@@ -21,5 +21,7 @@ def children_title(indicator: Indicator, level: Level | None, count: int, time_r
     title = t("compared_title", language, indicator=indicator.name(language), level=level_label,
               range=range_label(time_range, language, today))
     if not count:
-        return [title]
-    return [title, html.Span(" · " + t("compared_count", language, n=count), className="title-count")]
+        return [html.Span(title, className="heading-text")]
+    # The words give way before the count (assets/style.css).
+    return [html.Span(title, className="heading-text"),
+            html.Span(" · " + t("compared_count", language, n=count), className="title-count")]

@@ -57,6 +57,9 @@ TEXT = {
     "chart_loading": ("图表载入中…", "Loading chart…"),
     # The alert panel and its drawer (layouts/alerts.py, layouts/alert_drawer.py)
     "alerts_of": ("告警 · {unit}", "Alerts · {unit}"),
+    # The panel's title names the unit first, as the KPI heading does: its words give way whole where room is short,
+    # and words before the name left a gap in front of it.
+    "alerts_heading": ("{unit} · 告警", "{unit} · alerts"),
     "alerts_open": ("{n} 未结", "{n} open"),
     "alerts_overdue": ("{n} 超时", "{n} overdue"),
     "no_open_alerts": ("{unit}当前没有未结告警", "No open alerts in {unit}"),

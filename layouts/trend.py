@@ -196,7 +196,8 @@ def trend_title(indicator_name: str, unit_name: str, time_range: TimeRange, lang
     problem = range_problem_text(time_range, language)
     if problem:
         parts.append(html.Span(" · " + problem, className="range-problem"))
-    return parts
+    # The words give way before the as-of mark callbacks/trend.py adds (assets/style.css).
+    return [html.Span(parts, className="heading-text")]
 
 
 def range_control(language: str, selected: str = DEFAULT_RANGE, compare: bool = False) -> html.Div:

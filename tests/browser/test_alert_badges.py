@@ -260,11 +260,21 @@ def test_an_overdue_alert_s_row_and_card_badge_keep_the_unit_s_name_and_their_co
     assert all(change["whole"] for change in changes if not change["badged"]), changes
     # The KPI heading's count stays whole beside a long name (a subdistrict's in English read "⚠ 2 open · 2 o…"):
     # the words before it give way.
-    # So do the alert panel's open and overdue counts.
-    headings = page.evaluate("""() => [['kpi-heading', '.alert-heading'], ['alerts-title', '.alerts-counts']]
+    # So do the alert panel's open and overdue counts, the map's and the trend's as-of marks (an English wall's map
+    # title read "as of 08:0…") and the ranking's count.
+    page.wait_for_function("document.querySelector('#trend-title .as-of-mark') !== null")
+    # With the unit's real name, the title's words give way before any of the name does ("Alerts · Ha…" on a wall).
+    names_cut = page.evaluate("""() => [...document.querySelectorAll('.panel-title > .heading-name')]
+        .filter(name => name.scrollWidth > name.clientWidth + 0.5).map(name => name.parentElement.id)""")
+    assert names_cut == [], names_cut
+    headings = page.evaluate("""() => [['kpi-heading', '.alert-heading'], ['alerts-title', '.alerts-counts'],
+                                       ['map-title', '.as-of-mark'], ['trend-title', '.as-of-mark'],
+                                       ['ranking-children-title', '.title-count']]
         .map(([id, counts]) => {
             const heading = document.getElementById(id);
-            heading.firstChild.textContent = 'Quanyang Subdistrict of a Long Name · key indicators'.repeat(2);
+            // The unit's name where it has a span of its own (layouts/headings.py), else the title's first words.
+            (heading.querySelector('.heading-name') || heading.firstChild).textContent =
+                'Quanyang Subdistrict of a Long Name · key indicators'.repeat(4);
             const shown = heading.querySelector(counts), badge = shown.getBoundingClientRect();
             const box = heading.getBoundingClientRect();
             return {id, inside: badge.right <= box.right + 0.5 && badge.width > 0,
