@@ -6,6 +6,7 @@ every export taken.
     files.py           CSV (UTF-8 with BOM, so Excel reads Chinese) and XLSX (the data, and a stamp sheet)
     report_content.py  everything one report shows, read within the viewer's scope
     report_page.py     the report as one print-style plotly figure (an A4 landscape page)
+    print_style.py     the page's size, fonts, colours and drawing (text, headings, tables) the report uses
     pdf_text.py        the report PDF's text layer repaired (Chinese copies as written) and its title set
     ranking_chart.py   the children ranked as a bar chart image (the panel itself shows rows, not a chart)
     render.py          figures drawn by kaleido into PDF, PNG or SVG, on this machine's chromium, offline

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from cityops.catalog import Indicator
-from cityops.exports.report_page import FONT_FAMILY, GRID, INK, MUTED, RULE, label_of
+from cityops.exports.print_style import FONT_FAMILY, GRID, INK, MUTED, RULE, label_of
 from cityops.status import Status
 from layouts.text import format_value, t
 from layouts.theme import STATUS_COLOURS

@@ -16,112 +16,17 @@ import plotly.graph_objects as go
 
 from cityops.catalog import Direction, Thresholds
 from cityops.exports.map_labels import MapFrame, kept_labels, text_width
+from cityops.exports.print_style import (ACCENT, FONT_FAMILY, GRID, HEADING_CHAR_WIDTH, INK, LABEL_RANK,
+                                          MAP_LABEL_SIZE, MARGIN, MUTED, NO_DATA_OUTLINE, PAGE_HEIGHT, PAGE_WIDTH,
+                                          RULE, SOURCES_PER_LINE, SOURCE_LINES, STATUS_ORDER, dot_colour, dot_of,
+                                          draw_heading, draw_rule, draw_table, draw_text, label_of, paper_domain,
+                                          shortened)
 from cityops.exports.report_content import ReportContent
 from cityops.exports.stamp import full_time, source_line
 from cityops.readings import Reading
 from cityops.status import Status
 from layouts.text import format_time, format_value, level_name, status_text, t
-from layouts.theme import FONT_FAMILY as SCREEN_FONTS, STATUS_COLOURS
-
-PAGE_WIDTH, PAGE_HEIGHT = 1123, 794
-# Latin letters and digits from a TrueType face, Chinese from the screen's CJK face: chromium embeds a CFF font
-# such as Noto Sans CJK as Type 3 glyphs whose digits lose their text (a PDF's "10.0 %" would copy and search
-# as " . %"); Liberation Sans (Arial's metrics) comes with Debian's chromium.
-FONT_FAMILY = '"Liberation Sans", Arimo, Arial, ' + SCREEN_FONTS
-MARGIN = 34
-INK, MUTED, RULE, GRID, ACCENT, SHADE = "#1b2533", "#5b6b82", "#c9d2de", "#e6ebf2", "#2f6bd6", "#f3f6fa"
-STATUS_ORDER = (Status.NORMAL, Status.WARNING, Status.CRITICAL, Status.STALE, Status.NO_DATA)
-NO_DATA_OUTLINE = "#9aa6b8"
-MAP_LABEL_SIZE = 8.5
-# Which names a crowded map keeps: the worst status first (cityops/exports/map_labels.py).
-LABEL_RANK = {Status.CRITICAL: 4, Status.WARNING: 3, Status.STALE: 2, Status.NORMAL: 1}
-SOURCES_PER_LINE, SOURCE_LINES = 3, 2
-LEVEL_SUFFIXES = (" Community", " Village", " Subdistrict", " Street", " Town", " District", " County")
-HEADING_CHAR_WIDTH = 7.4  # CSS px per column of a bold 12.5 px heading (a CJK character is two columns)
-
-
-def _x(px: float) -> float:
-    return px / PAGE_WIDTH
-
-
-def _y(px: float) -> float:
-    """Paper y of a distance from the top of the page."""
-    return 1 - px / PAGE_HEIGHT
-
-
-def _domain(left: float, top: float, width: float, height: float) -> dict:
-    return {"x": [_x(left), _x(left + width)], "y": [_y(top + height), _y(top)]}
-
-
-def _text(figure: go.Figure, left: float, top: float, text: str, size: float = 11, colour: str = INK,
-          anchor: str = "left", bold: bool = False) -> None:
-    figure.add_annotation(x=_x(left), y=_y(top), xref="paper", yref="paper", xanchor=anchor, yanchor="top",
-                          text=f"<b>{text}</b>" if bold else text, showarrow=False, align=anchor,
-                          font=dict(size=size, color=colour, family=FONT_FAMILY))
-
-
-def _heading(figure: go.Figure, left: float, top: float, text: str) -> None:
-    """A section heading with a short accent bar before it."""
-    figure.add_shape(type="rect", xref="paper", yref="paper", x0=_x(left), x1=_x(left + 3), y0=_y(top + 15),
-                     y1=_y(top + 1), fillcolor=ACCENT, line_width=0)
-    _text(figure, left + 9, top, text, size=12.5, bold=True)
-
-
-def _rule(figure: go.Figure, top: float, colour: str = RULE, width: float = 1) -> None:
-    figure.add_shape(type="line", xref="paper", yref="paper", x0=_x(MARGIN), x1=_x(PAGE_WIDTH - MARGIN),
-                     y0=_y(top), y1=_y(top), line=dict(color=colour, width=width))
-
-
-def _dot_colour(status: Status | str) -> str:
-    status = Status(status)
-    return NO_DATA_OUTLINE if status == Status.NO_DATA else STATUS_COLOURS[status]
-
-
-def _dot(status: Status | str) -> str:
-    """The status mark of a table row (its colour goes in the cell's font): ● for a value, ○ for no data."""
-    return "○" if Status(status) == Status.NO_DATA else "●"
-
-
-def _short(text: str, limit: int) -> str:
-    """At most `limit` columns of text (CJK characters count two), cut with an ellipsis."""
-    used, kept = 0, []
-    for char in str(text):
-        used += 2 if ord(char) > 0x2E80 else 1
-        if used > limit:
-            return "".join(kept) + "…"
-        kept.append(char)
-    return "".join(kept)
-
-
-def label_of(name: str, limit: int = 14) -> str:
-    """A child's name where space is short (map labels, bar labels): the heading already names the level, so
-    an English name loses its level word ("Xitong Community" → "Xitong")."""
-    name = str(name)
-    for suffix in LEVEL_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-            break
-    return _short(name, limit)
-
-
-def _table(figure: go.Figure, box: tuple, headers: list[str], columns: list[list[str]], widths: list[float],
-           aligns: list[str], row_height: float, colours: list | None = None) -> None:
-    """A table in print style. `colours`: per column, one colour or one per row (the status dots)."""
-    rows = len(columns[0]) if columns else 0
-    figure.add_trace(go.Table(
-        domain=_domain(*box), columnwidth=widths,
-        # Bold by the font's weight: <b> markup makes plotly's table rows taller than asked (measured).
-        header=dict(values=headers, fill_color=SHADE, line_color=RULE, align=aligns, height=22,
-                    font=dict(size=10, color=MUTED, family=FONT_FAMILY, weight="bold")),
-        cells=dict(values=columns, fill_color=[["#ffffff" if i % 2 == 0 else "#fafbfd" for i in range(rows)]],
-                   line_color=GRID, align=aligns, height=row_height,
-                   # The status dots in the CJK face, whose ● is the size of the screen's (Liberation's is small).
-                   font=dict(size=10, color=colours or INK,
-                             family=[SCREEN_FONTS if _dots_only(column) else FONT_FAMILY for column in columns]))))
-
-
-def _dots_only(column: list[str]) -> bool:
-    return bool(set(column) - {""}) and set(column) <= {"●", "○", ""}
+from layouts.theme import STATUS_COLOURS
 
 
 def report_figure(content: ReportContent) -> go.Figure:
@@ -141,11 +46,11 @@ def report_figure(content: ReportContent) -> go.Figure:
 
 def _head(figure: go.Figure, content: ReportContent) -> None:
     language, stamp = content.language, content.stamp
-    _text(figure, MARGIN, 24, f"{content.city_name} · {t('report_title', language)}", size=21, bold=True)
+    draw_text(figure, MARGIN, 24, f"{content.city_name} · {t('report_title', language)}", size=21, bold=True)
     subtitle = f"{content.unit_name} ({content.unit_code}) · {content.indicator.name(language)}"
-    _text(figure, MARGIN, 58, subtitle, size=12.5, colour=INK)
+    draw_text(figure, MARGIN, 58, subtitle, size=12.5, colour=INK)
     if stamp.time_range:
-        _text(figure, MARGIN, 76, stamp.time_range, size=10.5, colour=MUTED)
+        draw_text(figure, MARGIN, 76, stamp.time_range, size=10.5, colour=MUTED)
     as_of = full_time(stamp.as_of, stamp.zone) if stamp.as_of else t("no_data", language)
     lines = [
         f"{t('stamp_as_of', language)}  <b>{as_of}</b>",
@@ -153,8 +58,8 @@ def _head(figure: go.Figure, content: ReportContent) -> None:
         f"{t('stamp_exported_by', language)}  {stamp.actor}",
         f"{t('stamp_scope', language)}  {stamp.scope}",
     ]
-    _text(figure, PAGE_WIDTH - MARGIN, 24, "<br>".join(lines), size=10.5, colour=INK, anchor="right")
-    _rule(figure, 94, colour=INK, width=1.2)
+    draw_text(figure, PAGE_WIDTH - MARGIN, 24, "<br>".join(lines), size=10.5, colour=INK, anchor="right")
+    draw_rule(figure, 94, colour=INK, width=1.2)
 
 
 def signed(change: float, decimals: int) -> str:
@@ -179,14 +84,14 @@ def _kpi_row(indicator, reading: Reading, content: ReportContent, day: int) -> l
     change = reading.change
     change_text = "" if change is None else signed(change, indicator.decimals)
     reported = "" if reading.expected in (None, 1) else f"{reading.reported:,}/{reading.expected:,}"
-    return [name, value, _dot(reading.status), status_text(reading.status, language), change_text,
+    return [name, value, dot_of(reading.status), status_text(reading.status, language), change_text,
             format_time(reading.observed_at, content.zone, day), reported]
 
 
 def _kpis(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     left, top, width, height = box
     language = content.language
-    _heading(figure, left, top, t("kpis_of", language, name=content.unit_name))
+    draw_heading(figure, left, top, t("kpis_of", language, name=content.unit_name))
     # Times of one day other than the export's (a report drawn after midnight) say their date once, in the
     # header: "11-27 23:37" in every row is a column too wide for the page.
     zone = ZoneInfo(content.zone)
@@ -198,13 +103,13 @@ def _kpis(figure: go.Figure, content: ReportContent, box: tuple) -> None:
         as_of += f" {next(iter(days)).strftime('%m-%d')}"
     rows = [_kpi_row(indicator, reading, content, day) for indicator, reading in content.kpis]
     columns = [list(column) for column in zip(*rows)] if rows else [[] for _ in range(7)]
-    dots = [_dot_colour(reading.status) for _, reading in content.kpis]
+    dots = [dot_colour(reading.status) for _, reading in content.kpis]
     row_height = max(14, min(20, (height - 24 - 22) / max(1, len(rows))))
     headers = [t("col_indicator", language), t("col_value", language), "", t("col_status", language),
                t("col_change", language), as_of, t("col_reported", language)]
     widths = _fitted_widths(headers, columns, width)
     columns[0] = [_fit(name, widths[0] - CELL_PADDING) for name in columns[0]]
-    _table(figure, (left, top + 24, width, height - 24), headers, columns, widths,
+    draw_table(figure, (left, top + 24, width, height - 24), headers, columns, widths,
            ["left", "right", "center", "left", "right", "right", "right"], row_height,
            colours=[INK, INK, dots, INK, INK, MUTED, MUTED])
 
@@ -239,12 +144,12 @@ def _map(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     left, top, width, height = box
     language = content.language
     level = level_name(content.child_level, language, plural=True) if content.child_level else ""
-    _heading(figure, left, top, t("map_of", language, indicator=content.indicator.name(language),
+    draw_heading(figure, left, top, t("map_of", language, indicator=content.indicator.name(language),
                                   unit=content.map_parent_name, level=level))
     status_by_code = dict(zip(content.children["code"], content.children["status"]))
     bounds = [point for rings in content.shapes.values() for ring in rings for point in ring]
     if not bounds:
-        _text(figure, left + width / 2, top + height / 2, t("no_data", language), colour=MUTED, anchor="center")
+        draw_text(figure, left + width / 2, top + height / 2, t("no_data", language), colour=MUTED, anchor="center")
         return
     for status in STATUS_ORDER:
         xs, ys = [], []
@@ -272,13 +177,13 @@ def _map(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     x_range, y_range = (min(xs) - pad_x, max(xs) + pad_x), (min(ys) - pad_y, max(ys) + pad_y)
     ratio = 1 / max(0.2, math.cos(math.radians(latitude)))
     map_px = (left, top + 24, width, height - 24 - 22)
-    map_box = _domain(*map_px)
+    map_box = paper_domain(*map_px)
     figure.update_layout(
         xaxis3=dict(domain=map_box["x"], range=list(x_range), visible=False, constrain="domain", anchor="y3"),
         yaxis3=dict(domain=map_box["y"], range=list(y_range), visible=False, scaleanchor="x3", scaleratio=ratio,
                     constrain="domain", anchor="x3"))
     _map_labels(figure, content, status_by_code, MapFrame.fit(map_px, x_range, y_range, ratio))
-    _text(figure, left, top + height - 14, _legend(content), size=9.5, colour=MUTED)
+    draw_text(figure, left, top + height - 14, _legend(content), size=9.5, colour=MUTED)
 
 
 def _map_labels(figure: go.Figure, content: ReportContent, status_by_code: dict, frame: MapFrame) -> None:
@@ -330,7 +235,7 @@ def _trend(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     heading = t("report_trend", language, indicator=indicator.name(language))
     if content.trend_unit_name != content.unit_name:  # measured above the unit: whose trend it is
         heading += f" · {content.trend_unit_name}"
-    _heading(figure, left, top, heading)
+    draw_heading(figure, left, top, heading)
     zone = ZoneInfo(content.zone)
     times = [datetime.fromtimestamp(int(at), zone).replace(tzinfo=None) for at in content.series["time"]]
     values = [None if v is None or v != v else float(v) for v in content.series["value"]]
@@ -344,8 +249,8 @@ def _trend(figure: go.Figure, content: ReportContent, box: tuple) -> None:
         # As the screen's trend says it: a viewer who may see the community only has no street's trend to see.
         empty = t("no_data", language) if content.trend_measured else \
             t("not_measured", language, level=level_name(content.level, language))
-        _text(figure, left + width / 2, top + height / 2, empty, colour=MUTED, anchor="center")
-    plot = _domain(left + 40, top + 26, width - 40, height - 26 - 20)  # room for the tick labels below
+        draw_text(figure, left + width / 2, top + height / 2, empty, colour=MUTED, anchor="center")
+    plot = paper_domain(left + 40, top + 26, width - 40, height - 26 - 20)  # room for the tick labels below
     day_or_less = content.window[1] - content.window[0] <= 86400
     figure.update_layout(
         xaxis=dict(domain=plot["x"], anchor="y", range=[start, end], gridcolor=GRID, linecolor=RULE,
@@ -380,18 +285,18 @@ def _ranking(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     level = level_name(content.child_level, language, plural=True) if content.child_level else ""
     heading = t("report_ranked", language, level=level)  # the indicator is the page's
     if _not_measured_below(content):
-        _heading(figure, left, top, _short(heading, int(width / HEADING_CHAR_WIDTH)))
-        _text(figure, left + width / 2, top + height / 2,
+        draw_heading(figure, left, top, shortened(heading, int(width / HEADING_CHAR_WIDTH)))
+        draw_text(figure, left + width / 2, top + height / 2,
               t("not_measured", language, level=level_name(content.child_level, language)), colour=MUTED,
               anchor="center")
         figure.update_layout(xaxis2=dict(visible=False), yaxis2=dict(visible=False))
         return
     if content.child_count > len(content.ranked):
         heading += " · " + t("report_worst_of", language, n=len(content.ranked), m=content.child_count)
-    _heading(figure, left, top, _short(heading, int(width / HEADING_CHAR_WIDTH)))
+    draw_heading(figure, left, top, shortened(heading, int(width / HEADING_CHAR_WIDTH)))
     ranked = content.ranked
     if ranked.empty:
-        _text(figure, left + width / 2, top + height / 2, t("no_data", language), colour=MUTED, anchor="center")
+        draw_text(figure, left + width / 2, top + height / 2, t("no_data", language), colour=MUTED, anchor="center")
         figure.update_layout(xaxis2=dict(visible=False), yaxis2=dict(visible=False))
         return
     names = [label_of(n) for n in ranked["name_zh" if language == "zh" else "name_en"]]
@@ -401,7 +306,7 @@ def _ranking(figure: go.Figure, content: ReportContent, box: tuple) -> None:
         marker=dict(color=[STATUS_COLOURS[Status(s)] for s in ranked["status"]], line_width=0),
         text=[format_value(v, indicator.decimals) for v in values], textposition="outside", cliponaxis=False,
         textfont=dict(size=9, color=INK)))
-    plot = _domain(left + 92, top + 26, width - 92 - 34, height - 26)
+    plot = paper_domain(left + 92, top + 26, width - 92 - 34, height - 26)
     figure.update_layout(
         bargap=0.28,
         xaxis2=dict(domain=plot["x"], anchor="y2", gridcolor=GRID, zeroline=False, linecolor=RULE,
@@ -416,10 +321,10 @@ def _alerts(figure: go.Figure, content: ReportContent, box: tuple) -> None:
     title = t("alerts_of", language, unit=content.unit_name) + " · " + t("alerts_open", language, n=content.open_alerts)
     if content.overdue_alerts:
         title += " · " + t("alerts_overdue", language, n=content.overdue_alerts)
-    _heading(figure, left, top, _short(title, int(width / HEADING_CHAR_WIDTH)))
+    draw_heading(figure, left, top, shortened(title, int(width / HEADING_CHAR_WIDTH)))
     alerts = content.alerts
     if alerts.empty:
-        _text(figure, left + 12, top + 34, t("no_open_alerts", language, unit=content.unit_name), colour=MUTED)
+        draw_text(figure, left + 12, top + 34, t("no_open_alerts", language, unit=content.unit_name), colour=MUTED)
         return
     names = content.indicator_names
     name_column = "name_zh" if language == "zh" else "name_en"
@@ -431,24 +336,24 @@ def _alerts(figure: go.Figure, content: ReportContent, box: tuple) -> None:
         dots.append(STATUS_COLOURS[severities.get(row.severity, Status.WARNING)])
         severity = t(row.severity, language) if row.severity in severities else str(row.severity)
         columns[1].append(severity)
-        columns[2].append(_short(getattr(row, name_column), 17))  # the level word kept: rows mix levels
+        columns[2].append(shortened(getattr(row, name_column), 17))  # the level word kept: rows mix levels
         what = names.get(row.indicator, row.indicator) if isinstance(row.indicator, str) else (row.source or row.rule)
-        columns[3].append(_short(what, 20))
+        columns[3].append(shortened(what, 20))
         columns[4].append(format_time(row.fired_at or row.started_at, content.zone, content.stamp.exported_at))
         times.append(STATUS_COLOURS[Status.CRITICAL] if row.overdue else INK)
     headers = ["", t("col_severity", language), t("col_name", language), t("col_indicator", language),
                t("report_since", language)]
     row_height = max(14, min(19, (height - 26 - 22 - 16) / len(alerts)))
-    _table(figure, (left, top + 24, width, height - 24 - 16), headers, columns, [14, 46, 96, 118, 50],
+    draw_table(figure, (left, top + 24, width, height - 24 - 16), headers, columns, [14, 46, 96, 118, 50],
            ["center", "left", "left", "left", "right"], row_height, colours=[dots, INK, INK, INK, times])
     if content.open_alerts > len(alerts):
-        _text(figure, left, top + height - 12, t("report_more_alerts", language, n=content.open_alerts - len(alerts)),
+        draw_text(figure, left, top + height - 12, t("report_more_alerts", language, n=content.open_alerts - len(alerts)),
               size=9, colour=MUTED)
 
 
 def _foot(figure: go.Figure, content: ReportContent) -> None:
     language, stamp = content.language, content.stamp
-    _rule(figure, PAGE_HEIGHT - 46)
+    draw_rule(figure, PAGE_HEIGHT - 46)
     sources = [source_line(source, stamp.zone, language) for source in stamp.sources]
     shown = sources[:SOURCES_PER_LINE * SOURCE_LINES]
     if len(sources) > len(shown):
@@ -456,7 +361,7 @@ def _foot(figure: go.Figure, content: ReportContent) -> None:
     lines = [" · ".join(shown[i:i + SOURCES_PER_LINE]) for i in range(0, len(shown), SOURCES_PER_LINE)]
     listed = "<br>".join(lines) if lines else t("report_no_sources", language)
     text = f"<b>{t('stamp_source', language)}</b>  {listed}"
-    _text(figure, MARGIN, PAGE_HEIGHT - 40, text, size=9.5, colour=MUTED)
-    _text(figure, PAGE_WIDTH - MARGIN, PAGE_HEIGHT - 40, t("report_footer", language), size=9.5, colour=MUTED,
+    draw_text(figure, MARGIN, PAGE_HEIGHT - 40, text, size=9.5, colour=MUTED)
+    draw_text(figure, PAGE_WIDTH - MARGIN, PAGE_HEIGHT - 40, t("report_footer", language), size=9.5, colour=MUTED,
           anchor="right")
 
