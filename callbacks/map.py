@@ -234,9 +234,14 @@ def overdue_limits() -> OverdueLimits:
     if key not in _limits:
         from connectors.config import ConnectorConfigError, duration_seconds, load_connectors
 
-        by_source = {}
+        from connectors import REGISTRY
+
+        by_source, sources = {}, None
         try:
-            for instance in load_connectors(path, None, settings.timezone):
+            instances = load_connectors(path, None, settings.timezone)
+            sources = frozenset(instance.name for instance in instances if instance.enabled
+                                and getattr(REGISTRY.get(instance.type), "yields_incidents", False))
+            for instance in instances:
                 config = instance.config or {}
                 if "overdue_after" in config:
                     by_source[instance.name] = (
@@ -246,7 +251,7 @@ def overdue_limits() -> OverdueLimits:
         except (ConnectorConfigError, ValueError, OSError):
             log.exception("could not read the incident sources' overdue limits; using the default")
         _limits.clear()
-        _limits[key] = OverdueLimits(by_source)
+        _limits[key] = OverdueLimits(by_source, incident_sources=sources)
     return _limits[key]
 
 
@@ -256,11 +261,16 @@ def incident_state(request: Request, selection: dict | None, shown, current_dige
         return (None, None, t("incidents_off", request.language)) if current_digest is not None \
             else (no_update, no_update, t("incidents_off", request.language))
     view = resolve_view(request, selection)
+    limits = overdue_limits()
     points = open_incident_points(request.session, request.scope, request.tree, view.map_parent_id, request.now,
-                                  overdue_limits(), request.settings.timezone)
+                                  limits, request.settings.timezone)
     encoded = incident_geobuf(points)
     digest = hashlib.sha1(encoded).hexdigest()[:16]
     counts = t("incidents_count", request.language, shown=f"{points.shown:,}", overdue=f"{points.overdue:,}")
+    if not points.shown and limits.incident_sources == frozenset():
+        # "0 open" beside a KPI card of thousands of open grid incidents read as a contradiction: the layer shows
+        # incident records (Open311 and the like), and no configured source delivers any.
+        counts = t("incidents_no_source", request.language)
     if points.left_out:
         counts += t("incidents_more", request.language, count=f"{points.left_out:,}")
     if digest == current_digest:

@@ -34,6 +34,8 @@ class OverdueLimits:
 
     by_source: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)
     default_seconds: int = DEFAULT_OVERDUE_SECONDS
+    # The configured connectors that deliver incidents (None: not known, the connectors file could not be read).
+    incident_sources: frozenset[str] | None = None
 
     def limit(self, source: str, category: str | None) -> int:
         seconds, by_category = self.by_source.get(source, (self.default_seconds, {}))

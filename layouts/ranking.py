@@ -16,12 +16,15 @@ from layouts.trend import range_label
 
 def children_title(indicator: Indicator, level: Level | None, count: int, time_range: TimeRange, language: str,
                    today: date) -> list:
-    """"社区排名 · 12345热线诉求 · 近7天 · 共28个": which units, for what, the range their trends cover."""
+    """"社区排名（28个） · 12345热线诉求 · 近7天": which units and how many, for what, the range their trends cover.
+    Where the panel is narrow the range gives way first, then the indicator, each whole (the map's and the trend's
+    titles say both; "Districts ranked · Incid… · 16 in all" said neither); which units are ranked and their count
+    stay, in front, so nothing is left standing apart after the words that gave way (assets/style.css, as
+    layouts/headings.py)."""
     level_label = level_name(level, language, plural=True) if level is not None else ""
-    title = t("compared_title", language, indicator=indicator.name(language), level=level_label,
-              range=range_label(time_range, language, today))
-    if not count:
-        return [html.Span(title, className="heading-text")]
-    # The words give way before the count (assets/style.css).
-    return [html.Span(title, className="heading-text"),
-            html.Span(" · " + t("compared_count", language, n=count), className="title-count")]
+    lead = [t("compared_title", language, level=level_label)]
+    if count:
+        lead.append(html.Span(t("compared_count", language, n=count), className="title-count"))
+    return [html.Span(lead, className="heading-lead"),
+            html.Span([html.Span(" · " + indicator.name(language)),
+                       html.Span(" · " + range_label(time_range, language, today))], className="heading-words")]

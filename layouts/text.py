@@ -165,8 +165,8 @@ TEXT = {
     "trend_title": ("{indicator} · {unit} · {range}", "{indicator} · {unit} · {range}"),
     "trend_spread": ("区间 {low}–{high}", "range {low}–{high}"),
     "no_data_in_range": ("此时间范围内无数据", "No data in this time range"),
-    "compared_title": ("{level}排名 · {indicator} · {range}", "{level} ranked · {indicator} · {range}"),
-    "compared_count": ("共{n}个", "{n} in all"),
+    "compared_title": ("{level}排名", "{level} ranked"),  # then " · {indicator} · {range}" (layouts/ranking.py)
+    "compared_count": ("（{n}个）", " ({n})"),
     "column_rank": ("排名", "#"),
     "column_trend": ("走势", "Trend"),
     "column_reported": ("上报", "Reported"),
@@ -276,6 +276,7 @@ TEXT = {
     "incidents_count": ("{shown} 起 · 超期 {overdue}", "{shown} open · {overdue} overdue"),
     "incidents_more": ("（另有 {count} 起未显示）", " ({count} more not shown)"),
     "incidents_off": ("已隐藏", "hidden"),
+    "incidents_no_source": ("未接入来源", "no source"),
     "incident_overdue": ("超期", "Overdue"),
     "incident_open": ("办理中", "Open"),
     "incident_opened": ("受理于 {time}", "opened {time}"),

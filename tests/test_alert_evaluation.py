@@ -197,6 +197,39 @@ def test_rate_of_change_against_the_previous_period_or_last_week(city_db, now, c
                                                                         150.0, 100.0)
 
 
+@pytest.mark.parametrize("last_week_in, fires", [((COMMUNITY,), False), ((COMMUNITY, OTHER), True)])
+def test_a_sum_compares_only_with_an_hour_its_units_reported_to(city_db, now, last_week_in, fires):
+    """A street's complaints against the same hour last week: with one of its two communities in then, that hour
+    is half a figure (seen: the demo's first backfilled hour, a quarter of the city in, read as every district's
+    complaints +438 %)."""
+    week = 7 * 86400
+    surge = Rule("surge", RuleType.RATE_OF_CHANGE, ("hotline_complaints",), (Level.STREET,),
+                 options={"compare": "same_hour_last_week", "warning_pct": 50.0, "critical_pct": 80.0,
+                          "worse": None, "min_base": 1.0})
+    at = now - HOUR
+    before = [(code, "hotline_complaints", at - week, 2) for code in last_week_in]
+    ingest(city_db, before + [(COMMUNITY, "hotline_complaints", at, 3), (OTHER, "hotline_complaints", at, 5)], now)
+    evaluate(city_db, [surge], now)
+    # 8 now: against 4 with both in, +100 % (critical); against the 2 of one, no comparison at all.
+    fired = [(alert.unit_id, alert.severity, alert.value) for alert in alerts(city_db)]
+    assert fired == ([(city_db.unit_ids["990101001"], "critical", 100.0)] if fires else [])
+
+
+@pytest.mark.parametrize("weeks_whole", [True, False])
+def test_the_anomaly_rule_leaves_out_past_hours_a_sum_had_few_units_in(city_db, now, weeks_whole):
+    rule = Rule("odd", RuleType.ANOMALY, ("hotline_complaints",), (Level.STREET,),
+                options={"weeks": 4, "warning_z": 3.5, "critical_z": 5.0, "worse": None, "min_samples": 4})
+    at = now - HOUR
+    week = 7 * 86400
+    history = [(code, "hotline_complaints", at - k * week, value) for k, value in zip(range(1, 5), [2, 3, 2, 3])
+               for code in ((COMMUNITY, OTHER) if weeks_whole or k != 4 else (COMMUNITY,))]
+    ingest(city_db, history + [(COMMUNITY, "hotline_complaints", at, 9), (OTHER, "hotline_complaints", at, 9)], now)
+    evaluate(city_db, [rule], now)
+    fired = [alert.unit_id for alert in alerts(city_db)]
+    # Four whole past weeks (4, 6, 4, 6) make 18 an anomaly; with the fourth half in, three samples are too few.
+    assert fired == ([city_db.unit_ids["990101001"]] if weeks_whole else [])
+
+
 def test_anomaly_against_the_same_hour_of_past_weeks(city_db, now):
     rule = Rule("odd", RuleType.ANOMALY, ("hotline_complaints",), (Level.COMMUNITY,),
                 options={"weeks": 4, "warning_z": 3.5, "critical_z": 5.0, "worse": None, "min_samples": 3})
@@ -314,3 +347,16 @@ def test_a_district_s_own_count_against_its_communities_sum(city_db, now):
     (alert,) = alerts(city_db)
     assert (alert.unit_id, alert.severity, alert.started_at) == (city_db.unit_ids["990101"], "critical", at - at % HOUR)
     assert alert.value == pytest.approx(30.0) and alert.line == 25.0
+
+
+def test_an_own_count_is_not_held_against_a_sum_few_communities_reported_to(city_db, now):
+    """Three hours ago one of 990102's four communities reported: the hour is over, its sum (5) is a quarter of
+    a figure, and the district's own 19 disagrees with it only because the others were silent."""
+    rule = Rule("mismatch", RuleType.CONSISTENCY, ("hotline_complaints",), (Level.DISTRICT,),
+                options={"reported": "hotline_complaints_district", "warning_pct": 10.0, "critical_pct": 25.0,
+                         "min_base": 5.0})
+    at = now - 3 * HOUR
+    ingest(city_db, [("990102001001", "hotline_complaints", at, 5.0),
+                     ("990102", "hotline_complaints_district", at + 600, 19.0)], now)
+    evaluate(city_db, [rule], now)
+    assert alerts(city_db) == []

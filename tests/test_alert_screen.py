@@ -466,7 +466,7 @@ DISTRICT_RULES_FILE = """rules:
 @pytest.fixture(scope="module")
 def filling_app(tmp_path_factory):
     """A district breaching for three hours (its four communities 40 件/时 each: 160 ≥ 115), the current hour
-    with one community in so far."""
+    with three of the four in so far (120: drawn, a fall that is not there)."""
     from app import create_app
 
     folder = tmp_path_factory.mktemp("alert_filling")
@@ -486,8 +486,8 @@ def filling_app(tmp_path_factory):
         rows = [{"unit_id": ident, "indicator_id": ids["hotline_complaints"], "observed_at": at, "value": 40.0,
                  "run_id": None} for at in (current - 3 * HOUR, current - 2 * HOUR, current - HOUR)
                 for ident in communities]
-        rows.append({"unit_id": communities[0], "indicator_id": ids["hotline_complaints"], "observed_at": current,
-                     "value": 40.0, "run_id": None})
+        rows += [{"unit_id": ident, "indicator_id": ids["hotline_complaints"], "observed_at": current,
+                  "value": 40.0, "run_id": None} for ident in communities[:3]]
         upsert_observations(session, rows)
         queue_rollups(session, CATALOG, ids, {"hotline_complaints": {row["observed_at"] for row in rows}})
         tree = load_tree(session)
@@ -498,7 +498,7 @@ def filling_app(tmp_path_factory):
 
 
 def test_the_drawers_trend_leaves_out_a_sums_hour_still_filling(filling_app):
-    """Drawn, the district's hour with one of four communities in read as the breach ending: 160 → 40."""
+    """Drawn, the district's hour with three of four communities in read as the breach easing: 160 → 120."""
     from callbacks.alerts import show_alert_trend
 
     app, current = filling_app
@@ -513,7 +513,7 @@ def test_the_drawers_trend_leaves_out_a_sums_hour_still_filling(filling_app):
 
 def test_the_kpi_sparkline_and_the_comparison_rows_leave_out_a_sums_hour_still_filling(filling_app):
     """As the trend: the district's card line and its row under the city end at the last whole hour (160), not at
-    the hour with one of four communities in (40)."""
+    the hour with three of four communities in (120)."""
     from cityops.readings import children_trends, sparklines
     from cityops.scope import Viewer, viewer_scope
     from cityops.storage import indicator_ids

@@ -325,7 +325,7 @@ def test_titles_follow_the_range(app):
     from callbacks.trend import mount_trend
 
     title = in_callback(app, show_children_title, {"unit": D1, "indicator": "hotline_complaints", "range": "30d"})
-    assert texts(title) == ["街道/镇排名 · 12345热线诉求 · 近30天", " · 共2个"]
+    assert texts(title) == ["街道/镇排名", "（2个）", " · 12345热线诉求", " · 近30天"]
     _graph, trend, _mounted_with = in_callback(app, mount_trend, None, {"unit": D1, "indicator": "hotline_complaints",
                                                          "range": "custom", "start": "2026-03-01",
                                                          "end": "2026-03-15", "compare": True}, None)

@@ -3,6 +3,8 @@ without losing a unit or a shared border) and the open-incident points (in scope
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import base64
 import gzip
 import json
@@ -232,7 +234,10 @@ def test_the_incident_layer_is_sent_only_when_it_changed_and_not_at_all_when_hid
             assert incident_state(request, selection, False, None)[:2] == (no_update, no_update)
             # A unit without open incidents clears the layer (no empty geobuf: the browser cannot read one).
             quiet = str(tree.at_level(1)["code"].iloc[-1])
-            assert incident_state(request, {"unit": quiet}, True, digest)[0] is None
+            data, _, counts = incident_state(request, {"unit": quiet}, True, digest)
+            # None of the deployment's sources delivers incidents (the simulator): "0 open" beside a card of
+            # thousands of open grid incidents would read as a contradiction.
+            assert data is None and counts == "未接入来源"
     # A viewer of another district asking for district A's unit gets their own root's points instead.
     other = str(tree.frame.loc[incidents[1], "code"])
     as_viewer(monkeypatch, other)
@@ -241,6 +246,22 @@ def test_the_incident_layer_is_sent_only_when_it_changed_and_not_at_all_when_hid
             data, _, _ = incident_state(request, selection, True, None)
             ids = {f["id"] for f in geobuf.decode(base64.b64decode(data))["features"]}
             assert ids == {"city-311/b-old"}
+
+
+def test_with_an_incident_source_configured_a_quiet_unit_reads_zero_open(city, catalog, incidents, tmp_path):
+    from callbacks.map import incident_state, overdue_limits
+
+    connectors = tmp_path / "connectors.yaml"
+    connectors.write_text("connectors:\n  - name: city-311\n    type: open311\n    levels: [community]\n"
+                          "    schedule: {interval: 10m}\n    config: {url: 'http://127.0.0.1:9/open311/v2'}\n",
+                          encoding="utf-8")
+    server = server_for(replace(city, connectors_path=connectors), catalog)
+    quiet = str(tree_of(city).at_level(1)["code"].iloc[-1])
+    with server.test_request_context("/_dash-update-component", method="POST"):
+        with viewer_request() as request:
+            data, _, counts = incident_state(request, {"unit": quiet, "indicator": "hotline_complaints"}, True, None)
+            assert overdue_limits().incident_sources == {"city-311"}
+    assert data is None and counts == "0 起 · 超期 0"
 
 
 def test_no_base_tiles_unless_a_tile_server_is_configured(catalog):

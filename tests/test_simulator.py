@@ -333,5 +333,21 @@ def test_the_backfill_produces_the_districts_own_counts(tiny_tree, catalog):
         records.extend(batch.frame.itertuples(index=False))
     own = [r for r in records if r.indicator == "hotline_complaints_district"]
     assert {r.unit_code for r in own} == {"990101", "990102"}
-    assert 2 * 24 * 0.9 < len(own) <= 2 * 25
-    assert min(r.observed_at for r in own) >= NOW - 86400
+    # From the city's midnight a day before NOW (11-25 00:00) to NOW (11-26 10:30): 35 hours for each district.
+    midnight = int(datetime(2026, 11, 25, tzinfo=ZoneInfo(ZONE)).timestamp())
+    assert 2 * 35 * 0.9 < len(own) <= 2 * 35
+    assert min(r.observed_at for r in own) >= midnight
+
+
+def test_the_first_run_s_history_starts_at_midnight_with_every_hour_whole(tiny_tree, catalog):
+    """Begun at NOW minus a day (10:30), the first hour held the reports of the units whose offset in the hour
+    came after :30 only; a week later "the same hour last week" compared a whole hour with it."""
+    records = []
+    for batch in simulator(tiny_tree, hotline_only(catalog), NOW, seed=5, backfill_days=1,
+                           silent_share=0.0).fetch(None):
+        records.extend(batch.frame.itertuples(index=False))
+    hours = Counter(bucket_start(r.observed_at, HOUR, 0) for r in records if r.indicator == "hotline_complaints")
+    midnight = int(datetime(2026, 11, 25, tzinfo=ZoneInfo(ZONE)).timestamp())
+    assert min(hours) == midnight
+    whole = hours[midnight + 12 * HOUR]
+    assert whole > 0 and all(hours[hour] == whole for hour in range(midnight, NOW // HOUR * HOUR, HOUR))

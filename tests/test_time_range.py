@@ -288,7 +288,8 @@ def filling_series(reported: float, start: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize("key, reported, until_after_start, drawn", [
     ("hotline_complaints", 436, 4 * 60, False),   # a sum, 7 % in, its hour four minutes old: left out
-    ("hotline_complaints", 3500, 40 * 60, True),  # more than half in: drawn
+    ("hotline_complaints", 5300, 40 * 60, False),  # most in: still short by what the rest will report
+    ("hotline_complaints", 6000, 40 * 60, True),  # every community in: drawn before the hour is over
     ("hotline_complaints", 436, HOUR, True),      # the hour is over: a fall with most of the city silent is news
     ("aqi", 20, 4 * 60, True),                    # a mean of what has come is already a fair reading
 ])

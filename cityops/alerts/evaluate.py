@@ -6,7 +6,10 @@ reported at, its observations; above it, its roll-up buckets — and judges them
 with a breach, or with an episode already open, go on to the state machine (cityops/alerts/store.py).
 
 - A roll-up bucket is judged once most of its units have reported (`SETTLED_SHARE`) or an interval after it
-  ended: a street's sum judged while half its communities are still to report would be half its size.
+  ended: a street's sum judged while half its communities are still to report would be half its size. A sum's
+  bucket that ended with fewer in is no figure to compare: rate-of-change, anomaly and consistency rules neither
+  judge it nor compare with it (a week-old hour with a quarter of the city in made every district's complaints
+  "+438 %").
 - On a first evaluation, and after a long outage, only the last `LOOKBACK` (plus the rule's `for`) is judged:
   a seven-day backfill must not raise (and notify) a week of alerts that are long over.
 - `no_data` rules are judged at every evaluation, touched or not: silence is exactly what no ingest reports.
@@ -27,7 +30,7 @@ from cityops.alerts.judgements import MAD_TO_SIGMA, Worse
 from cityops.alerts.rules import COMPARE_OFFSETS, AlertConfig, Rule, RuleType
 from cityops.alerts.store import NOTHING_JUDGED, AlertWriter, Judged, StoredChanges, close_recovered
 from cityops.buckets import bucket_start
-from cityops.catalog import Catalog, Direction, Indicator
+from cityops.catalog import Catalog, Direction, Indicator, RollupRule
 from cityops.hierarchy import Level
 from cityops.models import AlertCursor, ConnectorRun, CurrentRollup, CurrentValue, Observation, RollupHistory, Unit
 from cityops.readings import source_of
@@ -247,20 +250,30 @@ def _judge(reads: _Reads, rule: Rule, indicator: Indicator, catalog: Catalog, id
     elif rule.type is RuleType.RATE_OF_CHANGE:
         shift = COMPARE_OFFSETS[rule.options["compare"]] or indicator.interval_seconds
         reference = reads.values(indicator, ids[indicator.key], level, low - shift, reached - shift)
-        judged = _change(values, reference, shift, rule, indicator)
+        judged = _change(_comparable(values, indicator), _comparable(reference, indicator), shift, rule, indicator)
     elif rule.type is RuleType.ANOMALY:
-        history = [reads.values(indicator, ids[indicator.key], level, low - WEEK * k, reached - WEEK * k)
-                   .assign(at=lambda frame, k=k: frame["at"] + WEEK * k) for k in range(1, rule.options["weeks"] + 1)]
-        judged = _anomaly(values, history, rule, indicator)
+        history = [_comparable(reads.values(indicator, ids[indicator.key], level, low - WEEK * k, reached - WEEK * k),
+                               indicator).assign(at=lambda frame, k=k: frame["at"] + WEEK * k)
+                   for k in range(1, rule.options["weeks"] + 1)]
+        judged = _anomaly(_comparable(values, indicator), history, rule, indicator)
     elif rule.type is RuleType.CONSISTENCY:
         reported = catalog[rule.options["reported"]]
         # The unit's own figures for the buckets judged: reported at any time within them.
         own = reads.values(reported, ids[reported.key], level, low, reached + indicator.interval_seconds - 1)
         own = own.assign(at=bucket_start(own["at"].to_numpy(dtype=np.int64), indicator.interval_seconds, offset))
-        judged = _consistency(values, own, rule)
+        judged = _consistency(_comparable(values, indicator), own, rule)
     else:  # pragma: no cover - rules.py validates types
         raise ValueError(rule.type)
     return judged, max(reached, cursor.start)
+
+
+def _comparable(values: pd.DataFrame, indicator: Indicator) -> pd.DataFrame:
+    """The values a comparison may use: a sum's roll-up buckets that most of their units reported to
+    (`SETTLED_SHARE`). A sum with a quarter of its units in is a quarter of a figure; a mean of those in is still
+    a fair reading, and a unit's own figure is whole."""
+    if indicator.rollup != RollupRule.SUM or "complete" not in values or values["complete"].all():
+        return values
+    return values[values["complete"].to_numpy(dtype=bool)]
 
 
 def _empty() -> Judged:
@@ -296,12 +309,14 @@ def _rollup_rows(session: Session, indicator_ids: list[int], level: int, after: 
 
 
 def _settled(frame: pd.DataFrame, indicator: Indicator, until: int) -> pd.DataFrame:
-    """Roll-up rows as values, marked settled once most of their units reported or an interval after they ended."""
+    """Roll-up rows as values, marked settled once most of their units reported or an interval after they ended,
+    and complete where most of their units reported (`_comparable`)."""
     at = frame["at"].to_numpy(dtype=np.int64)
     aged = at + 2 * indicator.interval_seconds <= until
     complete = frame["reported"].to_numpy(dtype=float) >= SETTLED_SHARE * frame["expected"].to_numpy(dtype=float)
     return pd.DataFrame({"unit_id": frame["unit_id"].to_numpy(dtype=np.int64), "at": at,
-                         "value": frame["value"].to_numpy(dtype=float), "run_id": np.nan, "settled": aged | complete})
+                         "value": frame["value"].to_numpy(dtype=float), "run_id": np.nan, "settled": aged | complete,
+                         "complete": complete})
 
 
 def _graded(score: np.ndarray, warning: float, critical: float) -> np.ndarray:
