@@ -227,7 +227,7 @@ def alert_trend(request: Request, alert_id: int):
     series = trend(request.session, request.scope, request.catalog, request.ids, alert["unit_id"], indicator.key,
                    *trend_window(alert, request.now), tree=request.tree)
     # A sum's hour still filling read as the breach ending in a fall to nothing (a street's overdue incidents
-    # 44 → 7 at 07:11, a few of its communities in), as on the trend panel: not drawn until half are in.
+    # 44 → 7 at 07:11, a few of its communities in), as on the trend panel: not drawn until all are in or it is over.
     series = without_filling_bucket(series, indicator, request.now, indicator.interval_seconds)
     return alert_trend_figure(series, indicator, indicator.thresholds_at(level), alert, request.settings.timezone,
                               request.language, request.now)

@@ -289,7 +289,7 @@ def _rows(columns: dict[str, list], idents: list[str], lons: list, lats: list, p
 def _clipped_column(values: list, column: str) -> list[str | None]:
     """Each value as text without surrounding blanks, cut to the column's length; None when it is blank."""
     longest = _LENGTHS[column]
-    if set(map(type, values)) <= _TEXT_TYPES:
+    if set(map(type, values)) <= TEXT_TYPES:
         # A page holds a few categories and statuses, each cut once (only texts: 1, 1.0 and True are one key).
         clipped = {value: None if value is None else value.strip()[:longest] or None for value in set(values)}
         return list(map(clipped.__getitem__, values))
@@ -298,7 +298,7 @@ def _clipped_column(values: list, column: str) -> list[str | None]:
 
 def _text_column(values: list) -> list[str | None]:
     """`_text` of each value."""
-    if set(map(type, values)) <= _TEXT_TYPES:
+    if set(map(type, values)) <= TEXT_TYPES:
         return values
     return [value if value is None or isinstance(value, str) else _text(value) for value in values]
 
@@ -310,7 +310,7 @@ def _contact_column(contacts: list) -> list[str | None] | Iterable[None]:
     return [json.dumps(contact, ensure_ascii=False, sort_keys=True) if contact else None for contact in contacts]
 
 
-_TEXT_TYPES = frozenset({str, type(None)})
+TEXT_TYPES = frozenset({str, type(None)})  # a column of these needs no conversion to text
 
 
 def _json_column(values: list) -> list[str | None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from itertools import repeat
 from typing import Any
 
+from cityops.incidents import TEXT_TYPES
 from connectors.base import IncidentBatch
 
 
@@ -29,7 +30,7 @@ def requests_batch(page: list, source: str, category_fields: tuple[str, str], cl
         "category": categories if all(categories) else
         [category or row.get(other) for category, row in zip(categories, rows)],
         "status": open_or_closed(statuses, closed),
-        "source_status": list(statuses) if set(map(type, statuses)) <= _TEXT_TYPES else
+        "source_status": list(statuses) if set(map(type, statuses)) <= TEXT_TYPES else
         [None if status is None else str(status) for status in statuses],
         "opened_at": opened,
         "updated_at": updates if all(updates) else
@@ -50,7 +51,7 @@ def open_or_closed(statuses: list, closed: set[str]) -> list[str]:
     def word(status: Any) -> str:
         return "closed" if str(status or "").strip().lower() in closed else "open"
 
-    if set(map(type, statuses)) <= _TEXT_TYPES:  # a page has a few statuses: each judged once
+    if set(map(type, statuses)) <= TEXT_TYPES:  # a page has a few statuses: each judged once
         words = {status: word(status) for status in set(statuses)}
         return list(map(words.__getitem__, statuses))
     return [word(status) for status in statuses]
@@ -74,8 +75,6 @@ def contacts_and_raws(page: list, personal_fields: list[str]) -> tuple[list[dict
             raws.append({key: value for key, value in row.items() if key not in personal})
     return contacts, raws
 
-
-_TEXT_TYPES = frozenset({str, type(None)})
 
 
 def _field(rows: list[dict], key: str) -> list:

@@ -32,6 +32,8 @@ TEXT = {
     "threshold_warning": ("预警线", "warning"),
     "threshold_critical": ("告警线", "critical"),
     "completeness": ("上报率", "reported"),
+    "trend_filling": ("{time} 起本时段汇总中（{reported}/{expected} 已上报）",
+                      "{time} onwards still filling ({reported}/{expected} reported)"),
     "loading": ("载入中…", "Loading…"),
     "sources_title": ("数据源状态", "Data sources"),
     "close": ("关闭", "Close"),

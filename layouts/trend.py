@@ -17,7 +17,7 @@ from cityops.status import Status
 from cityops.time_range import CUSTOM, DAY, DEFAULT_RANGE, MAX_CUSTOM_DAYS, RANGES, WEEK, RangeProblem, TimeRange
 from layouts.ids import RangeIds, TrendIds, trend_figure_id
 from layouts.text import t
-from layouts.theme import GRID, MUTED, STATUS_COLOURS, plotly_layout
+from layouts.theme import GRID, MUTED, PANEL, STATUS_COLOURS, plotly_layout
 
 GRAPH_CONFIG = {
     "displaylogo": False,
@@ -83,6 +83,15 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
             name=t("previous_week", language), line=dict(color=PREVIOUS_LINE, width=1.6, dash="dash"),
             opacity=0.85, connectgaps=False, customdata=shown_at,
             hovertemplate=t("previous_week", language) + " (%{customdata}) " + number + " " + unit + "<extra></extra>"))
+    filling = _filling_bucket(series)
+    if filling is not None:
+        # The line ends an hour before the title's as-of time: say why, where it ends.
+        at, reported, expected = filling
+        figure.add_annotation(
+            text=t("trend_filling", language, time=datetime.fromtimestamp(at, tz).strftime("%H:%M"),
+                   reported=f"{reported:,}", expected=f"{expected:,}"),
+            showarrow=False, xref="paper", yref="paper", x=1, y=0, xanchor="right", yanchor="bottom",
+            bgcolor=PANEL, opacity=0.9, font=dict(color=MUTED, size=round(11 * scale)))  # over a low line too
     empty = not [v for v in values if v == v]
     if empty:
         figure.add_annotation(text=empty_text or t("no_data_in_range", language), showarrow=False, xref="paper",
@@ -104,6 +113,17 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
     if comparing:
         figure.update_layout(margin=dict(t=round(22 * scale)))
     return figure
+
+
+def _filling_bucket(series: pd.DataFrame) -> tuple[int, int, int] | None:
+    """(start, reported, expected) of the last bucket when it was left out as still filling
+    (cityops.readings.without_filling_bucket: its value gone, its completeness kept), else None."""
+    if series.empty or not {"reported", "expected"} <= set(series.columns):
+        return None
+    last = series.iloc[-1]
+    if pd.isna(last["value"]) and pd.notna(last["reported"]) and pd.notna(last["expected"]) and last["reported"] > 0:
+        return int(last["time"]), int(round(float(last["reported"]))), int(round(float(last["expected"])))
+    return None
 
 
 def _times(series: pd.DataFrame | None, tz: ZoneInfo) -> list[datetime]:

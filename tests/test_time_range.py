@@ -299,3 +299,21 @@ def test_a_sum_s_bucket_still_filling_is_not_drawn_as_a_fall(catalog, key, repor
     assert pd.notna(series["value"].iloc[-1]) is drawn
     assert pd.notna(series["low"].iloc[-1]) is drawn and pd.notna(series["high"].iloc[-1]) is drawn
     assert series["value"].iloc[0] == 197.0 and series["reported"].iloc[-1] == reported  # completeness kept
+
+
+def test_the_trend_says_the_hour_it_leaves_out_is_still_filling(catalog):
+    """The line then ends an hour before the title's as-of time: the chart says why, in the viewer's language."""
+    from layouts.trend import trend_figure
+
+    start = NOW // HOUR * HOUR
+    indicator = catalog["hotline_complaints"]
+
+    def notes(reported, language="zh"):
+        series = without_filling_bucket(filling_series(reported, start), indicator, start + 40 * 60, HOUR)
+        figure = trend_figure(series, indicator, None, "Asia/Shanghai", language, (start - 6 * HOUR, start + HOUR))
+        return [note.text for note in figure.layout.annotations]
+
+    at = datetime.fromtimestamp(start, ZoneInfo("Asia/Shanghai")).strftime("%H:%M")
+    assert notes(5300) == [f"{at} 起本时段汇总中（5,300/6,000 已上报）"]
+    assert notes(5300, "en") == [f"{at} onwards still filling (5,300/6,000 reported)"]
+    assert notes(6000) == []  # every community in: drawn, nothing to say

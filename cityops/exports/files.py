@@ -16,6 +16,8 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
+from cityops.exports.text_measure import columns
+
 MIME = {
     "csv": "text/csv;charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -76,13 +78,10 @@ def _cell_value(value):
 
 def _column_width(header: str, values: pd.Series) -> float:
     """Wide enough for the header and a typical value; CJK characters count double."""
-    def width(text: str) -> int:
-        return sum(2 if ord(char) > 0x2E80 else 1 for char in text)
-
-    sample = [width(str(v)) for v in values.head(200) if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    sample = [columns(str(v)) for v in values.head(200) if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if pd.api.types.is_datetime64_any_dtype(values):
         sample = [16]
-    return min(60, max([width(header), *sample, 6]) + 2)
+    return min(60, max([columns(header), *sample, 6]) + 2)
 
 
 def xlsx_bytes(frame: pd.DataFrame, stamp_rows: list[tuple[str, str]], data_sheet: str, stamp_sheet: str) -> bytes:

@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cityops.exports.text_measure import is_wide
+
 LATIN_EM = 0.56  # Liberation Sans' letters and digits, in ems: generous (0.53 let a name wrap, measured)
 LINE_EM = 1.25   # a line of text, in ems
 
 
 def text_width(text: str, size: float) -> float:
     """Estimated width in px of `text` set at `size` px."""
-    return sum(size if ord(char) > 0x2E80 else size * LATIN_EM for char in text)
+    return sum(size if is_wide(char) else size * LATIN_EM for char in text)
 
 
 @dataclass(frozen=True)

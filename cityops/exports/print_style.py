@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from cityops.exports.text_measure import is_wide
 from cityops.status import Status
 from layouts.theme import FONT_FAMILY as SCREEN_FONTS, STATUS_COLOURS
 
@@ -72,7 +73,7 @@ def shortened(text: str, limit: int) -> str:
     """At most `limit` columns of text (CJK characters count two), cut with an ellipsis."""
     used, kept = 0, []
     for char in str(text):
-        used += 2 if ord(char) > 0x2E80 else 1
+        used += 2 if is_wide(char) else 1
         if used > limit:
             return "".join(kept) + "…"
         kept.append(char)
