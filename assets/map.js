@@ -19,6 +19,7 @@
   function unitStyle(feature, context) {
     const hideout = (context && context.hideout) || latest;
     latest = hideout;
+    drawnHideouts[GEOMETRY_LAYERS.children] = hideout;
     const status = statusOf(hideout, hideout.units[feature.properties.code]);
     const colour = hideout.colours[status] || "#3a4556";
     const selected = hideout.selected === feature.properties.code;
@@ -88,6 +89,7 @@
 
   function label(feature, latlng, context) {
     const hideout = (context && context.hideout) || {};
+    drawnHideouts[GEOMETRY_LAYERS.labels] = hideout;
     const language = hideout.language || "zh";
     latestAlerts = hideout.alerts || {};
     const name = language === "zh" ? feature.properties.name_zh : feature.properties.name_en;
@@ -379,19 +381,25 @@
   }
 
   // dash-leaflet's GeoJSON layer ignores every prop change that arrives while it is loading its `url` (and draws
-  // what it was loading when done): a level change right after another (a deep link, then a wall's first playlist
-  // step; a drill-down and straight back before the boundaries arrived) left the first level's polygons and labels
-  // under the second's title until some later change. Each layer's URL as Dash last set it (callbacks/map.py) is
-  // noted here, and so is the URL whose body each layer read last; while they differ, the layer is given its URL
+  // what it was loading when done, with the hideout it had): a level change right after another (a deep link, then
+  // a wall's first playlist step; a drill-down and straight back before the boundaries arrived) left the first
+  // level's polygons and labels under the second's title, and an indicator chosen while a drill-down's boundaries
+  // loaded left the first indicator's colours under the second's legend, until some later change. Each layer's
+  // URL and hideout as Dash last set them (callbacks/map.py) are noted here, and so are the URL whose body each
+  // layer read last and the hideout it last drew with; while they differ, the layer is given its URL or hideout
   // again until it listens (it is done only once it has decoded and drawn, which may wait for geobuf's decoder).
   const GEOMETRY_LAYERS = {children: "map-units", labels: "map-labels"};  // layouts/ids.py MapIds
   const CATCH_UP_MS = [0, 100, 400, 1500, 5000];
   const askedUrls = {};
   const readUrls = {};
+  const askedHideouts = {};
+  const drawnHideouts = {};
 
-  function asked(unitsUrl, labelsUrl) {
+  function asked(unitsUrl, labelsUrl, unitsHideout, labelsHideout) {
     askedUrls[GEOMETRY_LAYERS.children] = unitsUrl;
     askedUrls[GEOMETRY_LAYERS.labels] = labelsUrl;
+    askedHideouts[GEOMETRY_LAYERS.children] = unitsHideout;
+    askedHideouts[GEOMETRY_LAYERS.labels] = labelsHideout;
   }
 
   function pathOf(url) {
@@ -402,6 +410,12 @@
     const wanted = askedUrls[layer];
     if (wanted && readUrls[layer] && pathOf(wanted) !== pathOf(readUrls[layer])) {
       window.dash_clientside.set_props(layer, {url: wanted});
+      return;
+    }
+    // Compared by content: the layer may hand its style functions a copy. A new object makes it restyle.
+    const colours = askedHideouts[layer], drawn = drawnHideouts[layer];
+    if (colours && drawn && JSON.stringify(colours) !== JSON.stringify(drawn)) {
+      window.dash_clientside.set_props(layer, {hideout: Object.assign({}, colours)});
     }
   }
 

@@ -315,13 +315,17 @@ clientside_callback(
     prevent_initial_call=True,
 )
 
-# The boundary and label URLs the map's layers were last given, for assets/map.js: dash-leaflet's GeoJSON layer
-# ignores a new `url` that arrives while it is still loading the last one (two level changes in quick succession:
-# a deep link, then a wall's first playlist step; a drill-down and straight back), and would keep drawing the first
-# level under the second's title; map.js hands it the URL again once it has finished.
+# The boundary and label URLs and hideouts the map's layers were last given, for assets/map.js: dash-leaflet's
+# GeoJSON layer ignores a new `url` or `hideout` that arrives while it is still loading the last URL (two level
+# changes in quick succession: a deep link, then a wall's first playlist step; a drill-down and straight back; an
+# indicator chosen during a drill-down), and would keep drawing the first level, or the first indicator's colours,
+# under the second's title; map.js hands it the URL or hideout again once it has finished.
 clientside_callback(
-    "function (units, labels) { window.onescreen.map.asked(units, labels); }",
+    "function (units, labels, unitsHideout, labelsHideout) {"
+    " window.onescreen.map.asked(units, labels, unitsHideout, labelsHideout); }",
     Input(MapIds.UNITS, "url"),
     Input(MapIds.LABELS, "url"),
+    Input(MapIds.UNITS, "hideout"),
+    Input(MapIds.LABELS, "hideout"),
     prevent_initial_call=True,
 )

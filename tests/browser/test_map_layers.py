@@ -260,6 +260,71 @@ MAP_EXTENT = """() => {
 }"""
 
 
+def test_colours_that_change_while_the_boundaries_load_are_the_ones_drawn(screen, screen_settings):
+    """A drill into a district, then another indicator before the district's boundaries have arrived (a viewer
+    quick on the selector; a refresh during a drill-down): the streets are drawn in the second indicator's
+    colours. dash-leaflet's layer ignores a new `hideout` while it loads its URL, then draws with the one it had:
+    the first indicator's colours under the second's title and legend until some later change."""
+    from cityops.catalog import load_catalog
+    from cityops.readings import children_readings
+    from cityops.scope import Viewer, viewer_scope
+    from cityops.storage import indicator_ids
+    from layouts.theme import STATUS_COLOURS
+
+    catalog = load_catalog(screen_settings.catalog_path)
+    with session_scope(screen_settings.database_url) as session:
+        tree = load_tree(session)
+        district_id = int(tree.at_level(Level.DISTRICT).index[0])
+        district, name = str(tree.frame.loc[district_id, "code"]), str(tree.frame.loc[district_id, "name_zh"])
+        street = int(tree.child_ids(district_id)[0])
+        where = "WHERE unit_id = :unit AND indicator_id = (SELECT id FROM indicators WHERE key = :key)"
+        # AQI is reported by the streets themselves: their snapshot rows are current_values.
+        kept = session.execute(text(f"SELECT value, observed_at FROM current_values {where}"),
+                               {"unit": street, "key": VARIED}).one()
+        # One street critical for VARIED, so its colours differ from the first indicator's whatever the data.
+        critical = catalog[VARIED].thresholds_at(Level.STREET).critical * 2
+        session.execute(text(f"UPDATE current_values SET value = :value, observed_at = :now {where}"),
+                        {"value": critical, "now": int(time.time()) - 60, "unit": street, "key": VARIED})
+
+    def fills(indicator: str) -> list[str]:
+        with session_scope(screen_settings.database_url) as session:
+            rows = children_readings(session, viewer_scope(session, Viewer()), catalog,
+                                     indicator_ids(session, catalog), district_id, indicator, int(time.time()))
+        return sorted(STATUS_COLOURS[status] for status in rows["status"])
+
+    try:
+        assert fills(VARIED) != fills("hotline_complaints")
+        screen.open()
+        held = []
+        screen.page.route(f"**/geo/{district}/*", lambda route: held.append(route))
+
+        def select(indicator: str) -> None:
+            screen.page.evaluate("""([store, unit, indicator]) => window.dash_clientside.set_props(store,
+                {data: {unit: unit, indicator: indicator}})""", [PageIds.SELECTION, district, indicator])
+
+        select("hotline_complaints")
+        screen.page.wait_for_function(f"document.getElementById('map-title').innerText.includes({name!r})")
+        select(VARIED)
+        screen.page.wait_for_function("name => document.getElementById('map-title').innerText.startsWith(name)",
+                                      arg=catalog[VARIED].name("zh"))
+        screen.page.wait_for_timeout(300)
+        assert len(held) == 2, "the district's boundaries and labels were asked for, and are held"
+        for route in held:
+            route.continue_()
+        streets = len(fills(VARIED))
+        screen.page.wait_for_function(f"document.querySelectorAll('path.leaflet-interactive').length === {streets}")
+        screen.page.wait_for_timeout(2000)  # decoded, drawn, and (new code) given the colours again
+        shown = sorted(screen.page.evaluate(
+            "() => [...document.querySelectorAll('path.leaflet-interactive')].map(path => path.getAttribute('fill'))"))
+        assert shown == fills(VARIED), (shown, fills(VARIED), fills("hotline_complaints"))
+        screen.page.unroute(f"**/geo/{district}/*")
+        screen.assert_no_console_errors()
+    finally:
+        with session_scope(screen_settings.database_url) as session:
+            session.execute(text(f"UPDATE current_values SET value = :value, observed_at = :at {where}"),
+                            {"value": kept[0], "at": kept[1], "unit": street, "key": VARIED})
+
+
 def test_two_level_changes_in_quick_succession_leave_the_map_at_the_second(screen, screen_settings):
     """A drill into a district and straight back to the city before the district's boundaries have arrived (a deep
     link and a wall's first playlist step do the same): the city's districts at the city's fit. Neither the
