@@ -274,8 +274,15 @@ def run_with_progress(settings: Settings, instance, since: str | None = None, da
     with session_scope(settings.database_url) as session:
         tree = load_tree(session)
         cursor = session.get(ConnectorCursor, instance.name)
-    if days is None:
-        days = (time.time() - float(cursor.cursor)) / 86400 if cursor else settings.backfill_days
+    if days is None and cursor:
+        days = (time.time() - float(cursor.cursor)) / 86400
+    elif days is None:  # a first run: the simulator's history starts at the city's midnight (first_history_start)
+        from zoneinfo import ZoneInfo
+
+        from connectors.simulator import first_history_start
+
+        days = (time.time() - first_history_start(time.time(), ZoneInfo(settings.timezone),
+                                                  settings.backfill_days)) / 86400
     total = int(sum(len(tree.at_level(i.level)) * days * 86400 / i.interval_seconds
                     for i in catalog.reported() if i.level in instance.levels))
     bar = tqdm(total=total, unit="rec", unit_scale=True, desc=instance.name, disable=total < 50_000)

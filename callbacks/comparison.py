@@ -42,7 +42,7 @@ def comparison_for(request, selection) -> str:
     bucket = bucket_at_least(time_range.spark_bucket, indicator.interval_seconds)
     trends = children_trends(request.session, request.scope, request.catalog, request.ids, view.map_parent_id,
                              view.indicator_key, *time_range.window, bucket, time_range.utc_offset,
-                             tree=request.tree)
+                             tree=request.tree, now=request.now)
     return comparison_markup(ranked_children(children, indicator), trends, indicator,
                              indicator.thresholds_at(level), request.language, request.settings.timezone, request.now,
                              view.unit_code)

@@ -45,7 +45,8 @@ def _figure(request, view, selection, display):
 
     def read(window):
         return bucketed_trend(request.session, request.scope, request.catalog, request.ids, unit_id,
-                              view.indicator_key, *window, bucket, time_range.utc_offset, tree=request.tree)
+                              view.indicator_key, *window, bucket, time_range.utc_offset, tree=request.tree,
+                              now=request.now)
 
     series = read(time_range.window)
     previous = read(time_range.previous_week).assign(time=lambda frame: frame["time"] + WEEK) \

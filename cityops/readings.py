@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import and_, func, select, tuple_, union_all
+from sqlalchemy import and_, func, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from cityops.catalog import Catalog, Indicator, RollupRule
@@ -204,23 +204,27 @@ TREND_COLUMNS = ["time", "value", "low", "high", "reported", "expected"]
 
 def bucketed_trend(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
                    indicator_key: str, since: int, until: int, bucket: int, utc_offset: int = 0, *,
-                   tree: UnitTree | None = None) -> pd.DataFrame:
+                   tree: UnitTree | None = None, now: int | None = None) -> pd.DataFrame:
     """One unit and indicator from `since` to `until` in time buckets (cityops/time_range.py picks their size):
     per bucket the mean value with its lowest and highest (a peak averaged away stays visible), the mean count
     of leaves reported and the count expected. One row for every bucket of the window, oldest first; a bucket
     without data holds NaN, so the chart shows a gap, never a 0. Empty when the indicator is not measured at
-    the unit's level."""
+    the unit's level. A sum's interval still filling at `now` (default `until`; a window a week back passes the
+    real moment) is left out: a bucket of one interval is then empty with its completeness kept
+    (without_filling_bucket), a coarser one is the mean of its other intervals."""
     tree = tree if tree is not None else load_tree(session)  # callbacks pass the request's
     scope.require(tree, unit_id)
     indicator = catalog[indicator_key]
     level = Level(int(tree.frame.at[unit_id, "level"]))
     if source_of(indicator, level) is None:
         return pd.DataFrame(columns=TREND_COLUMNS)
+    now = until if now is None else now
+    coarse = bucket > indicator.interval_seconds
     frame = _bucketed(session, scope, indicator, ids[indicator_key], [unit_id], level, since, until, bucket,
-                      utc_offset)
+                      utc_offset, filling_at=now if coarse else None)
     grid = pd.Index(_bucket_grid(since, until, bucket, utc_offset), name="time")
     series = frame.drop(columns="unit_id").set_index("time").reindex(grid).reset_index()[TREND_COLUMNS]
-    return without_filling_bucket(series, indicator, until, bucket)
+    return series if coarse else without_filling_bucket(series, indicator, now, bucket)
 
 
 def without_filling_bucket(series: pd.DataFrame, indicator: Indicator, until: int, bucket: int) -> pd.DataFrame:
@@ -248,7 +252,7 @@ def still_filling(start, bucket: int, reported, expected, until: int):
 
 def children_trends(session: Session, scope: Scope, catalog: Catalog, ids: dict[str, int], unit_id: int,
                     indicator_key: str, since: int, until: int, bucket: int, utc_offset: int = 0, *,
-                    tree: UnitTree | None = None) -> pd.DataFrame:
+                    tree: UnitTree | None = None, now: int | None = None) -> pd.DataFrame:
     """The mean value per bucket of every child of a unit in the viewer's scope, in one query: a row per child
     (index: unit id), a column per bucket of the window (NaN where a child has no data). What the comparison
     view's sparklines draw; no rows when the indicator is not measured at the children's level."""
@@ -261,14 +265,17 @@ def children_trends(session: Session, scope: Scope, catalog: Catalog, ids: dict[
     if children.empty:
         return pd.DataFrame(columns=grid, dtype=float)
     level = Level(int(tree.frame.at[unit_id, "level"]) + 1)
-    # A sum's bucket still filling is left out of each row, as out of the trend (without_filling_bucket).
+    # A sum's interval still filling `now` (default `until`) is left out of each row, as out of the trend
+    # (bucketed_trend).
+    now = until if now is None else now
     filling_sum = indicator.rollup == RollupRule.SUM and source_of(indicator, level) == "rollup"
+    coarse = bucket > indicator.interval_seconds
     frame = _bucketed(session, scope, indicator, ids[indicator_key], children.index.tolist(), level, since, until,
-                      bucket, utc_offset, mean_only=not filling_sum)
+                      bucket, utc_offset, mean_only=coarse or not filling_sum, filling_at=now if coarse else None)
     if frame.empty:
         return pd.DataFrame(columns=grid, dtype=float)
-    if filling_sum:
-        frame.loc[still_filling(frame["time"], bucket, frame["reported"], frame["expected"], until),
+    if filling_sum and not coarse:
+        frame.loc[still_filling(frame["time"], bucket, frame["reported"], frame["expected"], now),
                   "value"] = float("nan")
     wide = frame.pivot(index="unit_id", columns="time", values="value").astype(float)
     return wide.reindex(columns=grid)
@@ -283,11 +290,12 @@ def _bucket_grid(since: int, until: int, bucket: int, utc_offset: int) -> list[i
 
 def _bucketed(session: Session, scope: Scope, indicator: Indicator, indicator_id: int, unit_ids: list[int],
               level: Level, since: int, until: int, bucket: int, utc_offset: int,
-              mean_only: bool = False) -> pd.DataFrame:
+              mean_only: bool = False, filling_at: int | None = None) -> pd.DataFrame:
     """unit_id, time (bucket start), value (mean), low, high, reported (mean), expected (max) per unit and bucket
     (with `mean_only`: unit_id, time, value), grouped in the database: a 30-day window of 5-minute figures for
     200 units leaves it as a few thousand rows. Reported history below the indicator's level, roll-up history
-    from it up (as source_of says)."""
+    from it up (as source_of says). With `filling_at`, a sum's roll-up intervals still filling then
+    (`still_filling`) are left out before grouping: the bucket holding them is the mean of the rest."""
     source = source_of(indicator, level)
     columns = ["unit_id", "time", "value"] if mean_only else ["unit_id", *TREND_COLUMNS]
     if source is None or not unit_ids:
@@ -305,6 +313,9 @@ def _bucketed(session: Session, scope: Scope, indicator: Indicator, indicator_id
             selected += [func.avg(RollupHistory.reported), func.max(RollupHistory.expected)]
     # A roll-up nobody reported to has no value: a gap rather than a 0.
     reporting = [RollupHistory.reported > 0] if source == "rollup" else []
+    if filling_at is not None and source == "rollup" and indicator.rollup == RollupRule.SUM:
+        reporting.append(or_(RollupHistory.bucket_start + indicator.interval_seconds <= filling_at,
+                             RollupHistory.expected <= 1, RollupHistory.reported >= RollupHistory.expected))
     rows = session.execute(
         select(*selected).join(Unit, Unit.id == table.unit_id)
         .where(table.indicator_id == indicator_id, table.unit_id.in_(unit_ids), at >= first, at < until,

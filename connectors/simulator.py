@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
 
@@ -85,6 +85,14 @@ def broken_feed(seed: int, period: int, districts: int) -> BrokenFeed:
                       factor=0.6 + 0.2 * float(rng.random()))
 
 
+def first_history_start(now: float, zone: ZoneInfo, days: int) -> int:
+    """The city's midnight `days` calendar days before today (across a daylight-saving change too), moved on to
+    the next whole hour of UTC where the zone's offset is not whole hours."""
+    day = datetime.fromtimestamp(now, zone).date() - timedelta(days=days)
+    midnight = int(datetime.combine(day, time(0), zone).timestamp())
+    return -(-midnight // 3600) * 3600
+
+
 @register
 class SimulatorConnector(Connector):
     type_name = "simulator"
@@ -127,11 +135,11 @@ class SimulatorConnector(Connector):
             window_start = window_end
 
     def _first_start(self, now: int, zone: ZoneInfo) -> int:
-        """Where the first run's history starts: the city's midnight `backfill_days` ago. Every bucket of the
-        history is then whole (daily ones included): a first hour begun at 09:44 held a quarter of the city's
-        reports, and a week later "the same hour last week" read it as the baseline (hotline +438 %)."""
-        day = datetime.fromtimestamp(now - self.config["backfill_days"] * 86400, zone).date()
-        return int(datetime.combine(day, time(0), zone).timestamp())
+        """Where the first run's history starts: the city's midnight `backfill_days` ago, so every bucket of the
+        history is whole: a first hour begun at 09:44 held a quarter of the city's reports, and a week later "the
+        same hour last week" read it as the baseline (hotline +438 %). Hours are buckets of UTC: in a zone half an
+        hour off (India), the start is the next hour's, and the first day misses its first half hour instead."""
+        return first_history_start(now, zone, self.config["backfill_days"])
 
     def planned_broken_feeds(self, start: int, end: int) -> list[tuple[str, int, int, float]]:
         """The district feeds this city's own counts break in [start, end), as (district code, from, until,

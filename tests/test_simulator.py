@@ -351,3 +351,17 @@ def test_the_first_run_s_history_starts_at_midnight_with_every_hour_whole(tiny_t
     assert min(hours) == midnight
     whole = hours[midnight + 12 * HOUR]
     assert whole > 0 and all(hours[hour] == whole for hour in range(midnight, NOW // HOUR * HOUR, HOUR))
+
+
+@pytest.mark.parametrize("zone, now, start", [
+    # Half an hour off UTC: the city's midnight is no hour of UTC; the next one is.
+    ("Asia/Kolkata", datetime(2026, 11, 26, 10, 30, tzinfo=ZoneInfo("Asia/Kolkata")),
+     datetime(2026, 11, 19, 0, 30, tzinfo=ZoneInfo("Asia/Kolkata"))),
+    # Seven calendar days back across the end of summer time (25 October): that day's midnight, not an hour off.
+    ("Europe/Berlin", datetime(2026, 10, 28, 9, 0, tzinfo=ZoneInfo("Europe/Berlin")),
+     datetime(2026, 10, 21, 0, 0, tzinfo=ZoneInfo("Europe/Berlin"))),
+])
+def test_the_first_history_starts_on_a_whole_hour_at_the_city_s_midnight(zone, now, start):
+    from connectors.simulator import first_history_start
+
+    assert first_history_start(now.timestamp(), ZoneInfo(zone), 7) == int(start.timestamp())

@@ -195,13 +195,13 @@ def history(city_db):
     return city_db
 
 
-def read_trend(db, code: str, window, bucket: int, scope_code: str = CITY) -> pd.DataFrame:
+def read_trend(db, code: str, window, bucket: int, scope_code: str = CITY, now: int | None = None) -> pd.DataFrame:
     from cityops.readings import bucketed_trend
 
     with db.session() as session:
         scope = scope_of_unit(load_tree(session), db.unit_ids[scope_code])
         return bucketed_trend(session, scope, db.catalog, db.indicator_ids, db.unit_ids[code], "hotline_complaints",
-                              *window, bucket, 8 * HOUR)
+                              *window, bucket, 8 * HOUR, now=now)
 
 
 def test_thirty_days_of_a_community_in_six_hour_buckets(history):
@@ -279,6 +279,48 @@ def test_children_trends_hold_one_row_per_child_in_scope(history):
 # ------------------------------------------------------------------------------------------------
 # The bucket still filling
 # ------------------------------------------------------------------------------------------------
+
+CURRENT_HOUR = NOW // HOUR * HOUR
+
+
+@pytest.fixture
+def filling_history(city_db):
+    """Eight days of 3 complaints an hour in every community; in the current hour (10:00, NOW is 10:30) and in
+    the same hour a week ago, C0 has not reported: street S11's sum is 3 of its usual 6, one of two in."""
+    rows = [(code, "hotline_complaints", at, 3.0) for at in range(CURRENT_HOUR - 8 * DAY, NOW, HOUR)
+            for code in COMMUNITIES if not (code == C0 and at in (CURRENT_HOUR, CURRENT_HOUR - WEEK))]
+    _, touched = city_db.store(rows)
+    with city_db.session() as session:
+        refresh_rollups(session, city_db.catalog, city_db.indicator_ids, load_tree(session), touched, NOW, 8 * HOUR)
+    return city_db
+
+
+def test_a_coarse_bucket_holding_the_hour_still_filling_is_the_mean_of_its_other_hours(filling_history):
+    """The 30-day trend's last six-hour bucket (06:00–12:00) holds four whole hours and the filling one: drawn
+    as the whole hours' 6 (not 5.4, nor left out for the six hours it takes to end); so the comparison rows."""
+    from cityops.readings import children_trends
+
+    resolved = resolve_range({"range": "30d"}, NOW, ZONE)
+    series = read_trend(filling_history, S11, resolved.window, resolved.bucket).set_index("time")
+    assert series.loc[local(2026, 11, 26, 6), "value"] == 6.0
+    with filling_history.session() as session:
+        tree = load_tree(session)
+        rows = children_trends(session, scope_of_unit(tree, tree.root_id), filling_history.catalog,
+                               filling_history.indicator_ids, filling_history.unit_ids[D1], "hotline_complaints",
+                               *resolved.window, 6 * HOUR, 8 * HOUR)
+    assert rows.loc[filling_history.unit_ids[S11], local(2026, 11, 26, 6)] == 6.0
+    # Hour by hour, the filling hour is left out with its completeness kept (the chart says it is filling).
+    hourly = read_trend(filling_history, S11, (NOW - DAY, NOW), HOUR).set_index("time")
+    assert pd.isna(hourly.loc[CURRENT_HOUR, "value"]) and hourly.loc[CURRENT_HOUR, "reported"] == 1
+    assert hourly.loc[CURRENT_HOUR - HOUR, "value"] == 6.0
+
+
+def test_last_week_s_hours_are_over_and_drawn_as_they_are(filling_history):
+    """The "vs last week" line ends at the hour a week ago that one community missed: that hour is long over, so
+    it is drawn (3), not taken for an hour still filling."""
+    resolved = resolve_range({"range": "7d", "compare": True}, NOW, ZONE)
+    previous = read_trend(filling_history, S11, resolved.previous_week, HOUR, now=NOW).set_index("time")
+    assert previous.loc[CURRENT_HOUR - WEEK, "value"] == 3.0
 
 
 def filling_series(reported: float, start: int) -> pd.DataFrame:

@@ -111,7 +111,7 @@ def report_content(context: ExportContext, view: ExportView, *, city_name: str, 
     owner = standing_unit(tree, scope, indicator, view.unit_id)
     trend_unit = view.unit_id if owner is None else owner
     series = trend(session, scope, catalog, ids, trend_unit, view.indicator_key, *time_range.window, tree=tree)
-    series = without_filling_bucket(series, indicator, time_range.window[1], indicator.interval_seconds)
+    series = without_filling_bucket(series, indicator, context.now, indicator.interval_seconds)
     series = thinned_series(series, time_range.window, indicator.interval_seconds, time_range.utc_offset)
 
     alerts = alert_list(session, scope, tree, view.unit_id, context.now, limit=REPORT_ALERTS)
