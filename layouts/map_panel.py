@@ -28,7 +28,7 @@ from cityops.hierarchy import Level
 from cityops.status import Status
 from layouts.alert_badges import AlertTally, map_badges
 from layouts.ids import IncidentIds
-from layouts.text import format_value, level_name, status_text, t
+from layouts.text import format_threshold, format_value, level_name, status_text, t
 from layouts.theme import STATUS_COLOURS
 
 if TYPE_CHECKING:
@@ -162,8 +162,8 @@ def _legend_text(thresholds: Thresholds | None, unit: str, decimals: int, direct
 def _legend(thresholds: Thresholds | None, unit: str, decimals: int, direction: Direction, language: str) -> list:
     rows = []
     if thresholds:
-        w = format_value(thresholds.warning, decimals)
-        c = format_value(thresholds.critical, decimals)
+        w = format_threshold(thresholds.warning, decimals)
+        c = format_threshold(thresholds.critical, decimals)
         worse = direction == Direction.HIGHER_IS_WORSE
         bands = [
             (Status.CRITICAL, f"{'≥' if worse else '≤'} {c} {unit}"),

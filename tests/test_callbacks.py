@@ -126,6 +126,20 @@ def test_the_legend_says_why_an_indicator_measured_per_street_colours_no_communi
     assert "告警" in legend_text({"unit": DISTRICT, "indicator": "aqi"})  # streets are measured: the bands
 
 
+def test_the_legend_states_whole_thresholds_without_decimals():
+    """"≥ 90 %" rather than "≥ 90.0 %" (an English wall's legend ran onto a second line); a threshold that has
+    decimals keeps them."""
+    from cityops.catalog import Direction, Thresholds
+    from layouts.map_panel import _legend
+
+    def bands(thresholds, direction=Direction.HIGHER_IS_WORSE) -> list[str]:
+        return [row.children[2].children for row in _legend(thresholds, "%", 1, direction, "en")][:3]
+
+    assert bands(Thresholds(80.0, 90.0)) == ["≥ 90 %", "80–90 %", "< 80 %"]
+    assert bands(Thresholds(7.5, 10.0)) == ["≥ 10 %", "7.5–10 %", "< 7.5 %"]
+    assert bands(Thresholds(85.0, 70.0), Direction.HIGHER_IS_BETTER)[0] == "≤ 70 %"
+
+
 def test_geometry_route_serves_children_and_hides_unknown_units(app):
     client = app.server.test_client()
     response = client.get(f"/geo/{DISTRICT}/children.geojson", headers={"Accept-Encoding": "identity"})

@@ -25,7 +25,7 @@ from cityops.exports.report_content import ReportContent
 from cityops.exports.stamp import full_time, source_line
 from cityops.readings import Reading
 from cityops.status import Status
-from layouts.text import format_time, format_value, level_name, status_text, t
+from layouts.text import format_threshold, format_time, format_value, level_name, status_text, t
 from layouts.theme import STATUS_COLOURS
 
 
@@ -223,8 +223,8 @@ def _legend(content: ReportContent) -> str:
     if thresholds is not None:
         sign = "≥" if content.indicator.direction == Direction.HIGHER_IS_WORSE else "≤"
         decimals = content.indicator.decimals
-        text += (f"      {t('threshold_warning', language)} {sign} {format_value(thresholds.warning, decimals)}"
-                 f" · {t('threshold_critical', language)} {sign} {format_value(thresholds.critical, decimals)}"
+        text += (f"      {t('threshold_warning', language)} {sign} {format_threshold(thresholds.warning, decimals)}"
+                 f" · {t('threshold_critical', language)} {sign} {format_threshold(thresholds.critical, decimals)}"
                  f" {content.indicator.measure(language)}")
     return text
 
