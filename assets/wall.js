@@ -151,7 +151,8 @@
     if (!list) {
       return;
     }
-    const top = row.offsetTop - list.offsetTop;
+    // Measured on the screen: offsetTop counts from the nearest positioned ancestor, which the list may become.
+    const top = row.getBoundingClientRect().top - list.getBoundingClientRect().top + list.scrollTop;
     if (top < list.scrollTop || top + row.offsetHeight > list.scrollTop + list.clientHeight) {
       list.scrollTop = Math.max(0, top - 4);
       hideCutRows();
