@@ -45,10 +45,16 @@ def show_kpis(selection, _tick, _map_painted=None, _alert_changed=None, shown=No
         by_indicator = indicator_alert_counts(request.session, request.scope, request.tree, request.ids,
                                               view.unit_id, request.now)
         in_unit = alert_counts(request.session, request.scope, request.tree, [view.unit_id], request.now)
+        # A card showing an ancestor's value (a community's AQI: its street's) shows that ancestor's alerts on it:
+        # a red card without a badge read as a breach nobody had been alerted to.
+        by_owner = {owner: indicator_alert_counts(request.session, request.scope, request.tree, request.ids, owner,
+                                                  request.now, own=True)
+                    for owner in {reading.owner_id for reading in readings.values()} - {None}}
         names = request.tree.frame["name_zh" if request.language == "zh" else "name_en"]
         cards = [kpi_card(indicator, readings[indicator.key], spark[indicator.key], level, request.language,
                           request.settings.timezone, request.now, indicator.key == view.indicator_key,
-                          tally_of(by_indicator, indicator.key), owner_name=owner_name(readings[indicator.key], names))
+                          tally_of(by_owner.get(readings[indicator.key].owner_id, by_indicator), indicator.key),
+                          owner_name=owner_name(readings[indicator.key], names))
                  for indicator in request.catalog.kpis()]
         name = names.at[view.unit_id]
         heading = kpi_heading(name, tally_of(in_unit, view.unit_id), request.language)

@@ -96,15 +96,17 @@ def overdue_mark(overdue: int, language: str) -> list[html.Span]:
             *([html.Span(after, className="overdue-word")] if after else [])]
 
 
-def card_badge(tally: AlertTally, language: str) -> html.Span | None:
+def card_badge(tally: AlertTally, language: str, owner: str | None = None) -> html.Span | None:
     """A KPI card's small badge: the number of open alerts for its indicator under the unit viewed, in the worst
-    severity's colour, and how many are overdue, as on the map (None when nothing is open)."""
+    severity's colour, and how many are overdue, as on the map (None when nothing is open). `owner`: the ancestor
+    whose value the card shows (a community's AQI card, its street's) and whose alerts these are, named first."""
     if tally.severity is None:
         return None
     parts = [html.Span(f"⚠ {tally.open}", className="alert-badge-count")]
     if tally.overdue:
         parts.append(html.Span(overdue_mark(tally.overdue, language), className="alert-badge-overdue"))
     return html.Span(parts, className=f"alert-badge alert-card-badge alert-{tally.severity}",
-                     title=badge_text("card_title", language, open=tally.open, critical=tally.critical,
-                                      overdue=tally.overdue),
+                     title=(f"{owner}{'：' if language == 'zh' else ': '}" if owner else "")
+                     + badge_text("card_title", language, open=tally.open, critical=tally.critical,
+                                  overdue=tally.overdue),
                      **{"data-open": tally.open, "data-overdue": tally.overdue})

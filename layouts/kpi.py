@@ -92,7 +92,7 @@ def kpi_card(indicator: Indicator, reading: Reading, spark: list, level: Level, 
     # number below then has the card's whole width, however many digits it and its change have.
     name = html.Div(className="kpi-head", children=[
         html.Div(card_name(indicator, language), className="kpi-name", title=indicator.name(language)),
-        card_badge(alerts, language),
+        card_badge(alerts, language, owner_name if inherited else None),
         change_badge(indicator, reading, language) if reading.value is not None else None,
     ])
     if not reading.measured and not inherited:

@@ -236,6 +236,27 @@ def test_kpi_heading_and_cards_show_the_viewed_units_alerts(app_with_alerts):
     assert calm[-1] is None  # nothing open: no badge at all
 
 
+def test_a_card_showing_the_street_s_value_shows_the_street_s_alerts(sqlite_city_db):
+    """A community's AQI card is its street's reading: with the street's AQI alert open, the card (red) carries
+    its badge, named as the street's; the community's own cards and heading count only the community's."""
+    from app import create_app
+    from callbacks.kpi import show_kpis
+
+    now = int(time.time())
+    add_alert(sqlite_city_db, STREET, "aqi", now, severity="critical")
+    add_alert(sqlite_city_db, DISTRICT, "aqi", now, rule="district-aqi")  # above the street: not its card's
+    app = create_app(replace(Settings(), database_url=sqlite_city_db.url, run_scheduler=False))
+    cards, heading, _ = in_callback(app, show_kpis, {"unit": COMMUNITY, "indicator": "aqi"}, 0)
+    by_key = {card.id["indicator"]: card for card in cards}
+    badge = card_badge_of(by_key["aqi"])
+    assert _text(badge) == "⚠ 1" and "alert-critical" in badge.className
+    with sqlite_city_db.session() as session:
+        street_name = load_tree(session).row(sqlite_city_db.unit_ids[STREET]).name_zh
+    assert badge.title.startswith(f"{street_name}：1 条未结告警")
+    assert card_badge_of(by_key["hotline_complaints"]) is None
+    assert heading[-1] is None  # nothing open in the community itself
+
+
 def card_badge_of(card):
     head = card.children[0]
     return head.children[1]

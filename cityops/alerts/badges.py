@@ -22,10 +22,10 @@ COUNT_COLUMNS = ["open", "overdue", "critical"]
 
 
 def indicator_alert_counts(session: Session, scope: Scope, tree: UnitTree, ids: dict[str, int], unit_id: int,
-                           now: int) -> pd.DataFrame:
-    """Per indicator with any open alert in the subtree of `unit_id`: open, overdue and critical open alerts.
-    Index: indicator key (indicators without open alerts are absent; so are source rules' alerts, which belong
-    to no indicator). OutOfScope when the viewer may not see `unit_id`."""
+                           now: int, own: bool = False) -> pd.DataFrame:
+    """Per indicator with any open alert in the subtree of `unit_id` (with `own`, at the unit itself): open,
+    overdue and critical open alerts. Index: indicator key (indicators without open alerts are absent; so are
+    source rules' alerts, which belong to no indicator). OutOfScope when the viewer may not see `unit_id`."""
     scope.require(tree, unit_id)
     lft, rgt = int(tree.frame.at[unit_id, "lft"]), int(tree.frame.at[unit_id, "rgt"])
     keys = {ident: key for key, ident in ids.items()}
@@ -34,7 +34,8 @@ def indicator_alert_counts(session: Session, scope: Scope, tree: UnitTree, ids: 
                func.sum(case((overdue_clause(now), 1), else_=0)),
                func.sum(case((Alert.severity == "critical", 1), else_=0)))
         .join(Unit, Unit.id == Alert.unit_id)
-        .where(Alert.closed_at.is_(None), Alert.phase != "pending", Unit.lft.between(lft, rgt))
+        .where(Alert.closed_at.is_(None), Alert.phase != "pending",
+               Alert.unit_id == unit_id if own else Unit.lft.between(lft, rgt))
         .group_by(Alert.indicator_id)).all()
     counts = pd.DataFrame([(keys[ident], int(n), int(late or 0), int(worst or 0)) for ident, n, late, worst in rows
                            if ident in keys], columns=["indicator", *COUNT_COLUMNS])
