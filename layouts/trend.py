@@ -17,7 +17,7 @@ from cityops.status import Status
 from cityops.time_range import CUSTOM, DAY, DEFAULT_RANGE, MAX_CUSTOM_DAYS, RANGES, WEEK, RangeProblem, TimeRange
 from layouts.ids import RangeIds, TrendIds, trend_figure_id
 from layouts.text import t
-from layouts.theme import GRID, MUTED, PANEL, STATUS_COLOURS, plotly_layout
+from layouts.theme import GRID, MUTED, STATUS_COLOURS, plotly_layout
 
 GRAPH_CONFIG = {
     "displaylogo": False,
@@ -85,13 +85,14 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
             hovertemplate=t("previous_week", language) + " (%{customdata}) " + number + " " + unit + "<extra></extra>"))
     filling = _filling_bucket(series)
     if filling is not None:
-        # The line ends an hour before the title's as-of time: say why, where it ends.
+        # The line ends an hour before the title's as-of time: say why, above the plot's right end (inside it,
+        # the note covered the line wherever it ran low).
         at, reported, expected = filling
         figure.add_annotation(
             text=t("trend_filling", language, time=datetime.fromtimestamp(at, tz).strftime("%H:%M"),
                    reported=f"{reported:,}", expected=f"{expected:,}"),
-            showarrow=False, xref="paper", yref="paper", x=1, y=0, xanchor="right", yanchor="bottom",
-            bgcolor=PANEL, opacity=0.9, font=dict(color=MUTED, size=round(11 * scale)))  # over a low line too
+            showarrow=False, xref="paper", yref="paper", x=1, y=1, xanchor="right", yanchor="bottom",
+            font=dict(color=MUTED, size=round(11 * scale)))
     empty = not [v for v in values if v == v]
     if empty:
         figure.add_annotation(text=empty_text or t("no_data_in_range", language), showarrow=False, xref="paper",
@@ -110,8 +111,8 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
         # Above the plot on the left (the chart's toolbar takes the right); in trace order, this period first.
         legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom", bgcolor="rgba(0,0,0,0)",
                     traceorder="normal", font=dict(color=MUTED, size=round(11 * scale)))))
-    if comparing:
-        figure.update_layout(margin=dict(t=round(22 * scale)))
+    if comparing or filling is not None:
+        figure.update_layout(margin=dict(t=round(22 * scale)))  # room for the legend and the note above the plot
     return figure
 
 
