@@ -49,6 +49,7 @@ class Indicator(Base):
     name_zh: Mapped[str] = mapped_column(String(120))
     name_en: Mapped[str] = mapped_column(String(120))
     unit_of_measure: Mapped[str] = mapped_column(String(32))
+    unit_of_measure_en: Mapped[str] = mapped_column(String(32), server_default="")  # the same where it reads so
 
 
 class Observation(Base):

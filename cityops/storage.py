@@ -33,7 +33,7 @@ def sync_indicators(session: Session, catalog: Catalog) -> dict[str, int]:
     next_id = max(existing.values(), default=0) + 1
     for indicator in catalog:
         values = {"name_zh": indicator.name_zh, "name_en": indicator.name_en,
-                  "unit_of_measure": indicator.unit_of_measure}
+                  "unit_of_measure": indicator.unit_of_measure, "unit_of_measure_en": indicator.measure("en")}
         if indicator.key in existing:
             session.query(Indicator).filter(Indicator.key == indicator.key).update(values)
         else:

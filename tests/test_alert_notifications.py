@@ -166,7 +166,7 @@ def test_a_webhook_gets_signed_json_that_verifies_and_a_tampered_body_does_not(s
     assert payload["unit"] == {"code": "990101001001", "name_zh": "社区01001", "name_en": "Community 01001",
                                "level": "community"}
     assert payload["indicator"] == {"key": "pm25", "name_zh": "PM2.5浓度", "name_en": "PM2.5",
-                                    "unit_of_measure": "μg/m³"}
+                                    "unit_of_measure": "μg/m³", "unit_of_measure_en": "μg/m³"}
     assert payload["value"] == 180.0 and payload["line"] == 115.0
     assert payload["fired_at"] == now and payload["fired_at_iso"] == "2026-11-26T10:30:00+08:00"
     assert payload["started_at"] == now - 600 and payload["started_at_iso"] == "2026-11-26T10:20:00+08:00"
@@ -175,6 +175,16 @@ def test_a_webhook_gets_signed_json_that_verifies_and_a_tampered_body_does_not(s
     (row,) = outbox(sqlite_city_db)
     assert (row.status, row.attempts, row.delivered_at, row.last_attempt_at) == ("delivered", 1, now, now)
     assert row.response.startswith("HTTP 200") and "收到" in row.response
+
+
+def test_the_payload_gives_the_unit_of_measure_in_both_languages(sqlite_city_db, now):
+    """A receiver writing in English had "件/时" beside the English names."""
+    from cityops.alerts.notify_message import alert_facts
+
+    alert_id = add_alert(sqlite_city_db, now, indicator="hotline_complaints", value=5.0, line=4.0)
+    with sqlite_city_db.session() as session:
+        indicator = alert_facts(session, {alert_id})[alert_id]["indicator"]
+    assert (indicator["unit_of_measure"], indicator["unit_of_measure_en"]) == ("件/时", "cases/h")
 
 
 def test_server_errors_are_retried_with_backoff_until_delivered(sqlite_city_db, receiver, tmp_path, now):

@@ -34,19 +34,21 @@ def alert_facts(session: Session, alert_ids: set[int]) -> dict[int, dict]:
         return {}
     rows = session.execute(
         select(Alert, Unit.code, Unit.name_zh, Unit.name_en, Unit.level,
-               Indicator.key, Indicator.name_zh, Indicator.name_en, Indicator.unit_of_measure)
+               Indicator.key, Indicator.name_zh, Indicator.name_en, Indicator.unit_of_measure,
+               Indicator.unit_of_measure_en)
         .outerjoin(Unit, Unit.id == Alert.unit_id)
         .outerjoin(Indicator, Indicator.id == Alert.indicator_id)  # 0 (a rule about a source) joins nothing
         .where(Alert.id.in_(sorted(alert_ids))))
     facts = {}
-    for alert, code, unit_zh, unit_en, level, key, indicator_zh, indicator_en, measure in rows:
+    for alert, code, unit_zh, unit_en, level, key, indicator_zh, indicator_en, measure, measure_en in rows:
         facts[alert.id] = {
             "rule": alert.rule, "phase": alert.phase, "value": alert.value, "line": alert.line,
             **{name: getattr(alert, name) for name in _TIMES},
             "unit": None if code is None else {"code": code, "name_zh": unit_zh, "name_en": unit_en,
                                                "level": Level(level).name.lower()},
             "indicator": None if key is None else {"key": key, "name_zh": indicator_zh, "name_en": indicator_en,
-                                                   "unit_of_measure": measure},
+                                                   "unit_of_measure": measure,
+                                                   "unit_of_measure_en": measure_en or measure},
         }
     return facts
 
