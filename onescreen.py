@@ -259,6 +259,12 @@ def replay_command(name: str, run_id: int | None, references: tuple[str, ...]) -
     sys.exit(0 if summary.status in ("ok", "partial") else 1)
 
 
+def _backfill_days(settings: Settings, instance) -> int:
+    """The days of history a connector's first run fetches: its own `backfill_days` (the simulator's config),
+    else the deployment's (ONESCREEN_BACKFILL_DAYS)."""
+    return int((instance.config or {}).get("backfill_days") or settings.backfill_days)
+
+
 def run_with_progress(settings: Settings, instance, since: str | None = None, days: float | None = None,
                       until: int | None = None):
     """Run a connector with a progress bar sized from the catalog (an estimate for sources that stream)."""
@@ -282,7 +288,7 @@ def run_with_progress(settings: Settings, instance, since: str | None = None, da
         from connectors.simulator import first_history_start
 
         days = (time.time() - first_history_start(time.time(), ZoneInfo(settings.timezone),
-                                                  settings.backfill_days)) / 86400
+                                                  _backfill_days(settings, instance))) / 86400
     total = int(sum(len(tree.at_level(i.level)) * days * 86400 / i.interval_seconds
                     for i in catalog.reported() if i.level in instance.levels))
     bar = tqdm(total=total, unit="rec", unit_scale=True, desc=instance.name, disable=total < 50_000)
@@ -313,7 +319,7 @@ def prepare(settings: Settings) -> None:
         with session_scope(settings.database_url) as session:
             started = session.get(ConnectorCursor, instance.name) is not None
         if not started and instance.enabled:
-            click.echo(f"first start: backfilling {settings.backfill_days} days from {instance.name} …")
+            click.echo(f"first start: backfilling {_backfill_days(settings, instance)} days from {instance.name} …")
             run_with_progress(settings, instance)
 
 

@@ -19,7 +19,7 @@ from cityops.catalog import Catalog, Direction, Indicator
 from cityops.hierarchy import Level
 from layouts.headings import named_heading
 from layouts.ids import alert_row_id
-from layouts.text import format_time, format_value, level_name, name_says_level, status_text, t
+from layouts.text import format_threshold, format_time, format_value, level_name, name_says_level, status_text, t
 
 # Rows shown at most: the most urgent come first, and past a few dozen a list stops being read.
 MAX_ROWS = 60
@@ -92,7 +92,8 @@ def judged_value(rule: Rule | None, indicator: Indicator | None, value: float | 
              html.Span(indicator.measure(language), className="alert-unit")]
     if line is None:
         return shown
-    limit = f"{'≥' if worse_up else '≤'} {_number(line, indicator.decimals)}"
+    # The line as the map's legend states it ("≥ 90", not "≥ 90.0" beside a legend saying "≥ 90 %").
+    limit = f"{'≥' if worse_up else '≤'} {format_threshold(line, indicator.decimals) if math.isfinite(line) else '—'}"
     # The value is the latest breach's, the line the highest severity's: a critical alert whose latest breach
     # was only a warning has a value short of its line, which crossed it earlier.
     beyond = value is not None and (value >= line if worse_up else value <= line)

@@ -389,7 +389,7 @@ def format_value(value: float | None, decimals: int) -> str:
 def format_threshold(value: float, decimals: int) -> str:
     """A threshold as a legend states it: a whole one without its decimals ("≥ 90 %", not "≥ 90.0 %": the line is
     90, not a measurement of it), others as values are shown ("7.5 %")."""
-    return f"{value:,.0f}" if float(value).is_integer() else format_value(value, decimals)
+    return f"{value + 0.0:,.0f}" if float(value).is_integer() else format_value(value, decimals)  # -0 is 0
 
 
 # From six digits on, a wall shows a figure the way it is said: 77.0万 / 770k (3 significant digits). Read from

@@ -11,7 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from cityops.catalog import Direction, Indicator
+from cityops.catalog import Direction, Indicator, RollupRule
+from cityops.readings import still_filling
 from cityops.catalog import Thresholds
 from cityops.status import Status
 from cityops.time_range import CUSTOM, DAY, DEFAULT_RANGE, MAX_CUSTOM_DAYS, RANGES, WEEK, RangeProblem, TimeRange
@@ -83,7 +84,7 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
             name=t("previous_week", language), line=dict(color=PREVIOUS_LINE, width=1.6, dash="dash"),
             opacity=0.85, connectgaps=False, customdata=shown_at,
             hovertemplate=t("previous_week", language) + " (%{customdata}) " + number + " " + unit + "<extra></extra>"))
-    filling = _filling_bucket(series)
+    filling = _filling_bucket(series, indicator, window[1])
     if filling is not None:
         # The line ends an hour before the title's as-of time: say why, above the plot's right end (inside it,
         # the note covered the line wherever it ran low).
@@ -116,13 +117,16 @@ def trend_figure(series: pd.DataFrame, indicator: Indicator, thresholds: Thresho
     return figure
 
 
-def _filling_bucket(series: pd.DataFrame) -> tuple[int, int, int] | None:
-    """(start, reported, expected) of the last bucket when it was left out as still filling
-    (cityops.readings.without_filling_bucket: its value gone, its completeness kept), else None."""
-    if series.empty or not {"reported", "expected"} <= set(series.columns):
+def _filling_bucket(series: pd.DataFrame, indicator: Indicator, until: int) -> tuple[int, int, int] | None:
+    """(start, reported, expected) of the last bucket when it was left out as still filling at `until`
+    (cityops.readings.without_filling_bucket: a sum's value gone, its completeness kept), else None. A ratio
+    nobody's denominator fed is empty too, with everyone in: that is no bucket still filling."""
+    if series.empty or indicator.rollup != RollupRule.SUM or not {"reported", "expected"} <= set(series.columns):
         return None
     last = series.iloc[-1]
-    if pd.isna(last["value"]) and pd.notna(last["reported"]) and pd.notna(last["expected"]) and last["reported"] > 0:
+    if (pd.isna(last["value"]) and pd.notna(last["reported"]) and pd.notna(last["expected"]) and last["reported"] > 0
+            and still_filling(int(last["time"]), indicator.interval_seconds, last["reported"], last["expected"],
+                              until)):
         return int(last["time"]), int(round(float(last["reported"]))), int(round(float(last["expected"])))
     return None
 

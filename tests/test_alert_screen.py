@@ -114,7 +114,7 @@ def listed(**overrides) -> pd.DataFrame:
 @pytest.mark.parametrize("rule, indicator, value, line, expected", [
     (OVER, "hotline_complaints", 6.0, 4.0, ["6", "件/时", "≥ 4"]),
     (Rule("sorting", RuleType.THRESHOLD, ("garbage_sorting_compliance",), ()), "garbage_sorting_compliance", 71.5,
-     80.0, ["71.5", "%", "≤ 80.0"]),
+     80.0, ["71.5", "%", "≤ 80"]),
     # A critical alert whose latest breach was only a warning: its value is short of the line it crossed before.
     (Rule("pressure", RuleType.THRESHOLD, ("water_pressure",), ()), "water_pressure", 0.21, 0.18,
      ["0.21", "MPa", "曾越线 ≤ 0.18"]),

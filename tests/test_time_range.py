@@ -352,10 +352,17 @@ def test_the_trend_says_the_hour_it_leaves_out_is_still_filling(catalog):
 
     def notes(reported, language="zh"):
         series = without_filling_bucket(filling_series(reported, start), indicator, start + 40 * 60, HOUR)
-        figure = trend_figure(series, indicator, None, "Asia/Shanghai", language, (start - 6 * HOUR, start + HOUR))
+        figure = trend_figure(series, indicator, None, "Asia/Shanghai", language, (start - 6 * HOUR, start + 40 * 60))
         return [note.text for note in figure.layout.annotations]
 
     at = datetime.fromtimestamp(start, ZoneInfo("Asia/Shanghai")).strftime("%H:%M")
     assert notes(5300) == [f"{at} 起本时段汇总中（5,300/6,000 已上报）"]
     assert notes(5300, "en") == [f"{at} onwards still filling (5,300/6,000 reported)"]
     assert notes(6000) == []  # every community in: drawn, nothing to say
+    # A ratio nobody's denominator fed is empty with everyone in (a community's overdue rate without open
+    # incidents): no hour still filling.
+    rate = catalog["grid_overdue_rate"]
+    empty = pd.DataFrame({"time": [start - HOUR, start], "value": [4.0, float("nan")], "reported": [1.0, 1.0],
+                          "expected": [1.0, 1.0]})
+    figure = trend_figure(empty, rate, None, "Asia/Shanghai", "zh", (start - 6 * HOUR, start + 40 * 60))
+    assert [note.text for note in figure.layout.annotations] == []
