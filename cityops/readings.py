@@ -224,7 +224,22 @@ def bucketed_trend(session: Session, scope: Scope, catalog: Catalog, ids: dict[s
                       utc_offset, filling_at=now if coarse else None)
     grid = pd.Index(_bucket_grid(since, until, bucket, utc_offset), name="time")
     series = frame.drop(columns="unit_id").set_index("time").reindex(grid).reset_index()[TREND_COLUMNS]
-    return series if coarse else without_filling_bucket(series, indicator, now, bucket)
+    if not coarse:
+        return without_filling_bucket(series, indicator, now, bucket)
+    if (len(series) and pd.isna(series["value"].iloc[-1]) and indicator.rollup == RollupRule.SUM
+            and source_of(indicator, level) == "rollup"):
+        # A coarse bucket holding only the interval still filling (the 30-day chart's 06:00 point at 06:10): empty,
+        # with that interval's completeness, as a bucket of one interval is (the chart says it is filling).
+        start = int(series["time"].iloc[-1])
+        filling = session.execute(
+            select(RollupHistory.bucket_start, RollupHistory.reported, RollupHistory.expected)
+            .where(RollupHistory.unit_id == unit_id, RollupHistory.indicator_id == ids[indicator_key],
+                   RollupHistory.bucket_start >= start, RollupHistory.bucket_start < until,
+                   RollupHistory.reported > 0)
+            .order_by(RollupHistory.bucket_start.desc()).limit(1)).first()
+        if filling is not None and still_filling(filling[0], indicator.interval_seconds, filling[1], filling[2], now):
+            series.loc[series.index[-1], ["reported", "expected"]] = [float(filling[1]), float(filling[2])]
+    return series
 
 
 def without_filling_bucket(series: pd.DataFrame, indicator: Indicator, until: int, bucket: int) -> pd.DataFrame:

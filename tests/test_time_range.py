@@ -315,6 +315,20 @@ def test_a_coarse_bucket_holding_the_hour_still_filling_is_the_mean_of_its_other
     assert hourly.loc[CURRENT_HOUR - HOUR, "value"] == 6.0
 
 
+def test_a_coarse_bucket_holding_only_the_hour_still_filling_keeps_its_completeness(filling_history):
+    """Two-hour points, the last (10:00–12:00) holding only the hour still filling: empty, with that hour's
+    completeness, so the chart says it is filling rather than ending early without a word."""
+    from layouts.trend import trend_figure
+
+    series = read_trend(filling_history, S11, (NOW - DAY, NOW), 2 * HOUR).set_index("time")
+    assert pd.isna(series.loc[CURRENT_HOUR, "value"])
+    assert series.loc[CURRENT_HOUR, ["reported", "expected"]].tolist() == [1.0, 2.0]
+    assert series.loc[CURRENT_HOUR - 2 * HOUR, "value"] == 6.0
+    figure = trend_figure(series.reset_index(), filling_history.catalog["hotline_complaints"], None, ZONE, "en",
+                          (NOW - DAY, NOW), bucket=2 * HOUR)
+    assert [note.text for note in figure.layout.annotations] == ["10:00 onwards still filling (1/2 reported)"]
+
+
 def test_last_week_s_hours_are_over_and_drawn_as_they_are(filling_history):
     """The "vs last week" line ends at the hour a week ago that one community missed: that hour is long over, so
     it is drawn (3), not taken for an hour still filling."""
