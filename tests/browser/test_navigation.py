@@ -41,7 +41,10 @@ def wait_for_unit(screen, code: str | None, crumbs: int | None = None) -> None:
     screen.page.wait_for_function("name => document.getElementById('kpi-heading')?.innerText.startsWith(name)",
                                   arg=name)
     if crumbs is not None:
-        assert screen.page.locator(".breadcrumb [data-code]").count() == crumbs
+        # Waited for, not read at once: the crumbs above the current one may be drawn a frame after it (seen once
+        # after going back: the current crumb there, its parent's button not yet).
+        screen.page.wait_for_function("n => document.querySelectorAll('.breadcrumb [data-code]').length === n",
+                                      arg=crumbs, timeout=10_000)
 
 
 REFRESHED = '"changedPropIds":["refresh-interval.n_intervals"]'
