@@ -11,9 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from cityops.catalog import Direction, Indicator, RollupRule
+from cityops.catalog import Direction, Indicator, RollupRule, Thresholds
 from cityops.readings import still_filling
-from cityops.catalog import Thresholds
 from cityops.status import Status
 from cityops.time_range import CUSTOM, DAY, DEFAULT_RANGE, MAX_CUSTOM_DAYS, RANGES, WEEK, RangeProblem, TimeRange
 from layouts.ids import RangeIds, TrendIds, trend_figure_id
